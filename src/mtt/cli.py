@@ -1,0 +1,42 @@
+"""The `mtt` command: one subcommand per pipeline stage, each a thin call into its module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mtt.config import ParamsError, load_params
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a param of this stage's section, e.g. -S n_events=500 "
+                             "(an empty value keeps params.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with a subcommand per stage."""
+    parser = argparse.ArgumentParser(prog="mtt", description="m_tt regression pipeline: run one stage.")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    simulate = sub.add_parser("simulate", help="Pythia 8 tt -> dilepton events + detector -> ROOT files",
+                              description="Generate tt -> dilepton events with Pythia 8, apply a "
+                                          "Delphes-CMS-like detector response, write NanoAOD-style ROOT.")
+    _add_common(simulate)
+    simulate.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, load the stage's params (failing early on bad ones), run the stage."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.stage == "simulate":
+            from mtt.simulate import main as simulate_main
+
+            params = load_params(args.params, "simulate", args.overrides)
+            simulate_main(params, args.out)
+    except (ParamsError, ValueError, OSError, RuntimeError) as exc:
+        print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

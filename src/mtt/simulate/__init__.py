@@ -1,0 +1,170 @@
+"""`simulate` stage: Pythia 8 tt -> dilepton events, detector response, NanoAOD-style ROOT files.
+
+Events are made in chunks; each chunk has its own seed derived from `simulate.seed` and its index, is
+generated, reconstructed and written by one worker, and is freed before the next, so memory stays flat and
+a chunk's events do not depend on how many workers ran.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtt.config import SimulateParams
+from mtt.io import atomic_dir, atomic_file, check_writable_dir
+from mtt.simulate.detector import DetectorCard, reconstruct
+from mtt.simulate.generator import GeneratorConfig, chunk_seeds, generate, make_pythia, pythia_settings
+from mtt.simulate.lhe import inspect_lhe
+from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
+
+MANIFEST = "simulation.json"
+
+__all__ = ["ChunkJob", "main", "plan_chunks", "run_simulation", "simulate_chunk"]
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Everything one worker needs to make one chunk file."""
+
+    index: int
+    first_event: int
+    n_events: int
+    master_seed: int
+    generator: GeneratorConfig
+    card: DetectorCard
+    out_dir: str
+
+    @property
+    def filename(self) -> str:
+        return f"events_{self.index:05d}.root"
+
+
+def plan_chunks(n_events: int, events_per_chunk: int) -> list[tuple[int, int, int]]:
+    """(index, first event, number of events) for each chunk."""
+    return [(i, first, min(events_per_chunk, n_events - first))
+            for i, first in enumerate(range(0, n_events, events_per_chunk))]
+
+
+_progress: Any = None  # a shared counter of generated events, set in each worker
+
+
+def _init_worker(counter: Any) -> None:
+    global _progress
+    _progress = counter
+
+
+def _tick(n: int) -> None:
+    if _progress is not None:
+        with _progress.get_lock():
+            _progress.value += n
+
+
+def simulate_chunk(job: ChunkJob) -> dict[str, Any]:
+    """Generate, reconstruct and write one chunk; return its summary."""
+    pythia_seed, detector_seed = chunk_seeds(job.master_seed, job.index)
+    pythia = make_pythia(pythia_settings(job.generator, pythia_seed, skip_lhe_events=job.first_event))
+    columns = generate(pythia, job.n_events, job.generator.level == "full", tick=_tick)
+    n = len(columns["weight"])
+    reco = reconstruct(columns, np.random.default_rng(detector_seed), job.card)
+    branches = {
+        **event_ids(job.master_seed, job.index, job.first_event, n),
+        **reco_branches(reco, {"Electron": 0.000511, "Muon": 0.10566}),
+        **truth_branches(columns),
+    }
+    write_events(Path(job.out_dir) / job.filename, branches)
+    return {"file": job.filename, "chunk": job.index, "first_event": job.first_event, "n_events": n,
+            "pythia_seed": pythia_seed}
+
+
+def resolve_workers(requested: int, n_chunks: int) -> int:
+    """Worker count: `requested` (0 means all usable cores), never more than the chunks."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested or cores, n_chunks))
+
+
+def _run_jobs(jobs: list[ChunkJob], workers: int, total: int, progress: bool) -> list[dict[str, Any]]:
+    """Run chunk jobs in-process (1 worker) or in a process pool, with a progress bar in events/s."""
+    from tqdm import tqdm
+
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("q", 0)
+    bar = tqdm(total=total, unit="ev", unit_scale=True, desc="simulate", disable=not progress,
+               file=sys.stderr, smoothing=0.1, mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    try:
+        if workers == 1:
+            _init_worker(counter)
+            results = []
+            for job in jobs:
+                results.append(simulate_chunk(job))
+                bar.update(counter.value - bar.n)
+            return results
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
+            pending = [pool.apply_async(simulate_chunk, (job,)) for job in jobs]
+            while not all(p.ready() for p in pending):
+                time.sleep(0.25)
+                bar.update(counter.value - bar.n)
+            results = [p.get() for p in pending]
+            bar.update(counter.value - bar.n)
+            return results
+    finally:
+        _init_worker(None)
+        bar.close()
+
+
+def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Run the stage: check inputs, make every chunk into a fresh folder, swap it in when all succeeded."""
+    out_dir = Path(out_dir)
+    n_events = params.n_events
+    generator = GeneratorConfig(level=params.level, sqrt_s=params.sqrt_s, top_mass=params.top_mass,
+                                lhe_file=None)
+    lhe_info = None
+    if params.lhe_file:
+        lhe_info = inspect_lhe(params.lhe_file)
+        n_events = min(n_events, lhe_info.n_events)
+        generator = GeneratorConfig(level=params.level, sqrt_s=lhe_info.sqrt_s, top_mass=params.top_mass,
+                                    lhe_file=str(Path(params.lhe_file).resolve()))
+    check_writable_dir(out_dir)
+    chunks = plan_chunks(n_events, params.events_per_chunk)
+    workers = resolve_workers(params.workers, len(chunks))
+    card = DetectorCard(jet_radius=params.jet_radius, jet_pt_min=params.jet_pt_min)
+    start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        jobs = [ChunkJob(i, first, n, params.seed, generator, card, str(tmp)) for i, first, n in chunks]
+        results = _run_jobs(jobs, workers, n_events, params.progress)
+        manifest = {
+            "n_events": sum(r["n_events"] for r in results),
+            "params": params.model_dump(),
+            "sqrt_s": generator.sqrt_s,
+            "lhe": None if lhe_info is None else {"path": str(lhe_info.path), "n_events": lhe_info.n_events,
+                                                  "beam_energies": list(lhe_info.beam_energies)},
+            "detector": asdict(card),
+            "chunks": sorted(results, key=lambda r: r["chunk"]),
+        }
+        with atomic_file(tmp / MANIFEST) as manifest_tmp:
+            manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    seconds = time.perf_counter() - start
+    return {**manifest, "seconds": seconds, "events_per_second": manifest["n_events"] / seconds,
+            "workers": workers}
+
+
+def main(params: SimulateParams, out_dir: str) -> dict[str, Any]:
+    """Stage entry: run, print a one-line summary, log to an active MLflow run if there is one."""
+    summary = run_simulation(params, out_dir)
+    print(f"simulate: {summary['n_events']} events in {len(summary['chunks'])} file(s) -> {out_dir} "
+          f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), "
+          f"level={params.level})")
+    if os.environ.get("MLFLOW_RUN_ID"):
+        from mtt.tracking import log_stage_to_active_run
+
+        log_stage_to_active_run("simulate", params.model_dump(), {
+            "n_events": summary["n_events"], "events_per_second": summary["events_per_second"]},
+            Path(out_dir) / MANIFEST)
+    return summary
