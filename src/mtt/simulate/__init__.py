@@ -76,7 +76,7 @@ def simulate_chunk(job: ChunkJob) -> dict[str, Any]:
     reco = reconstruct(columns, np.random.default_rng(detector_seed), job.card)
     branches = {
         **event_ids(job.master_seed, job.index, job.first_event, n),
-        **reco_branches(reco, {"Electron": 0.000511, "Muon": 0.10566}),
+        **reco_branches(reco),
         **truth_branches(columns),
     }
     write_events(Path(job.out_dir) / job.filename, branches)

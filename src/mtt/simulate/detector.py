@@ -156,15 +156,14 @@ def reconstruct_leptons(
     isolated = iso < np.where(is_e, card.iso_max_electron, card.iso_max_muon)
     reco_pt = lognormal_smear(pt, np.where(is_e, electron_resolution(pt, eta), muon_resolution(pt, eta)), z)
     accepted = (u_eff < eff) & isolated
-    flat = {"pt": reco_pt, "eta": eta, "phi": phi, "charge": -np.sign(pid).astype(np.int32),
-            "true_pt": pt}
-    out: dict[str, Any] = {"lepton_accepted": ak.unflatten(accepted, counts)}
-    for name, mask, mass in (("Electron", is_e, ELECTRON_MASS), ("Muon", ~is_e, MUON_MASS)):
+    flat = {"pt": reco_pt, "eta": eta, "phi": phi, "mass": np.where(is_e, ELECTRON_MASS, MUON_MASS),
+            "charge": -np.sign(pid).astype(np.int32), "true_pt": pt}
+    out: dict[str, Any] = {}
+    for name, mask in (("Electron", is_e), ("Muon", ~is_e)):
         keep = ak.unflatten(accepted & mask, counts)
         objects = ak.zip({k: ak.unflatten(v, counts) for k, v in flat.items()})[keep]
         objects = objects[ak.argsort(objects.pt, ascending=False)]
         out[name] = objects
-        out[f"{name}_mass"] = mass
     return out
 
 

@@ -16,8 +16,6 @@ PYTHIA_MAX_SEED = 900_000_000
 MAX_FAILED_IN_A_ROW = 100
 TOP_WIDTH = 1.42  # GeV, Pythia 8.317's top width at m_t = 173 GeV
 
-#: truth objects of the hard process, in the order `hard_process_truth` returns them
-TRUTH_OBJECTS = ("Top", "Antitop", "LepPlus", "LepMinus", "Nu", "Antinu", "B", "Bbar")
 FOUR_MOMENTUM = ("px", "py", "pz", "e")
 
 
@@ -99,6 +97,8 @@ TRUTH_SELECTION = (
     ("B", (5,), 6),
     ("Bbar", (-5,), -6),
 )
+#: truth objects of the hard process, in the order `hard_process_truth` returns them
+TRUTH_OBJECTS = tuple(name for name, _, _ in TRUTH_SELECTION)
 MAX_COPIES = 50
 
 

@@ -45,7 +45,7 @@ def truth_branches(columns: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def reco_branches(reco: dict[str, Any], masses: dict[str, float]) -> dict[str, Any]:
+def reco_branches(reco: dict[str, Any]) -> dict[str, Any]:
     """Electron, Muon, Jet collections (jagged records -> nX and X_field branches) and MET."""
     out: dict[str, Any] = {}
     for name in ("Electron", "Muon"):
@@ -54,7 +54,7 @@ def reco_branches(reco: dict[str, Any], masses: dict[str, float]) -> dict[str, A
             "pt": ak.values_astype(lep.pt, np.float32),
             "eta": ak.values_astype(lep.eta, np.float32),
             "phi": ak.values_astype(lep.phi, np.float32),
-            "mass": ak.values_astype(ak.full_like(lep.pt, masses[name]), np.float32),
+            "mass": ak.values_astype(lep.mass, np.float32),
             "charge": ak.values_astype(lep.charge, np.int32),
         })
     jets = reco["Jet"]

@@ -1,0 +1,92 @@
+"""Benchmark the simulate stage against bare Pythia at the same level, measured in the same run.
+
+    python benchmarks/bench_simulate.py [--events 5000] [--level parton]
+
+Prints events/s of bare `pythia.next()` and of the whole stage (generation, truth extraction, detector
+response, fastjet, ROOT writing) for 1 and 2 workers, the per-worker ratio (target >= 0.70) and the
+2-worker speed-up (target >= 1.8), and the stage's peak RSS for 1x and 4x the events (flat memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mtt.config import SimulateParams
+from mtt.simulate import run_simulation
+from mtt.simulate.generator import GeneratorConfig, make_pythia, pythia_settings
+
+
+def bare_rate(level: str, n_events: int, seed: int = 1) -> float:
+    """Events/s of a bare `pythia.next()` loop (after init) at `level`."""
+    pythia = make_pythia(pythia_settings(GeneratorConfig(level=level), seed))
+    start = time.perf_counter()
+    for _ in range(n_events):
+        pythia.next()
+    return n_events / (time.perf_counter() - start)
+
+
+def bare_rate_parallel(level: str, n_events: int, workers: int) -> float:
+    """Summed events/s of `workers` bare Pythia loops running at the same time."""
+    with mp.get_context("fork").Pool(workers) as pool:
+        rates = pool.starmap(bare_rate, [(level, n_events, seed) for seed in range(1, workers + 1)])
+    return sum(rates)
+
+
+def stage_rate(level: str, n_events: int, workers: int, chunk: int) -> float:
+    """Events/s of the whole stage, wall clock from start to the last file renamed into place."""
+    params = SimulateParams(n_events=n_events, events_per_chunk=chunk, workers=workers, level=level,
+                            progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_simulation(params, Path(tmp) / "raw")["events_per_second"]
+
+
+def peak_rss_mb(level: str, n_events: int, chunk: int) -> float:
+    """Peak RSS (MB) of a fresh child process that runs the stage with one worker."""
+    code = (f"from mtt.simulate import run_simulation; from mtt.config import SimulateParams; import tempfile;"
+            f"import resource; run_simulation(SimulateParams(n_events={n_events}, events_per_chunk={chunk}, "
+            f"workers=1, level='{level}', progress=False), tempfile.mkdtemp() + '/raw');"
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+def best(repeat: int, measure, *args, **kwargs) -> float:
+    """Highest rate of `repeat` measurements: the least disturbed by other load on the machine."""
+    return max(measure(*args, **kwargs) for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5000, help="events per worker")
+    parser.add_argument("--level", default="parton", choices=["hard", "parton", "full"])
+    parser.add_argument("--repeat", type=int, default=3, help="take the best of this many runs")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    n = args.events
+
+    r = args.repeat
+    bare_1 = best(r, bare_rate, args.level, n)
+    stage_1 = best(r, stage_rate, args.level, n, workers=1, chunk=n)
+    bare_2 = best(r, bare_rate_parallel, args.level, n, 2)
+    stage_2 = best(r, stage_rate, args.level, 2 * n, workers=2, chunk=n)
+    print(f"simulate benchmark, level={args.level}, {n} events per worker, best of {r}")
+    print(f"{'':24s}{'bare pythia.next()':>20s}{'stage':>12s}{'stage/bare':>12s}")
+    print(f"{'1 worker  (events/s)':24s}{bare_1:20.0f}{stage_1:12.0f}{stage_1 / bare_1:12.2f}")
+    print(f"{'2 workers (events/s)':24s}{bare_2:20.0f}{stage_2:12.0f}{stage_2 / bare_2:12.2f}")
+    print(f"2-worker speed-up of the stage: {stage_2 / stage_1:.2f}x (bare Pythia: {bare_2 / bare_1:.2f}x)")
+    if not args.skip_memory:
+        chunk = max(n // 4, 100)
+        rss_1 = peak_rss_mb(args.level, chunk, chunk)
+        rss_4 = peak_rss_mb(args.level, 4 * chunk, chunk)
+        print(f"peak RSS, 1 worker, {chunk}-event chunks: {chunk} events {rss_1:.0f} MB, "
+              f"{4 * chunk} events {rss_4:.0f} MB ({rss_4 / rss_1:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""DVC really runs and versions the pipeline: repro, no-op repro, push to a remote, pull into a fresh clone."""
+
+from __future__ import annotations
+
+import json
+
+from integration.conftest import run
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_path):
+    first = run(["dvc", "repro"], repo_copy, tool_env)
+    assert "Running stage 'simulate'" in first.stdout
+    raw = repo_copy / "data" / "raw"
+    produced = _files(raw)
+    assert sorted(produced) == ["events_00000.root", "events_00001.root", "simulation.json"]
+    assert json.loads(produced["simulation.json"])["n_events"] == 120
+
+    second = run(["dvc", "repro"], repo_copy, tool_env)
+    assert "Running stage" not in second.stdout
+    assert "didn't change" in second.stdout or "up to date" in second.stdout
+    assert _files(raw) == produced
+
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "local", str(remote)], repo_copy, tool_env)
+    run(["dvc", "push"], repo_copy, tool_env)
+    run(["git", "add", "-A"], repo_copy, tool_env)
+    run(["git", "commit", "-qm", "pipeline run"], repo_copy, tool_env)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo_copy), str(clone)], tmp_path, tool_env)
+    assert not (clone / "data" / "raw").exists()
+    run(["dvc", "pull"], clone, tool_env)
+    assert _files(clone / "data" / "raw") == produced  # byte-identical, without simulating again
+    status = run(["dvc", "status"], clone, tool_env)
+    assert "up to date" in status.stdout
