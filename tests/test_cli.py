@@ -13,7 +13,7 @@ from mtt.cli import build_parser, main
 def test_help_lists_the_stages(capsys):
     parser = build_parser()
     help_text = parser.format_help()
-    assert "simulate" in help_text
+    assert "simulate" in help_text and "prepare" in help_text
 
 
 def test_console_script_help():
@@ -37,3 +37,27 @@ def test_simulate_subcommand_runs(tmp_path, capsys):
     assert main(["simulate", "--params", str(params), "--out", str(tmp_path / "raw"), "-S", "seed=3"]) == 0
     assert "simulate: 40 events in 1 file(s)" in capsys.readouterr().out
     assert len(read_events(tmp_path / "raw")) == 40
+
+
+def test_prepare_subcommand_runs_after_simulate(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("simulate:\n  n_events: 300\n  workers: 1\n  progress: false\n")
+    assert main(["simulate", "--params", str(params), "--out", str(tmp_path / "raw")]) == 0
+    assert main(["prepare", "--params", str(params), "--input", str(tmp_path / "raw"), "--out",
+                 str(tmp_path / "prepared"), "--metrics", str(tmp_path / "cutflow.json"),
+                 "-S", "selection.n_btag_min=0"]) == 0
+    out = capsys.readouterr().out
+    assert "prepare: 300 events read" in out and "two_leptons" in out
+    assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == ["test.parquet", "train.parquet",
+                                                                        "val.parquet"]
+
+
+def test_prepare_bad_input_exits_2(tmp_path, capsys):
+    (tmp_path / "x.root").write_text("nope")
+    assert main(["prepare", "--input", str(tmp_path / "x.root"), "--out", str(tmp_path / "out"), "--params",
+                 str(tmp_path / "p.yaml")]) == 2
+    assert "params file not found" in capsys.readouterr().err
+    (tmp_path / "p.yaml").write_text("{}\n")
+    assert main(["prepare", "--input", str(tmp_path / "x.root"), "--out", str(tmp_path / "out"), "--params",
+                 str(tmp_path / "p.yaml")]) == 2
+    assert "x.root: not a readable ROOT file" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtt.config import ParamsError, SimulateParams, load_params, parse_overrides
+from mtt.config import ParamsError, PrepareParams, SelectionParams, SimulateParams, load_params, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,6 +23,9 @@ def test_repo_params_file_is_valid_and_complete():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     # every field is spelled out in params.yaml, so a physicist sees every knob
     assert set(raw["simulate"]) == set(SimulateParams.model_fields)
+    assert set(raw["prepare"]) == {f.alias or name for name, f in PrepareParams.model_fields.items()}
+    assert set(raw["prepare"]["selection"]) == set(SelectionParams.model_fields)
+    assert params.prepare.schema_name == "native" and params.prepare.split.train == 0.7
     assert params.simulate.level == "parton" and params.simulate.sqrt_s == 13000.0
 
 
@@ -65,8 +68,16 @@ def test_overrides_apply_to_the_section_and_keep_yaml_types(tmp_path):
 def test_bad_overrides():
     with pytest.raises(ParamsError, match="expected KEY=VALUE"):
         parse_overrides(["n_events"], "simulate")
-    with pytest.raises(ParamsError, match="must belong to section 'simulate'"):
-        parse_overrides(["train.epochs=3"], "simulate")
+    assert parse_overrides(["selection.m_ll_min=30", "prepare.split.val=0.2"], "prepare") == {
+        "selection": {"m_ll_min": 30}, "split": {"val": 0.2}}
+
+
+def test_nested_override_reaches_the_nested_key(tmp_path):
+    path = _write(tmp_path, "prepare:\n  selection:\n    m_ll_min: 15.0\n    jet_pt_min: 25.0\n")
+    params = load_params(path, "prepare", ["selection.m_ll_min=30.0"])
+    assert params.selection.m_ll_min == 30.0 and params.selection.jet_pt_min == 25.0
+    with pytest.raises(ParamsError, match=r"simulate.train: unknown key"):
+        load_params(path, "simulate", ["train.epochs=3"])
 
 
 def test_missing_and_invalid_files(tmp_path):

@@ -24,6 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
                                           "Delphes-CMS-like detector response, write NanoAOD-style ROOT.")
     _add_common(simulate)
     simulate.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
+    prepare = sub.add_parser("prepare", help="selection, features and train/val/test Parquet from ROOT files",
+                             description="Read ROOT files (simulate output or CMS NanoAOD), apply the dilepton "
+                                         "selection, build the feature sets, write train/val/test Parquet.")
+    _add_common(prepare)
+    prepare.add_argument("--input", action="append", default=None, metavar="PATH",
+                         help="ROOT file or folder of .root files (repeatable; default: data/raw)")
+    prepare.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
+    prepare.add_argument("--metrics", default="reports/cutflow.json",
+                         help="cutflow metrics JSON (default: reports/cutflow.json)")
     return parser
 
 
@@ -36,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
             params = load_params(args.params, "simulate", args.overrides)
             simulate_main(params, args.out)
+        elif args.stage == "prepare":
+            from mtt.prepare import main as prepare_main
+
+            params = load_params(args.params, "prepare", args.overrides)
+            prepare_main(params, args.input or ["data/raw"], args.out, args.metrics)
     except (ParamsError, ValueError, OSError, RuntimeError) as exc:
         print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
         return 2

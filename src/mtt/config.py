@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ParamsError(ValueError):
@@ -42,26 +42,99 @@ class SimulateParams(Section):
     progress: bool = Field(True, description="show a progress bar")
 
 
+class SelectionParams(Section):
+    """CMS-style dilepton selection (physics.md section 5); every cut is a param."""
+
+    lepton_pt_lead: float = Field(25.0, ge=0, description="leading lepton pT (GeV)")
+    lepton_pt_min: float = Field(20.0, ge=0, description="pT of each lepton (GeV)")
+    lepton_eta_max: float = Field(2.4, gt=0, description="lepton |eta|")
+    electron_gap: tuple[float, float] = Field(
+        (1.4442, 1.566), strict=False, description="excluded electron |eta| range")
+    m_ll_min: float = Field(20.0, ge=0, description="dilepton mass (GeV)")
+    z_window: tuple[float, float] = Field(
+        (76.0, 106.0), strict=False, description="ee/mumu events inside are vetoed (GeV)")
+    met_min_same_flavour: float = Field(40.0, ge=0, description="MET for ee and mumu (GeV)")
+    jet_pt_min: float = Field(30.0, ge=0, description="jet pT (GeV)")
+    jet_eta_max: float = Field(2.4, gt=0, description="jet |eta|")
+    jet_lepton_dr_min: float = Field(0.4, ge=0, description="dR(jet, selected lepton)")
+    n_jets_min: int = Field(2, ge=2, description="selected jets")
+    n_btag_min: int = Field(1, ge=0, le=2, description="b-tagged selected jets")
+    bjet_choice: Literal["btag_then_pt", "pt"] = Field(
+        "btag_then_pt", description="how the two b-jet candidates are chosen among selected jets")
+
+
+class NanoAODParams(Section):
+    """Object quality for CMS NanoAOD inputs (branch names: physics.md section 7)."""
+
+    electron_id_min: int = Field(4, ge=0, le=4, description="Electron_cutBased >= (1 veto .. 4 tight)")
+    muon_id: Literal["tight", "loose", "none"] = Field("tight", description="Muon_tightId / Muon_looseId")
+    muon_iso_max: float = Field(0.15, gt=0, description="Muon_pfRelIso04_all below")
+    jet_id_min: int = Field(2, ge=0, description="Jet_jetId >= (2: tight)")
+    btag_wp: float = Field(0.2770, description="Jet_btagDeepFlavB above (DeepJet medium WP)")
+
+
+class SplitParams(Section):
+    """Train/val/test fractions; an event's split follows from a hash of its identity."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train + val + test must be 1, got {total:g}")
+        return self
+
+
+class PrepareParams(Section):
+    """Reading ROOT inputs, selection, features and splits."""
+
+    schema_name: Literal["native", "nanoaod"] = Field(
+        "native", alias="schema", description="input branch layout: native (simulate output) or nanoaod")
+    units: Literal["GeV", "MeV"] = Field("GeV", description="energy unit of the input (MeV is converted)")
+    tree: str = Field("Events", min_length=1, description="TTree name")
+    step_size: int = Field(200_000, gt=0, description="events read per step (memory bound)")
+    feature_sets: list[Literal["seed", "lowlevel", "extended"]] = Field(
+        ["seed", "lowlevel", "extended"], min_length=1, description="feature sets to write")
+    selection: SelectionParams = SelectionParams()
+    nanoaod: NanoAODParams = NanoAODParams()
+    split: SplitParams = SplitParams()
+    max_nonfinite_fraction: float = Field(
+        0.001, ge=0, le=1, description="fail if more selected events than this have NaN/inf features")
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
 class Params(Section):
     """All sections of params.yaml."""
 
     simulate: SimulateParams = SimulateParams()
+    prepare: PrepareParams = PrepareParams()
 
 
-SECTIONS: dict[str, type[Section]] = {
-    name: field.annotation for name, field in Params.model_fields.items()  # type: ignore[misc]
-}
+SECTIONS: tuple[str, ...] = tuple(Params.model_fields)
 
 
-def _describe(error: dict[str, Any], section_name: str | None) -> str:
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The params model reached by following `path` (section, then nested keys) from the top."""
+    model: Any = Params
+    for key in path:
+        field = model.model_fields.get(key) or next(
+            (f for f in model.model_fields.values() if f.alias == key), None)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
     """Turn one pydantic error into 'key: problem (got value)'."""
-    loc = ".".join(str(part) for part in error["loc"])
-    key = f"{section_name}.{loc}" if section_name else loc
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
-        section_cls = SECTIONS.get(section_name or str(error["loc"][0]))
-        allowed = ", ".join(section_cls.model_fields) if section_cls else ", ".join(SECTIONS)
-        if section_name is None and len(error["loc"]) == 1:
-            allowed = ", ".join(SECTIONS)
+        model = _model_at(tuple(error["loc"][:-1]))
+        allowed = ", ".join(f.alias or name for name, f in model.model_fields.items()) if model else "?"
         return f"{key}: unknown key; allowed keys: {allowed}"
     return f"{key}: {error['msg']} (got {error.get('input')!r})"
 
@@ -73,24 +146,40 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(err, None) for err in exc.errors())
+        problems = "\n  ".join(_describe(err) for err in exc.errors())
         raise ParamsError(f"{source}: invalid params:\n  {problems}") from None
 
 
 def parse_overrides(overrides: list[str] | None, section: str) -> dict[str, Any]:
-    """Parse `key=value` (or `section.key=value`) overrides; an empty value keeps params.yaml."""
+    """Parse `key=value`, `section.key=value` or `nested.key=value` overrides into a nested mapping.
+
+    Values are read as YAML (so `5` is an int, `[1, 2]` a list); an empty value keeps params.yaml.
+    """
     result: dict[str, Any] = {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ParamsError(f"override {item!r}: expected KEY=VALUE, e.g. n_events=500")
-        key = key.strip().removeprefix(f"{section}.")
-        if "." in key:
-            raise ParamsError(f"override {item!r}: key must belong to section {section!r}")
         if value.strip() == "":
             continue
-        result[key] = yaml.safe_load(value)
+        path = key.strip().removeprefix(f"{section}.").split(".")
+        target = result
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ParamsError(f"override {item!r}: {part!r} is set both as a value and as a mapping")
+        target[path[-1]] = yaml.safe_load(value)
     return result
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -115,8 +204,6 @@ def load_params(
             raise ParamsError(f"unknown section {section!r}; known: {', '.join(SECTIONS)}")
         if not isinstance(raw, dict):
             raise ParamsError(f"{path}: expected a mapping of sections")
-        merged = dict(raw.get(section) or {})
-        merged.update(parse_overrides(overrides, section))
-        raw = {**raw, section: merged}
+        raw = {**raw, section: _deep_merge(raw.get(section) or {}, parse_overrides(overrides, section))}
     params = validate(raw, str(path))
     return getattr(params, section) if section else params

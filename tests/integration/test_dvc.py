@@ -17,7 +17,13 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     raw = repo_copy / "data" / "raw"
     produced = _files(raw)
     assert sorted(produced) == ["events_00000.root", "events_00001.root", "simulation.json"]
-    assert json.loads(produced["simulation.json"])["n_events"] == 120
+    assert json.loads(produced["simulation.json"])["n_events"] == 400
+
+    assert "Running stage 'prepare'" in first.stdout
+    assert sorted(p.name for p in (repo_copy / "data" / "prepared").iterdir()) == [
+        "test.parquet", "train.parquet", "val.parquet"]
+    metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout
+    assert "reports/cutflow.json" in metrics and "cutflow.btag.events" in metrics
 
     second = run(["dvc", "repro"], repo_copy, tool_env)
     assert "Running stage" not in second.stdout

@@ -1,0 +1,100 @@
+"""Feature sets by name, computed from the selected candidates (l+, l-, b1, b2, MET).
+
+- `seed`: the original setup — the 6 pairwise invariant masses of (l+, l-, b1, b2) plus MET;
+- `lowlevel`: pT, eta, phi, E of l+, l-, b1, b2 and MET px, py;
+- `extended`: `lowlevel` plus m_ll, m_bb, the four m_lb, dR and dphi between all object pairs, MET, HT,
+  jet and b-tag multiplicities and the visible mass m(l+ l- b1 b2).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import awkward as ak
+import numpy as np
+import pandas as pd
+import vector
+
+from mtt.prepare.selection import Candidates
+
+OBJECTS = ("lplus", "lminus", "b1", "b2")
+PAIRS = tuple(combinations(OBJECTS, 2))
+PAIR_MASSES = tuple(f"m_{a}_{b}" for a, b in PAIRS)
+#: the physicist's names for the pair masses (m_ll, m_bb); the four lepton-b masses keep their pair name
+MASS_NAMES = {"m_lplus_lminus": "m_ll", "m_b1_b2": "m_bb"}
+
+SEED = [MASS_NAMES.get(m, m) for m in PAIR_MASSES] + ["met_pt"]
+LOWLEVEL = [f"{o}_{k}" for o in OBJECTS for k in ("pt", "eta", "phi", "e")] + ["met_px", "met_py"]
+EXTENDED = (LOWLEVEL + [MASS_NAMES.get(m, m) for m in PAIR_MASSES] + ["met_pt"]
+            + [f"{kind}_{a}_{b}" for a, b in PAIRS for kind in ("dr", "dphi")]
+            + ["ht", "n_jets", "n_bjets", "m_vis"])
+FEATURE_SETS: dict[str, list[str]] = {"seed": SEED, "lowlevel": LOWLEVEL, "extended": EXTENDED}
+
+TARGET = "m_tt"
+DIAGNOSTICS = ["top_pt", "top_y", "antitop_pt", "antitop_y"]
+IDENTITY = ["run", "luminosityBlock", "event", "weight", "channel"]
+
+
+def unit(column: str) -> str:
+    """Unit of a column, for the metadata that travels with the data."""
+    if column.startswith(("dr_", "n_")) or column.endswith(("_eta", "_y")) or column in IDENTITY:
+        return ""
+    if column.endswith("_phi") or column.startswith("dphi_"):
+        return "rad"
+    return "GeV"
+
+
+def feature_columns(sets: list[str]) -> list[str]:
+    """Union of the named sets, in a stable order (first appearance)."""
+    return list(dict.fromkeys(c for name in sets for c in FEATURE_SETS[name]))
+
+
+def _vectors(objects: ak.Array) -> vector.MomentumNumpy4D:
+    return vector.array({k: ak.to_numpy(objects[k]).astype(np.float64) for k in ("pt", "eta", "phi", "mass")})
+
+
+def all_features(c: Candidates) -> dict[str, np.ndarray]:
+    """Every feature of every set, one value per selected event."""
+    p4 = {name: _vectors(getattr(c, name)) for name in OBJECTS}
+    out: dict[str, np.ndarray] = {}
+    for name, v in p4.items():
+        out.update({f"{name}_pt": v.pt, f"{name}_eta": v.eta, f"{name}_phi": v.phi, f"{name}_e": v.E})
+    out["met_pt"] = c.met_pt
+    out["met_px"] = c.met_pt * np.cos(c.met_phi)
+    out["met_py"] = c.met_pt * np.sin(c.met_phi)
+    for (a, b), mass in zip(PAIRS, PAIR_MASSES, strict=True):
+        out[MASS_NAMES.get(mass, mass)] = (p4[a] + p4[b]).mass
+        out[f"dr_{a}_{b}"] = p4[a].deltaR(p4[b])
+        out[f"dphi_{a}_{b}"] = p4[a].deltaphi(p4[b])
+    out["ht"] = ak.to_numpy(ak.sum(c.jets.pt, axis=1))
+    out["n_jets"] = ak.to_numpy(ak.num(c.jets)).astype(np.float64)
+    out["n_bjets"] = ak.to_numpy(ak.sum(c.jets.tagged, axis=1)).astype(np.float64)
+    out["m_vis"] = (p4["lplus"] + p4["lminus"] + p4["b1"] + p4["b2"]).mass
+    return out
+
+
+def truth_columns(tops: np.ndarray) -> dict[str, np.ndarray]:
+    """Target m_tt and the top/antitop pT and rapidity, from (n, 2, 4) pt/eta/phi/mass."""
+    top, antitop = (vector.array({"pt": tops[:, i, 0], "eta": tops[:, i, 1], "phi": tops[:, i, 2],
+                                  "mass": tops[:, i, 3]}) for i in (0, 1))
+    return {TARGET: (top + antitop).mass, "top_pt": top.pt, "top_y": top.rapidity, "antitop_pt": antitop.pt,
+            "antitop_y": antitop.rapidity}
+
+
+def channel(c: Candidates) -> np.ndarray:
+    """ee, emu or mumu from the two lepton flavours."""
+    total = ak.to_numpy(c.lplus.flavour).astype(int) + ak.to_numpy(c.lminus.flavour).astype(int)
+    return np.select([total == 22, total == 24, total == 26], ["ee", "emu", "mumu"], default="?")
+
+
+def build_table(c: Candidates, columns: list[str], ids: dict[str, np.ndarray], weight: np.ndarray,
+                tops: np.ndarray | None) -> pd.DataFrame:
+    """The output table of selected events: features (float32), truth if any, identity columns."""
+    features = all_features(c)
+    table = {name: features[name].astype(np.float32) for name in columns}
+    if tops is not None:
+        table.update({k: v.astype(np.float32) for k, v in truth_columns(tops).items()})
+    table.update({"run": ids["run"].astype(np.uint32), "luminosityBlock": ids["luminosityBlock"].astype(np.uint32),
+                  "event": ids["event"].astype(np.uint64), "weight": weight.astype(np.float32),
+                  "channel": channel(c)})
+    return pd.DataFrame(table)
