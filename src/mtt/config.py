@@ -35,7 +35,7 @@ class SimulateParams(Section):
     )
     lhe_file: str | None = Field(None, description="LHE file to shower instead of Pythia's tt process")
     top_mass: float = Field(173.0, gt=100, lt=250, description="generator top mass in GeV")
-    events_per_chunk: int = Field(10_000, gt=0, description="events per ROOT file")
+    events_per_chunk: int = Field(25_000, gt=0, description="events per ROOT file")
     workers: int = Field(0, ge=0, description="worker processes; 0 means all cores")
     jet_radius: float = Field(0.4, gt=0, le=1.5, description="anti-kT distance parameter R")
     jet_pt_min: float = Field(20.0, ge=0, description="minimum reconstructed jet pT in GeV")
@@ -95,7 +95,8 @@ class PrepareParams(Section):
         "native", alias="schema", description="input branch layout: native (simulate output) or nanoaod")
     units: Literal["GeV", "MeV"] = Field("GeV", description="energy unit of the input (MeV is converted)")
     tree: str = Field("Events", min_length=1, description="TTree name")
-    step_size: int = Field(200_000, gt=0, description="events read per step (memory bound)")
+    step_size: int = Field(100_000, gt=0, description="events read per step (bounds memory per worker)")
+    workers: int = Field(0, ge=0, description="worker processes; 0 means all cores")
     feature_sets: list[Literal["seed", "lowlevel", "extended"]] = Field(
         ["seed", "lowlevel", "extended"], min_length=1, description="feature sets to write")
     selection: SelectionParams = SelectionParams()

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import vector
 
+from mtt.kinematics import delta_r
 from mtt.simulate.detector import (
     DetectorCard,
     btag_efficiency,
     cluster_jets,
-    delta_r,
     electron_efficiency,
     electron_resolution,
     jet_energy_resolution,

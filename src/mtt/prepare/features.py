@@ -12,7 +12,6 @@ from itertools import combinations
 
 import awkward as ak
 import numpy as np
-import pandas as pd
 import vector
 
 from mtt.prepare.selection import Candidates
@@ -88,8 +87,8 @@ def channel(c: Candidates) -> np.ndarray:
 
 
 def build_table(c: Candidates, columns: list[str], ids: dict[str, np.ndarray], weight: np.ndarray,
-                tops: np.ndarray | None) -> pd.DataFrame:
-    """The output table of selected events: features (float32), truth if any, identity columns."""
+                tops: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The output columns of selected events: features (float32), truth if any, identity columns."""
     features = all_features(c)
     table = {name: features[name].astype(np.float32) for name in columns}
     if tops is not None:
@@ -97,4 +96,4 @@ def build_table(c: Candidates, columns: list[str], ids: dict[str, np.ndarray], w
     table.update({"run": ids["run"].astype(np.uint32), "luminosityBlock": ids["luminosityBlock"].astype(np.uint32),
                   "event": ids["event"].astype(np.uint64), "weight": weight.astype(np.float32),
                   "channel": channel(c)})
-    return pd.DataFrame(table)
+    return table

@@ -134,7 +134,7 @@ def _leptons(electrons: ak.Array, muons: ak.Array) -> ak.Array:
     keep = (*KINEMATICS, "charge")
 
     def canonical(objects: ak.Array, flavour: int) -> ak.Array:
-        fields = {k: ak.values_astype(objects[k], np.float64) if k != "charge" else objects[k] for k in keep}
+        fields = {k: objects[k] for k in keep}
         fields["flavour"] = ak.values_astype(ak.zeros_like(objects.charge) + flavour, np.int8)
         return ak.zip(fields, with_name="Momentum4D")
 
@@ -176,8 +176,8 @@ def to_objects(arrays: ak.Array, schema: Schema, units: str, quality: NanoAODPar
         electrons, muons, jets = _nanoaod_quality(electrons, muons, jets, quality)
     else:
         electrons, muons, jets = _native_quality(electrons, muons, jets)
-    jets = ak.zip({**{k: ak.values_astype(jets[k], np.float64) for k in KINEMATICS},
-                   "btag": jets.btag, "tagged": jets.tagged}, with_name="Momentum4D")
+    jets = ak.zip({**{k: jets[k] for k in KINEMATICS}, "btag": jets.btag, "tagged": jets.tagged},
+                  with_name="Momentum4D")
     fields = set(arrays.fields)
     weight_branch = schema.event["weight"]
     weight = ak.to_numpy(arrays[weight_branch]) if weight_branch in fields else np.ones(len(arrays))

@@ -8,6 +8,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.config import SelectionParams
+from mtt.kinematics import delta_r
 from mtt.prepare.schemas import Objects
 
 #: cut names in the order they are applied; each cutflow entry counts events passing it and all before
@@ -28,10 +29,6 @@ class Candidates:
     met_phi: np.ndarray
 
 
-def _fill(values: ak.Array, default: float | bool) -> np.ndarray:
-    return ak.to_numpy(ak.fill_none(values, default))
-
-
 def good_leptons(leptons: ak.Array, sel: SelectionParams) -> ak.Array:
     """Leptons within pT and |eta|, electrons outside the barrel-endcap gap (pT order kept)."""
     abs_eta = abs(leptons.eta)
@@ -41,9 +38,15 @@ def good_leptons(leptons: ak.Array, sel: SelectionParams) -> ak.Array:
 
 def clean_jets(jets: ak.Array, l1: ak.Array, l2: ak.Array, sel: SelectionParams) -> ak.Array:
     """Jets within pT and |eta| and at least jet_lepton_dr_min from both leptons."""
-    far = ak.fill_none(jets.deltaR(l1) > sel.jet_lepton_dr_min, True) & ak.fill_none(
-        jets.deltaR(l2) > sel.jet_lepton_dr_min, True)
-    return jets[(jets.pt > sel.jet_pt_min) & (abs(jets.eta) < sel.jet_eta_max) & far]
+    counts = ak.to_numpy(ak.num(jets))
+    event_of = np.repeat(np.arange(counts.size), counts)
+    pt, eta, phi = (ak.to_numpy(ak.flatten(jets[k])) for k in ("pt", "eta", "phi"))
+    keep = (pt > sel.jet_pt_min) & (np.abs(eta) < sel.jet_eta_max)
+    for lepton in (l1, l2):
+        lepton_eta = ak.to_numpy(lepton.eta)[event_of]
+        lepton_phi = ak.to_numpy(lepton.phi)[event_of]
+        keep &= delta_r(eta, phi, lepton_eta, lepton_phi) > sel.jet_lepton_dr_min
+    return jets[ak.unflatten(keep, counts)]
 
 
 def order_bjet_candidates(jets: ak.Array, choice: str) -> ak.Array:
@@ -55,39 +58,45 @@ def order_bjet_candidates(jets: ak.Array, choice: str) -> ak.Array:
 
 
 def select(objects: Objects, sel: SelectionParams) -> tuple[np.ndarray, dict[str, int], Candidates]:
-    """Apply the selection; return the event mask, the cutflow of this batch and the candidates."""
+    """Apply the selection; return the event mask, the cutflow of this batch and the candidates.
+
+    Cuts after `two_leptons` are evaluated only on events with exactly two good leptons (the cutflow is
+    cumulative, so the counts are the same), which keeps the rest free of missing-lepton special cases.
+    """
     leptons = good_leptons(objects.leptons, sel)
-    pair = ak.pad_none(leptons, 2, clip=True)
-    l1, l2 = pair[:, 0], pair[:, 1]
-    m_ll = _fill((l1 + l2).mass, 0.0)
-    same_flavour = _fill(l1.flavour == l2.flavour, False)
+    dilepton = np.flatnonzero(ak.to_numpy(ak.num(leptons) == 2))
+    leptons = leptons[dilepton]
+    l1, l2 = leptons[:, 0], leptons[:, 1]
+    met_pt = objects.met_pt[dilepton]
+    m_ll = ak.to_numpy((l1 + l2).mass)
+    same_flavour = ak.to_numpy(l1.flavour == l2.flavour)
     in_z = (m_ll > sel.z_window[0]) & (m_ll < sel.z_window[1])
-    jets = clean_jets(objects.jets, l1, l2, sel)
+    jets = clean_jets(objects.jets[dilepton], l1, l2, sel)
     cuts = {
-        "all": np.ones(len(objects), dtype=bool),
-        "two_leptons": ak.to_numpy(ak.num(leptons) == 2),
-        "opposite_sign": _fill(l1.charge * l2.charge < 0, False),
-        "leading_lepton_pt": _fill(l1.pt > sel.lepton_pt_lead, False),
+        "opposite_sign": ak.to_numpy(l1.charge * l2.charge < 0),
+        "leading_lepton_pt": ak.to_numpy(l1.pt > sel.lepton_pt_lead),
         "m_ll": m_ll > sel.m_ll_min,
         "z_veto": ~(same_flavour & in_z),
-        "met_same_flavour": ~same_flavour | (objects.met_pt > sel.met_min_same_flavour),
+        "met_same_flavour": ~same_flavour | (met_pt > sel.met_min_same_flavour),
         "two_jets": ak.to_numpy(ak.num(jets) >= sel.n_jets_min),
         "btag": ak.to_numpy(ak.sum(jets.tagged, axis=1) >= sel.n_btag_min),
     }
-    passed = np.ones(len(objects), dtype=bool)
-    cutflow: dict[str, int] = {}
-    for name in CUTS:
-        passed &= cuts[name]
-        cutflow[name] = int(passed.sum())
-    l1, l2 = l1[passed], l2[passed]
+    cutflow = {"all": len(objects), "two_leptons": int(dilepton.size)}
+    kept = np.ones(dilepton.size, dtype=bool)
+    for name in CUTS[2:]:
+        kept &= cuts[name]
+        cutflow[name] = int(kept.sum())
+    passed = np.zeros(len(objects), dtype=bool)
+    passed[dilepton[kept]] = True
+    l1, l2, jets = l1[kept], l2[kept], jets[kept]
     plus_first = ak.to_numpy(l1.charge > 0)
-    ordered = order_bjet_candidates(jets[passed], sel.bjet_choice)
+    ordered = order_bjet_candidates(jets, sel.bjet_choice)
     candidates = Candidates(
         lplus=ak.where(plus_first, l1, l2),
         lminus=ak.where(plus_first, l2, l1),
         b1=ordered[:, 0],
         b2=ordered[:, 1],
-        jets=jets[passed],
+        jets=jets,
         met_pt=objects.met_pt[passed],
         met_phi=objects.met_phi[passed],
     )

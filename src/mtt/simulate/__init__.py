@@ -24,6 +24,7 @@ from mtt.simulate.detector import DetectorCard, reconstruct
 from mtt.simulate.generator import GeneratorConfig, chunk_seeds, generate, make_pythia, pythia_settings
 from mtt.simulate.lhe import inspect_lhe
 from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
+from mtt.workers import resolve_workers
 
 MANIFEST = "simulation.json"
 
@@ -82,12 +83,6 @@ def simulate_chunk(job: ChunkJob) -> dict[str, Any]:
     write_events(Path(job.out_dir) / job.filename, branches)
     return {"file": job.filename, "chunk": job.index, "first_event": job.first_event, "n_events": n,
             "pythia_seed": pythia_seed}
-
-
-def resolve_workers(requested: int, n_chunks: int) -> int:
-    """Worker count: `requested` (0 means all usable cores), never more than the chunks."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(requested or cores, n_chunks))
 
 
 def _run_jobs(jobs: list[ChunkJob], workers: int, total: int, progress: bool) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ import awkward as ak
 import numpy as np
 import vector
 
+from mtt.kinematics import delta_r
+
 ELECTRON_MASS = 0.000511
 MUON_MASS = 0.10566
 
@@ -116,12 +118,6 @@ def pairs_in_events(counts_a: np.ndarray, counts_b: np.ndarray) -> tuple[np.ndar
     first_of_a = np.cumsum(per_a) - per_a
     ib = np.arange(ia.size) - np.repeat(first_of_a, per_a) + np.repeat(start_b[event_of_a], per_a)
     return ia, ib
-
-
-def delta_r(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarray) -> np.ndarray:
-    """Angular distance sqrt(deta^2 + dphi^2), dphi wrapped into [-pi, pi]."""
-    dphi = np.mod(phi1 - phi2 + np.pi, 2 * np.pi) - np.pi
-    return np.hypot(eta1 - eta2, dphi)
 
 
 def _flat_kinematics(objects: Any) -> dict[str, np.ndarray]:

@@ -15,6 +15,9 @@ from mtt.io import atomic_file
 from mtt.simulate.generator import TRUTH_OBJECTS
 
 TREE = "Events"
+#: LZ4 (as CMS uses for analysis ntuples): decompresses ~1.5x and compresses ~4x faster than zlib
+#: for ~30% larger files; reading speed is what the prepare stage is bound by
+COMPRESSION = uproot.LZ4(1)
 #: truth objects that carry a pdgId branch (the flavour of the lepton or neutrino varies)
 PDGID_OBJECTS = ("LepPlus", "LepMinus", "Nu", "Antinu")
 
