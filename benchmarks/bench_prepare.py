@@ -78,8 +78,8 @@ print(json.dumps({{"rate": metrics["cutflow"]["all"]["events"] / seconds, "event
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--chunk", type=int, default=25_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--chunk", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="take the best rate of this many runs")
     args = parser.parse_args()

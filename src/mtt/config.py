@@ -35,7 +35,7 @@ class SimulateParams(Section):
     )
     lhe_file: str | None = Field(None, description="LHE file to shower instead of Pythia's tt process")
     top_mass: float = Field(173.0, gt=100, lt=250, description="generator top mass in GeV")
-    events_per_chunk: int = Field(25_000, gt=0, description="events per ROOT file")
+    events_per_chunk: int = Field(50_000, gt=0, description="events per ROOT file")
     workers: int = Field(0, ge=0, description="worker processes; 0 means all cores")
     jet_radius: float = Field(0.4, gt=0, le=1.5, description="anti-kT distance parameter R")
     jet_pt_min: float = Field(20.0, ge=0, description="minimum reconstructed jet pT in GeV")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import awkward as ak
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,3 +202,43 @@ def test_selection_params_reach_the_metadata(tmp_path):
     params = PARAMS.model_copy(update={"selection": SelectionParams(m_ll_min=10.0)})
     run_prepare(params, [tmp_path / "a.root"], tmp_path / "out")
     assert read_metadata(tmp_path / "out" / "test.parquet")["selection"]["m_ll_min"] == 10.0
+
+
+def _nanoaod_branches(events: list[dict]) -> dict:
+    """The same hand-built events in NanoAOD layout, with GenPart tops: first copies and different last copies."""
+    data = branches(events)
+    n = len(events)
+    electron, muon, jet = data["Electron"], data["Muon"], data["Jet"]
+    data["Electron"] = ak.with_field(electron, ak.values_astype(ak.ones_like(electron.charge) * 4, np.int32),
+                                     "cutBased")
+    for name, value in (("tightId", True), ("looseId", True)):
+        muon = ak.with_field(muon, ak.values_astype(ak.ones_like(muon.charge), bool) & value, name)
+    data["Muon"] = ak.with_field(muon, ak.values_astype(muon.pt * 0 + 0.05, np.float32), "pfRelIso04_all")
+    jet = ak.with_field(jet, ak.where(jet.btag, np.float32(0.9), np.float32(0.01)), "btagDeepFlavB")
+    data["Jet"] = ak.with_field(ak.without_field(jet, "btag"), ak.values_astype(jet.eta * 0 + 6, np.int32), "jetId")
+    first, last = 1 << 7, (1 << 7) | (1 << 13)  # isHardProcess; isHardProcess + isLastCopy
+    #                 pdgId  flags   pt     eta   phi   mass
+    gen = [(6, first, 210.0, 0.4, 0.1, 173.0), (-6, first, 160.0, -0.2, 2.4, 173.0),
+           (21, 0, 15.0, 1.0, 1.0, 0.0),
+           (6, last, 200.0, 0.5, 0.0, 173.0), (-6, last, 150.0, -0.3, 2.5, 173.0)]
+    data["GenPart"] = ak.zip({k: ak.values_astype(ak.Array([[g[i] for g in gen]] * n), t) for i, (k, t) in
+                              enumerate((("pdgId", np.int32), ("statusFlags", np.int32), ("pt", np.float32),
+                                         ("eta", np.float32), ("phi", np.float32), ("mass", np.float32)))})
+    for key in [k for k in data if k.startswith(("GenTop", "GenAntitop"))] + ["genWeight"]:
+        del data[key]  # genWeight is optional for NanoAOD (collision data has none)
+    return data
+
+
+def test_nanoaod_with_generator_tops_uses_the_last_copies(tmp_path):
+    write_root(tmp_path / "nano.root", _nanoaod_branches(_variety(30)))
+    params = PrepareParams.model_validate({"schema": "nanoaod"})
+    metrics = run_prepare(params, [tmp_path / "nano.root"], tmp_path / "out")
+    assert metrics["truth"] is True and metrics["cutflow"]["btag"]["events"] == 30
+    table = pd.concat(_splits(tmp_path / "out").values())
+    # the last copies (200, 0.5, 0, 173) and (150, -0.3, 2.5, 173): the same tops as the native test above
+    reference = run_prepare(PARAMS, [write_events(tmp_path / "native.root", _variety(30))], tmp_path / "native")
+    assert reference["truth"] is True
+    native = pd.concat(_splits(tmp_path / "native").values())
+    np.testing.assert_allclose(np.sort(table.m_tt), np.sort(native.m_tt), rtol=1e-6)
+    assert table.weight.eq(1.0).all()
+    np.testing.assert_allclose(np.sort(table.m_ll), np.sort(native.m_ll), rtol=1e-6)

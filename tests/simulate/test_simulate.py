@@ -191,3 +191,20 @@ def test_interrupted_run_leaves_the_previous_output_and_no_partial_files(tmp_pat
         run_simulation(SMALL.model_copy(update={"n_events": 40, "events_per_chunk": 10}), out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # no temporary folders left behind
+
+
+def test_chunks_are_reconstructed_in_sub_batches(monkeypatch, tmp_path):
+    monkeypatch.setattr(stage, "RECO_BATCH", 128)  # 300-event chunks: 128 + 128 + 44
+    run_simulation(SMALL.model_copy(update={"n_events": 300, "workers": 2}), tmp_path / "a")
+    run_simulation(SMALL.model_copy(update={"n_events": 300, "workers": 1}), tmp_path / "b")
+    a, b = read_events(tmp_path / "a"), read_events(tmp_path / "b")
+    assert len(a) == 300 and ak.to_numpy(a.event).tolist() == list(range(300))
+    for field in a.fields:
+        assert ak.array_equal(a[field], b[field], equal_nan=True), field
+
+
+def test_lhe_file_ending_on_a_sub_batch_boundary(monkeypatch, tmp_path):
+    monkeypatch.setattr(stage, "RECO_BATCH", 3)
+    lhe = write_lhe(tmp_path / "tt.lhe", [400.0, 500.0, 600.0, 700.0, 800.0, 900.0])
+    params = SMALL.model_copy(update={"lhe_file": str(lhe), "n_events": 100, "events_per_chunk": 100})
+    assert run_simulation(params, tmp_path / "raw")["n_events"] == 6

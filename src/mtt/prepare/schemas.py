@@ -157,12 +157,9 @@ def _nanoaod_tops(arrays: ak.Array, schema: Schema, energy_scale: float) -> np.n
     out = np.full((len(arrays), 2, 4), np.nan)
     for i, wanted in enumerate((6, -6)):
         mask = (pdg == wanted) & last
-        first = ak.firsts(ak.local_index(pdg)[mask])
-        has = ak.to_numpy(~ak.is_none(first))
-        index = ak.fill_none(first, 0)[:, np.newaxis]
         for j, k in enumerate(KINEMATICS):
-            values = ak.to_numpy(ak.flatten(arrays[schema.truth[k]][index]))
-            out[has, i, j] = _scale(k, values, energy_scale)[has]
+            first = ak.fill_none(ak.firsts(arrays[schema.truth[k]][mask]), np.nan)
+            out[:, i, j] = _scale(k, ak.to_numpy(first).astype(np.float64), energy_scale)
     return out
 
 

@@ -16,17 +16,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import awkward as ak
 import numpy as np
 
 from mtt.config import SimulateParams
 from mtt.io import atomic_dir, atomic_file, check_writable_dir
 from mtt.simulate.detector import DetectorCard, reconstruct
-from mtt.simulate.generator import GeneratorConfig, chunk_seeds, generate, make_pythia, pythia_settings
+from mtt.simulate.generator import (
+    GeneratorConfig,
+    GeneratorError,
+    chunk_seeds,
+    generate,
+    make_pythia,
+    pythia_settings,
+)
 from mtt.simulate.lhe import inspect_lhe
 from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
 from mtt.workers import resolve_workers
 
 MANIFEST = "simulation.json"
+#: events reconstructed at a time inside a chunk: bounds memory, large enough to amortise awkward overhead
+RECO_BATCH = 5000
 
 __all__ = ["ChunkJob", "main", "plan_chunks", "run_simulation", "simulate_chunk"]
 
@@ -68,18 +78,31 @@ def _tick(n: int) -> None:
             _progress.value += n
 
 
+def _concatenate_branches(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: (ak.concatenate if isinstance(v, ak.Array) else np.concatenate)([p[k] for p in pieces])
+            for k, v in pieces[0].items()}
+
+
 def simulate_chunk(job: ChunkJob) -> dict[str, Any]:
-    """Generate, reconstruct and write one chunk; return its summary."""
+    """Generate, reconstruct and write one chunk; return its summary.
+
+    Events are reconstructed in sub-batches of RECO_BATCH and only their (small) output branches are kept,
+    so memory does not grow with the chunk size; the partition is fixed, so results do not depend on workers.
+    """
     pythia_seed, detector_seed = chunk_seeds(job.master_seed, job.index)
     pythia = make_pythia(pythia_settings(job.generator, pythia_seed, skip_lhe_events=job.first_event))
-    columns = generate(pythia, job.n_events, job.generator.level == "full", tick=_tick)
-    n = len(columns["weight"])
-    reco = reconstruct(columns, np.random.default_rng(detector_seed), job.card)
-    branches = {
-        **event_ids(job.master_seed, job.index, job.first_event, n),
-        **reco_branches(reco),
-        **truth_branches(columns),
-    }
+    rng = np.random.default_rng(detector_seed)
+    pieces = []
+    n = 0
+    while n < job.n_events:
+        columns = generate(pythia, min(RECO_BATCH, job.n_events - n), job.generator.level == "full", tick=_tick)
+        if columns is None:  # the LHE file ended
+            break
+        pieces.append({**reco_branches(reconstruct(columns, rng, job.card)), **truth_branches(columns)})
+        n += len(columns["weight"])
+    if not pieces:
+        raise GeneratorError(f"chunk {job.index}: Pythia produced no events")
+    branches = {**event_ids(job.master_seed, job.index, job.first_event, n), **_concatenate_branches(pieces)}
     write_events(Path(job.out_dir) / job.filename, branches)
     return {"file": job.filename, "chunk": job.index, "first_event": job.first_event, "n_events": n,
             "pythia_seed": pythia_seed}

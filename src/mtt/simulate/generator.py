@@ -242,8 +242,8 @@ def concatenate(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def generate(
     pythia: Any, n_events: int, scan_hadronization: bool, tick: Callable[[int], None] | None = None,
     batch_size: int = 500,
-) -> dict[str, Any]:
-    """Run `n_events` events in batches (fewer if an LHE file ends); return their columns."""
+) -> dict[str, Any] | None:
+    """Run `n_events` events in batches (fewer if an LHE file ends); their columns, None if it had ended."""
     parts: list[dict[str, Any]] = []
     done = empty_in_a_row = 0
     info = pythia.infoPython()
@@ -263,6 +263,4 @@ def generate(
             tick(len(batch))
         if info.atEndOfFile():
             break
-    if not parts:
-        raise GeneratorError("Pythia produced no events")
-    return concatenate(parts)
+    return concatenate(parts) if parts else None
