@@ -131,8 +131,9 @@ def read_step(step: Step, tree_name: str, branches: list[str]) -> ak.Array:
     """The step's branches; a read failure (truncated, corrupt) names the file and the entries."""
     tree = _cached_tree(step.path, tree_name)
     try:
+        # no array cache: each range is read once, and a cache per open file would grow with the file count
         return tree.arrays([b for b in branches if b in tree], entry_start=step.start, entry_stop=step.stop,
-                           library="ak")
+                           library="ak", array_cache=None)
     except Exception as exc:  # uproot/awkward raise many kinds for damaged baskets
         raise PrepareError(f"{step.path}: cannot read entries {step.start}-{step.stop} (truncated or corrupt "
                            f"file?): {type(exc).__name__}: {exc}") from None
