@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
     prepare.add_argument("--metrics", default="reports/cutflow.json",
                          help="cutflow metrics JSON (default: reports/cutflow.json)")
+    validate = sub.add_parser("validate", help="great-expectations checks of prepared data against the train reference",
+                              description="Build the train reference (profile, scaler), validate every split: "
+                                          "schema, physics ranges, units, drift, scaling. With --data, check new "
+                                          "data (Parquet or ROOT) against an existing reference instead.")
+    _add_common(validate)
+    validate.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
+    validate.add_argument("--reference", default="data/reference", help="reference folder (default: data/reference)")
+    validate.add_argument("--summary", default="reports/validation.json", help="JSON summary (a DVC metric)")
+    validate.add_argument("--docs", default="reports/data_docs", help="Data Docs site folder")
+    validate.add_argument("--data", action="append", default=None, metavar="PATH",
+                          help="new data to check against --reference: Parquet from prepare, or ROOT files")
     return parser
 
 
@@ -50,6 +61,20 @@ def main(argv: list[str] | None = None) -> int:
 
             params = load_params(args.params, "prepare", args.overrides)
             prepare_main(params, args.input or ["data/raw"], args.out, args.metrics)
+        elif args.stage == "validate":
+            from mtt.validate import ValidationFailed, load_new_data, validate_new
+            from mtt.validate import main as validate_main
+
+            params = load_params(args.params, "validate", args.overrides)
+            try:
+                if args.data:
+                    frame = load_new_data(args.data, load_params(args.params, "prepare"))
+                    validate_new(params, frame, args.reference, args.summary, args.docs)
+                else:
+                    validate_main(params, args.prepared, args.reference, args.summary, args.docs)
+            except ValidationFailed as exc:
+                print(f"mtt validate: failed: {exc}", file=sys.stderr)
+                return 1
     except (ParamsError, ValueError, OSError, RuntimeError) as exc:
         print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
         return 2

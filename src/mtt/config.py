@@ -108,14 +108,54 @@ class PrepareParams(Section):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
 
+class DriftParams(Section):
+    """Bounds on how far val, test or new data may sit from the train reference (beyond statistical noise)."""
+
+    action: Literal["fail", "warn"] = Field("fail", description="what a drift failure does")
+    bins: int = Field(20, ge=2, description="equal-population bins of the train distribution (KL divergence)")
+    kl_max: float = Field(0.02, ge=0, description="KL divergence to the train histogram")
+    mean_shift_max: float = Field(0.05, ge=0, description="|mean - train mean| in train standard deviations")
+    std_ratio_max: float = Field(0.1, ge=0, description="|std / train std - 1|")
+    quantiles: list[float] = Field([0.05, 0.25, 0.5, 0.75, 0.95], min_length=1, description="checked quantiles")
+    quantile_shift_max: float = Field(0.1, ge=0, description="|q - train q| in train interquartile ranges")
+
+
+class ScalingParams(Section):
+    """How much transformed val/test data may leave the range the scaler maps train into."""
+
+    minmax_outside_max: float = Field(0.01, ge=0, le=1, description="fraction outside [0, 1] (minmax)")
+    z_max: float = Field(5.0, gt=0, description="|z| bound (standard, robust)")
+    z_outside_max: float = Field(0.001, ge=0, le=1, description="fraction beyond z_max (standard, robust)")
+
+
+class ValidateParams(Section):
+    """great-expectations checks: schema, physics ranges, units, drift, scaling."""
+
+    scaler: Literal["minmax", "standard", "robust", "quantile"] = Field(
+        "minmax", description="the scaler training uses; fitted on train and saved with the reference")
+    top_mass: float = Field(173.0, gt=100, lt=250, description="m_tt must exceed 2 top_mass - mtt_margin")
+    mtt_margin: float = Field(50.0, ge=0, description="GeV below the 2 m_t threshold still allowed")
+    eta_max: float = Field(2.5, gt=0, description="|eta| of leptons and b jets")
+    lepton_pt_median: tuple[float, float] = Field(
+        (20.0, 200.0), strict=False, description="GeV range of the lepton pT medians (units check)")
+    jet_pt_median: tuple[float, float] = Field(
+        (25.0, 300.0), strict=False, description="GeV range of the b-jet pT medians (units check)")
+    drift: DriftParams = DriftParams()
+    scaling: ScalingParams = ScalingParams()
+
+
 class Params(Section):
     """All sections of params.yaml."""
 
     simulate: SimulateParams = SimulateParams()
     prepare: PrepareParams = PrepareParams()
+    validation: ValidateParams = Field(ValidateParams(), alias="validate")  # `validate` is a pydantic method
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
 
-SECTIONS: tuple[str, ...] = tuple(Params.model_fields)
+#: section name in params.yaml -> attribute of Params
+SECTIONS: dict[str, str] = {field.alias or name: name for name, field in Params.model_fields.items()}
 
 
 def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -207,4 +247,4 @@ def load_params(
             raise ParamsError(f"{path}: expected a mapping of sections")
         raw = {**raw, section: _deep_merge(raw.get(section) or {}, parse_overrides(overrides, section))}
     params = validate(raw, str(path))
-    return getattr(params, section) if section else params
+    return getattr(params, SECTIONS[section]) if section else params

@@ -1,0 +1,149 @@
+"""great-expectations suites, built in code so they can be reviewed: schema, physics, units, drift, scaling.
+
+Every expectation carries `meta = {"category": ..., "critical": ...}`; the stage reports by category and
+stops on critical failures. Importing this module imports great-expectations (several seconds): only the
+validate stage does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import great_expectations.expectations as gxe
+
+from mtt.config import ValidateParams
+
+#: object prefixes whose pT, eta, phi and energy are features
+OBJECTS = ("lplus", "lminus", "b1", "b2")
+CHANNELS = ["ee", "emu", "mumu"]
+#: the columns every prepared table has besides features and truth
+IDENTITY_TYPES = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64", "weight": "float32"}
+
+
+class ExpectColumnQuantileValuesToBeBetweenNative(gxe.ExpectColumnQuantileValuesToBeBetween):
+    """The quantile check with its result cast to Python types.
+
+    GX 1.24 returns numpy bools in this expectation's result, which breaks JSON serialisation inside
+    `ValidationDefinition.run` under numpy 2; the check itself is unchanged.
+    """
+
+    def _validate(self, metrics: dict, runtime_configuration: dict | None = None, execution_engine: Any = None):
+        out = super()._validate(metrics, runtime_configuration, execution_engine)
+        out["success"] = bool(out["success"])
+        details = out["result"]["details"]
+        details["success_details"] = [bool(s) for s in details["success_details"]]
+        observed = out["result"]["observed_value"]
+        observed["values"] = [None if v is None else float(v) for v in observed["values"]]
+        return out
+
+
+def _meta(category: str, critical: bool, **extra: Any) -> dict[str, Any]:
+    return {"category": category, "critical": critical, **extra}
+
+
+def schema_expectations(columns: list[str], features: list[str], truth_columns: list[str]) -> list[Any]:
+    """Expected columns in order, row count > 0, no nulls, float32 features, identity types, channel values."""
+    meta = _meta("schema", True)
+    expectations: list[Any] = [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(columns), meta=meta),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=meta),
+    ]
+    for column in [*features, *truth_columns]:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column, meta=meta))
+        expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column, type_="float32", meta=meta))
+    for column, dtype in IDENTITY_TYPES.items():
+        if column in columns:
+            expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column, type_=dtype, meta=meta))
+    if "channel" in columns:
+        expectations.append(gxe.ExpectColumnValuesToBeInSet(column="channel", value_set=CHANNELS, meta=meta))
+    return expectations
+
+
+def _range(column: str, low: float | None, high: float | None, why: str, strict_min: bool = False) -> Any:
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, strict_min=strict_min,
+                                             meta=_meta("physics", True, why=why))
+
+
+def physics_expectations(features: list[str], truth_columns: list[str], params: ValidateParams) -> list[Any]:
+    """Ranges every event must respect: pT > 0, |eta| within acceptance, phi in [-pi, pi], masses >= 0, ..."""
+    out = []
+    pi = math.pi * (1 + 1e-6)  # float32 rounding of +-pi
+    for column in features:
+        if column.endswith("_pt") or column == "ht":
+            out.append(_range(column, 0.0, None, "transverse momenta are positive", strict_min=True))
+        elif column.endswith("_eta") and column.split("_")[0] in OBJECTS:
+            out.append(_range(column, -params.eta_max, params.eta_max, "tracker acceptance"))
+        elif column.endswith("_phi") or column.startswith("dphi_"):
+            out.append(_range(column, -pi, pi, "azimuthal angles"))
+        elif column.startswith("m_") or column.endswith("_e") or column.startswith("dr_"):
+            out.append(_range(column, 0.0, None, "masses, energies and distances are non-negative"))
+        elif column in ("n_jets", "n_bjets"):
+            out.append(_range(column, 0.0, None, "multiplicities"))
+    if "m_tt" in truth_columns:
+        threshold = 2 * params.top_mass - params.mtt_margin
+        out.append(_range("m_tt", threshold, None, f"above the tt threshold 2 m_t - {params.mtt_margin:g} GeV"))
+    for column in ("top_pt", "antitop_pt"):
+        if column in truth_columns:
+            out.append(_range(column, 0.0, None, "transverse momenta are positive"))
+    return out
+
+
+def units_expectations(features: list[str], params: ValidateParams) -> list[Any]:
+    """Medians of lepton and b-jet pT in the GeV range of tt events: an MeV file (x1000) fails here."""
+    out = []
+    for prefix, (low, high) in (("lplus", params.lepton_pt_median), ("lminus", params.lepton_pt_median),
+                                ("b1", params.jet_pt_median), ("b2", params.jet_pt_median)):
+        column = f"{prefix}_pt"
+        if column in features:
+            out.append(gxe.ExpectColumnMedianToBeBetween(
+                column=column, min_value=low, max_value=high,
+                meta=_meta("units", True, why=f"median {column} of tt events is {low:g}-{high:g} GeV; "
+                                              "a value ~1000x larger means the input is in MeV "
+                                              "(set prepare.units: MeV)")))
+    return out
+
+
+def _noise(n: int, n_ref: int) -> float:
+    """Relative statistical error of a comparison between samples of n and n_ref entries."""
+    return math.sqrt(1.0 / max(n, 1) + 1.0 / max(n_ref, 1))
+
+
+def drift_expectations(profile: dict[str, Any], n_rows: int, params: ValidateParams) -> list[Any]:
+    """Mean, standard deviation, quantiles and KL divergence of each feature against the train profile.
+
+    Each bound is the configured tolerance plus four standard errors of the comparison, so small samples
+    are not flagged for noise and large shifts are flagged however small the sample.
+    """
+    drift = params.drift
+    meta = _meta("drift", drift.action == "fail")
+    out: list[Any] = []
+    for column, ref in profile["features"].items():
+        noise = _noise(n_rows, ref["n"])
+        std = ref["std"]
+        mean_bound = drift.mean_shift_max * std + 4 * std * noise
+        std_bound = drift.std_ratio_max + 4 * noise
+        out.append(gxe.ExpectColumnMeanToBeBetween(column=column, min_value=ref["mean"] - mean_bound,
+                                                   max_value=ref["mean"] + mean_bound, meta=meta))
+        out.append(gxe.ExpectColumnStdevToBeBetween(column=column, min_value=std * (1 - std_bound),
+                                                    max_value=std * (1 + std_bound), meta=meta))
+        quantile_bound = drift.quantile_shift_max * ref["iqr"] + 4 * max(ref["iqr"], std) * noise
+        quantiles = [float(q) for q in ref["quantiles"]]
+        out.append(ExpectColumnQuantileValuesToBeBetweenNative(
+            column=column, quantile_ranges={
+                "quantiles": quantiles,
+                "value_ranges": [[ref["quantiles"][str(q)] - quantile_bound, ref["quantiles"][str(q)] + quantile_bound]
+                                 for q in quantiles]}, meta=meta))
+        n_bins = len(ref["bin_weights"])
+        out.append(gxe.ExpectColumnKLDivergenceToBeLessThan(
+            column=column, partition_object={"bins": ref["bin_edges"], "weights": ref["bin_weights"]},
+            threshold=drift.kl_max + 3 * (n_bins - 1) / 2 * noise**2, tail_weight_holdout=1e-4, meta=meta))
+    return out
+
+
+def scaling_expectations(columns: list[str], low: float, high: float, mostly: float, kind: str) -> list[Any]:
+    """On the transformed features: the fraction outside the scaler's range stays below the threshold."""
+    meta = _meta("scaling", True, why=f"{kind}-scaled features stay within [{low:g}, {high:g}]")
+    span = high - low
+    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=low - 1e-6 * span, max_value=high + 1e-6 * span,
+                                              mostly=mostly, meta=meta) for c in columns]
