@@ -13,7 +13,7 @@ from mtt.cli import build_parser, main
 def test_help_lists_the_stages(capsys):
     parser = build_parser()
     help_text = parser.format_help()
-    assert "simulate" in help_text and "prepare" in help_text
+    assert "simulate" in help_text and "prepare" in help_text and "validate" in help_text
 
 
 def test_console_script_help():
@@ -61,3 +61,26 @@ def test_prepare_bad_input_exits_2(tmp_path, capsys):
     assert main(["prepare", "--input", str(tmp_path / "x.root"), "--out", str(tmp_path / "out"), "--params",
                  str(tmp_path / "p.yaml")]) == 2
     assert "x.root: not a readable ROOT file" in capsys.readouterr().err
+
+
+def test_validate_exits_1_on_a_failed_check_and_2_on_missing_input(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("simulate:\n  n_events: 1500\n  workers: 1\n  progress: false\n")
+    assert main(["simulate", "--params", str(params), "--out", str(tmp_path / "raw")]) == 0
+    assert main(["prepare", "--params", str(params), "--input", str(tmp_path / "raw"), "--out",
+                 str(tmp_path / "prepared"), "--metrics", str(tmp_path / "cutflow.json")]) == 0
+    common = ["--params", str(params), "--reference", str(tmp_path / "reference"), "--summary",
+              str(tmp_path / "validation.json"), "--docs", str(tmp_path / "docs")]
+    assert main(["validate", "--prepared", str(tmp_path / "prepared"), *common]) == 0
+    assert "validate: " in capsys.readouterr().out
+    # the same data read as if it were in MeV: the units check stops it
+    mev = tmp_path / "mev.parquet"
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "prepared" / "val.parquet")
+    frame[["lplus_pt", "lminus_pt", "b1_pt", "b2_pt"]] *= 1000
+    frame.to_parquet(mev)
+    assert main(["validate", "--data", str(mev), *common]) == 1
+    assert "units: lplus_pt" in capsys.readouterr().err
+    assert main(["validate", "--prepared", str(tmp_path / "nothing"), *common]) == 2
+    assert "prepared split missing" in capsys.readouterr().err

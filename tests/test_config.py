@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtt.config import ParamsError, PrepareParams, SelectionParams, SimulateParams, load_params, parse_overrides
+from mtt.config import (
+    DriftParams,
+    ParamsError,
+    PrepareParams,
+    SelectionParams,
+    SimulateParams,
+    ValidateParams,
+    load_params,
+    parse_overrides,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +35,9 @@ def test_repo_params_file_is_valid_and_complete():
     assert set(raw["prepare"]) == {f.alias or name for name, f in PrepareParams.model_fields.items()}
     assert set(raw["prepare"]["selection"]) == set(SelectionParams.model_fields)
     assert params.prepare.schema_name == "native" and params.prepare.split.train == 0.7
+    assert set(raw["validate"]) == set(ValidateParams.model_fields)
+    assert set(raw["validate"]["drift"]) == set(DriftParams.model_fields)
+    assert params.validation.scaler == "minmax"
     assert params.simulate.level == "parton" and params.simulate.sqrt_s == 13000.0
 
 

@@ -117,7 +117,8 @@ class DriftParams(Section):
     mean_shift_max: float = Field(0.05, ge=0, description="|mean - train mean| in train standard deviations")
     std_ratio_max: float = Field(0.1, ge=0, description="|std / train std - 1|")
     quantiles: list[float] = Field([0.05, 0.25, 0.5, 0.75, 0.95], min_length=1, description="checked quantiles")
-    quantile_shift_max: float = Field(0.1, ge=0, description="|q - train q| in train interquartile ranges")
+    quantile_shift_max: float = Field(
+        0.02, ge=0, le=0.5, description="|F_train(val quantile q) - q|: a quantile's shift in probability")
 
 
 class ScalingParams(Section):
@@ -136,10 +137,11 @@ class ValidateParams(Section):
     top_mass: float = Field(173.0, gt=100, lt=250, description="m_tt must exceed 2 top_mass - mtt_margin")
     mtt_margin: float = Field(50.0, ge=0, description="GeV below the 2 m_t threshold still allowed")
     eta_max: float = Field(2.5, gt=0, description="|eta| of leptons and b jets")
+    # wide on purpose: the units check is for factor-1000 mistakes (MeV read as GeV), not for physics
     lepton_pt_median: tuple[float, float] = Field(
-        (20.0, 200.0), strict=False, description="GeV range of the lepton pT medians (units check)")
+        (5.0, 500.0), strict=False, description="GeV range of the lepton pT medians (units check)")
     jet_pt_median: tuple[float, float] = Field(
-        (25.0, 300.0), strict=False, description="GeV range of the b-jet pT medians (units check)")
+        (10.0, 1000.0), strict=False, description="GeV range of the b-jet pT medians (units check)")
     drift: DriftParams = DriftParams()
     scaling: ScalingParams = ScalingParams()
 

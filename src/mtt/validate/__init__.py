@@ -172,7 +172,7 @@ def check_split(runner: GXRunner, split: str, frame: pd.DataFrame, columns: list
         kind = reference["scaler"]["kind"]
         scaled = pd.DataFrame(reference["scaler"]["scaler"].transform(frame[features].to_numpy(np.float64)),
                               columns=features)
-        low, high, mostly = allowed_range(kind, params.scaling)
+        low, high, mostly = allowed_range(kind, params.scaling, reference["profile"]["n_rows"], len(frame))
         if split == "train":
             mostly = 1.0  # the scaler was fitted here: every train value must map inside
         checks += runner.run(split, f"{split}_scaled", scaled,

@@ -15,6 +15,8 @@ import pandas as pd
 
 from mtt.io import atomic_file
 
+QUANTILE_GRID = np.linspace(0.0, 1.0, 401)
+
 
 def feature_profile(values: np.ndarray, quantiles: list[float], bins: int) -> dict[str, Any]:
     """n, mean, std, min, max, quantiles and histogram (edges at train quantiles, weights) of one feature."""
@@ -23,6 +25,8 @@ def feature_profile(values: np.ndarray, quantiles: list[float], bins: int) -> di
     if edges.size < 2:  # a constant feature: one bin around its value
         edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
     counts, _ = np.histogram(values, bins=edges)
+    centred = values - values.mean()
+    variance = float(np.mean(centred**2))
     return {
         "n": int(values.size),
         "mean": float(values.mean()),
@@ -30,7 +34,9 @@ def feature_profile(values: np.ndarray, quantiles: list[float], bins: int) -> di
         "min": float(values.min()),
         "max": float(values.max()),
         "quantiles": {str(q): float(v) for q, v in zip(quantiles, np.quantile(values, quantiles), strict=True)},
-        "iqr": float(np.subtract(*np.quantile(values, [0.75, 0.25]))),
+        "kurtosis": float(np.mean(centred**4) / variance**2) if variance > 0 else 3.0,
+        #: the inverse CDF on a fine grid, to turn probability tolerances into value ranges
+        "quantile_grid": np.quantile(values, QUANTILE_GRID).tolist(),
         "bin_edges": edges.tolist(),
         "bin_weights": (counts / counts.sum()).tolist(),
     }

@@ -67,11 +67,22 @@ def fitted_on(scaler: Any, kind: str, train_features: np.ndarray) -> tuple[bool,
     return worst < 1e-6, worst
 
 
-def allowed_range(kind: str, params: ScalingParams) -> tuple[float, float, float]:
-    """(low, high, mostly): the range transformed values must stay in, for all but a fraction of them."""
+def allowed_range(kind: str, params: ScalingParams, n_train: int | None = None,
+                  n: int | None = None) -> tuple[float, float, float]:
+    """(low, high, mostly): the range transformed values must stay in, for all but a fraction of them.
+
+    With sample sizes, the fraction allows for statistics: a min-max fit on n_train events leaves 2/(n_train+1)
+    of new events outside [0, 1] on average, and an n-event sample scatters by 5 binomial standard errors.
+    """
     if kind in ("minmax", "quantile"):
-        return 0.0, 1.0, 1.0 - params.minmax_outside_max
-    return -params.z_max, params.z_max, 1.0 - params.z_outside_max
+        low, high, fraction = 0.0, 1.0, params.minmax_outside_max
+        if n_train:
+            fraction = max(fraction, 2.0 / (n_train + 1))
+    else:
+        low, high, fraction = -params.z_max, params.z_max, params.z_outside_max
+    if n:
+        fraction += 5.0 * np.sqrt(fraction * (1 - fraction) / n) + 1.0 / n
+    return low, high, 1.0 - min(fraction, 1.0)
 
 
 def out_of_range_fractions(scaled: np.ndarray, kind: str, params: ScalingParams) -> np.ndarray:

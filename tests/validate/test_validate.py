@@ -1,0 +1,178 @@
+"""The validate stage: clean data passes; each injected fault is caught with the right message."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
+from mtt.config import DriftParams, PrepareParams, ValidateParams
+from mtt.validate import ValidationFailed, load_new_data, run_validate, validate_new
+
+PARAMS = ValidateParams()
+
+
+def _fails(frame, reference, params=PARAMS) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        validate_new(params, frame, reference)
+    return str(info.value)
+
+
+def test_clean_prepared_data_passes_and_writes_reports(prepared, tmp_path):
+    folder, _, features = prepared
+    summary = run_validate(PARAMS, folder, tmp_path / "reference", tmp_path / "validation.json", tmp_path / "docs")
+    assert summary["critical_failures"] == 0 and summary["warnings"] == 0
+    assert set(summary["splits"]) == {"train", "val", "test"}
+    assert summary["splits"]["val"]["evaluated"] > 4 * len(features)  # drift checks on every feature
+    assert summary["categories"]["units"]["failed"] == 0 and summary["categories"]["drift"]["evaluated"] > 0
+    assert json.loads((tmp_path / "validation.json").read_text())["splits"]["train"]["failed"] == 0
+    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["profile.json", "scaler.joblib"]
+    index = (tmp_path / "docs" / "index.html").read_text()
+    assert "val" in index and len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 6
+
+
+def test_clean_val_split_passes_against_the_reference(prepared, reference):
+    _, frames, _ = prepared
+    assert validate_new(PARAMS, frames["val"], reference)["critical_failures"] == 0
+
+
+def test_mev_units_are_caught(prepared, reference):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    energy = [c for c in frame.columns if c.endswith(("_pt", "_e", "_px", "_py")) or c.startswith("m_")
+              or c == "ht"]
+    frame[energy] = frame[energy] * np.float32(1000)
+    message = _fails(frame, reference)
+    assert "new: units: lplus_pt: expect_column_median_to_be_between" in message
+    assert "the input is in MeV" in message
+
+
+def test_a_shifted_feature_is_caught_as_drift(prepared, reference):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    frame["m_vis"] = frame["m_vis"] * np.float32(1.1)
+    message = _fails(frame, reference)
+    assert "new: drift: m_vis: expect_column_mean_to_be_between" in message
+    assert "new: drift: m_vis: expect_column_kl_divergence_to_be_less_than" in message
+    assert "m_ll" not in message  # only the shifted feature
+
+
+def test_drift_can_warn_instead_of_failing(prepared, reference, capsys):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    frame["m_vis"] = frame["m_vis"] * np.float32(1.1)
+    params = PARAMS.model_copy(update={"drift": DriftParams(action="warn")})
+    summary = validate_new(params, frame, reference)
+    assert summary["critical_failures"] == 0 and summary["warnings"] >= 2
+    assert "validate: warning: new: drift: m_vis" in capsys.readouterr().out
+
+
+def test_a_feature_scaled_twice_is_caught(prepared, reference):
+    """A feature that arrives already min-max scaled leaves [0, 1] once the reference scaler is applied."""
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    column = frame["met_pt"]
+    frame["met_pt"] = ((column - column.min()) / (column.max() - column.min())).astype(np.float32)
+    message = _fails(frame, reference)
+    assert "new: scaling: met_pt: expect_column_values_to_be_between" in message
+
+
+def test_nans_are_caught(prepared, reference):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    frame.loc[:9, "b1_eta"] = np.nan
+    message = _fails(frame, reference)
+    assert "new: schema: b1_eta: expect_column_values_to_not_be_null" in message
+
+
+def test_a_missing_column_is_caught(prepared, reference):
+    _, frames, _ = prepared
+    message = _fails(frames["val"].drop(columns=["m_bb"]), reference)
+    assert "new: schema: (table): expect_table_columns_to_match_ordered_list" in message
+
+
+def test_swapped_columns_are_caught(prepared, reference):
+    _, frames, _ = prepared
+    columns = list(frames["val"].columns)
+    i, j = columns.index("lplus_eta"), columns.index("lplus_phi")
+    columns[i], columns[j] = columns[j], columns[i]
+    message = _fails(frames["val"][columns], reference)  # same data, wrong order
+    assert "expect_table_columns_to_match_ordered_list" in message
+    relabelled = frames["val"].rename(columns={"lplus_pt": "m_ll", "m_ll": "lplus_pt"})[columns]  # data swapped
+    message = _fails(relabelled[list(frames["val"].columns)], reference)
+    assert "new: drift: m_ll" in message and "new: drift: lplus_pt" in message
+
+
+def test_a_wrong_dtype_is_caught(prepared, reference):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    frame["n_jets"] = frame["n_jets"].astype(np.float64)
+    message = _fails(frame, reference)
+    assert "new: schema: n_jets: expect_column_values_to_be_of_type observed float64" in message
+
+
+def test_out_of_range_physics_is_caught(prepared, reference):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    frame.loc[0, "b2_eta"] = np.float32(3.1)
+    frame.loc[1, "m_tt"] = np.float32(150.0)
+    message = _fails(frame, reference)
+    assert "new: physics: b2_eta: expect_column_values_to_be_between" in message
+    assert "new: physics: m_tt: expect_column_values_to_be_between" in message
+
+
+def test_a_scaler_fitted_on_the_wrong_split_is_caught(prepared, tmp_path):
+    folder, frames, features = prepared
+    from mtt.validate import SCALER, build_reference
+    from mtt.validate.scaling import fit_scaler, save_scaler
+
+    run_validate(PARAMS, folder, tmp_path / "reference")
+    # a pipeline bug: the reference scaler was fitted on another split (here a piece of val)
+    save_scaler(fit_scaler("minmax", frames["val"][features].iloc[:300].to_numpy(np.float64)), "minmax", features,
+                tmp_path / "reference" / SCALER)
+    from mtt.validate import Report, finish, load_reference, scaler_check
+
+    report = Report([scaler_check(frames["train"], load_reference(tmp_path / "reference"))])
+    with pytest.raises(ValidationFailed, match=r"train: scaling: \(all\): scaler_fitted_on_train observed max "
+                                               r"relative difference"):
+        finish(report, None, 0.0)
+    build_reference(frames["train"], features, PARAMS, tmp_path / "reference")
+    assert scaler_check(frames["train"], load_reference(tmp_path / "reference")).success
+
+
+def test_critical_failure_keeps_the_reports(prepared, reference, tmp_path):
+    _, frames, _ = prepared
+    frame = frames["val"].copy()
+    frame["m_vis"] = frame["m_vis"] * np.float32(1.1)
+    with pytest.raises(ValidationFailed):
+        validate_new(PARAMS, frame, reference, tmp_path / "summary.json", tmp_path / "docs")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["critical_failures"] >= 2 and any("m_vis" in f for f in summary["failures"])
+    assert (tmp_path / "docs" / "index.html").exists()
+
+
+def test_real_nanoaod_features_pass_schema_and_units(reference, tmp_path):
+    """The 4 events of the CMS file that pass the loose reading-check selection (see the prepare tests)."""
+    nano = SHARED_DATA / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+    if not nano.exists():
+        pytest.skip("shared data not present")
+    loose = PrepareParams.model_validate({
+        "schema": "nanoaod", "workers": 1,
+        "nanoaod": {"electron_id_min": 0, "muon_id": "none", "muon_iso_max": 1000.0, "jet_id_min": 0},
+        "selection": {"lepton_pt_lead": 0.0, "lepton_pt_min": 0.0, "lepton_eta_max": 10.0,
+                      "electron_gap": [0.0, 0.0], "m_ll_min": 0.0, "z_window": [0.0, 0.0],
+                      "met_min_same_flavour": 0.0, "jet_pt_min": 0.0, "jet_eta_max": 10.0,
+                      "jet_lepton_dr_min": 0.0, "n_btag_min": 0},
+    })
+    frame = load_new_data([nano], loose)
+    assert len(frame) == 4 and "m_tt" not in frame
+    # 4 real events with a loose selection need not match the simulated distributions (drift, ranges)
+    with contextlib.suppress(ValidationFailed):
+        validate_new(PARAMS, frame, reference, tmp_path / "summary.json")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    failed_categories = {line.split(": ")[1] for line in summary["failures"]}
+    assert "schema" not in failed_categories and "units" not in failed_categories
+    assert summary["categories"]["schema"]["failed"] == 0 and summary["categories"]["units"]["failed"] == 0
