@@ -46,7 +46,7 @@ def repo_copy(tmp_path, tool_env) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["simulate"].update(n_events=400, events_per_chunk=200, workers=1, progress=False)
+    params["simulate"].update(n_events=1500, events_per_chunk=750, workers=1, progress=False)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest, tool_env)
     run(["git", "add", "-A"], dest, tool_env)

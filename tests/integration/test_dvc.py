@@ -16,14 +16,19 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert "Running stage 'simulate'" in first.stdout
     raw = repo_copy / "data" / "raw"
     produced = _files(raw)
+    reference = _files(repo_copy / "data" / "reference")
     assert sorted(produced) == ["events_00000.root", "events_00001.root", "simulation.json"]
-    assert json.loads(produced["simulation.json"])["n_events"] == 400
+    assert json.loads(produced["simulation.json"])["n_events"] == 1500
 
     assert "Running stage 'prepare'" in first.stdout
     assert sorted(p.name for p in (repo_copy / "data" / "prepared").iterdir()) == [
         "test.parquet", "train.parquet", "val.parquet"]
+    assert "Running stage 'validate'" in first.stdout
+    assert sorted(p.name for p in (repo_copy / "data" / "reference").iterdir()) == ["profile.json", "scaler.joblib"]
+    assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
     metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout
     assert "reports/cutflow.json" in metrics and "cutflow.btag.events" in metrics
+    assert "reports/validation.json" in metrics and "critical_failures" in metrics
 
     second = run(["dvc", "repro"], repo_copy, tool_env)
     assert "Running stage" not in second.stdout
@@ -41,5 +46,6 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert not (clone / "data" / "raw").exists()
     run(["dvc", "pull"], clone, tool_env)
     assert _files(clone / "data" / "raw") == produced  # byte-identical, without simulating again
+    assert _files(clone / "data" / "reference") == reference
     status = run(["dvc", "status"], clone, tool_env)
     assert "up to date" in status.stdout

@@ -31,7 +31,7 @@ def test_clean_prepared_data_passes_and_writes_reports(prepared, tmp_path):
     assert json.loads((tmp_path / "validation.json").read_text())["splits"]["train"]["failed"] == 0
     assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["profile.json", "scaler.joblib"]
     index = (tmp_path / "docs" / "index.html").read_text()
-    assert "val" in index and len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 6
+    assert "val" in index and len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 9  # 3 suites per split
 
 
 def test_clean_val_split_passes_against_the_reference(prepared, reference):

@@ -1,0 +1,81 @@
+"""Benchmark the validate checks on 1M rows x all features, next to reading those rows from Parquet.
+
+    python benchmarks/bench_validate.py [--rows 1000000]
+
+Input: real simulated events through prepare (reusing benchmarks/.work when present), bootstrapped to
+`--rows` rows for the checked table and 200k rows for the train reference. Prints the seconds to read the
+table from Parquet and to run every check on it (schema, physics, units, drift against the reference,
+scaling) without and with the Data Docs site. Target: under 30 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtt.config import PrepareParams, SimulateParams, ValidateParams
+from mtt.prepare import read_metadata, run_prepare
+from mtt.simulate import MANIFEST, run_simulation
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+def source_rows() -> tuple[pd.DataFrame, list[str]]:
+    """Prepared rows of a real simulation, and the feature columns."""
+    raw = WORK / "prepare_200000_50000" / "raw"
+    if not (raw / MANIFEST).exists():
+        raw = WORK / "validate_raw"
+        if not (raw / MANIFEST).exists():
+            run_simulation(SimulateParams(n_events=100_000, progress=False), raw)
+    prepared = WORK / "validate_prepared"
+    if not (prepared / "train.parquet").exists():
+        run_prepare(PrepareParams(), [raw], prepared)
+    frame = pd.concat([pd.read_parquet(prepared / f"{s}.parquet") for s in ("train", "val", "test")],
+                      ignore_index=True)
+    return frame, read_metadata(prepared / "train.parquet")["features"]
+
+
+def bootstrap(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    rows = frame.iloc[np.random.default_rng(seed).integers(0, len(frame), n)].reset_index(drop=True)
+    rows["event"] = np.arange(n, dtype=np.uint64)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    from mtt.validate import build_reference, validate_new
+
+    pool, features = source_rows()
+    params = ValidateParams()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bootstrap(pool, args.rows, 1).to_parquet(tmp / "rows.parquet")
+        build_reference(bootstrap(pool, 200_000, 2), features, params, tmp / "reference")
+        start = time.perf_counter()
+        frame = pd.read_parquet(tmp / "rows.parquet")
+        read = time.perf_counter() - start
+        import great_expectations  # noqa: F401  (import time is not part of the checks)
+
+        start = time.perf_counter()
+        summary = validate_new(params, frame, tmp / "reference")
+        checks = time.perf_counter() - start
+        start = time.perf_counter()
+        validate_new(params, frame, tmp / "reference", docs_dir=tmp / "docs")
+        with_docs = time.perf_counter() - start
+    n_checks = sum(s["evaluated"] for s in summary["splits"].values())
+    print(f"validate benchmark: {args.rows} rows x {len(features)} features, {n_checks} checks "
+          f"({summary['critical_failures']} failed)")
+    print(f"read from Parquet          {read:8.2f} s")
+    print(f"all checks                 {checks:8.2f} s   ({checks / read:.1f}x the read)")
+    print(f"all checks + Data Docs     {with_docs:8.2f} s")
+
+
+if __name__ == "__main__":
+    main()
