@@ -31,3 +31,37 @@ def test_environment_overrides(monkeypatch):
 
 def test_git_state_outside_a_checkout(tmp_path):
     assert git_state(tmp_path) == {"git_commit": "", "git_dirty": ""}
+
+
+def test_log_data_checks_attaches_summary_and_docs(tmp_path):
+    import json
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from mtt.tracking import ensure_experiment, log_data_checks
+
+    summary = tmp_path / "validation.json"
+    summary.write_text(json.dumps({"critical_failures": 0, "warnings": 2,
+                                   "splits": {"val": {"evaluated": 10, "passed": 9, "failed": 1}}}))
+    docs = tmp_path / "docs"
+    (docs / "validations").mkdir(parents=True)
+    (docs / "index.html").write_text("<html>data docs</html>")
+    (docs / "validations" / "val.html").write_text("<html>val</html>")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = ensure_experiment("checks", start=tmp_path)
+        assert ensure_experiment("checks", start=tmp_path) == experiment
+        with mlflow.start_run(experiment_id=experiment) as run:
+            log_data_checks(summary, docs)
+        assert (tmp_path / "mlartifacts" / run.info.run_id / "artifacts" / "data_checks" / "validation.json").exists()
+        client = MlflowClient(tracking_uri=uri)
+        logged = client.get_run(run.info.run_id)
+        assert logged.data.metrics["data_checks/warnings"] == 2 and logged.data.metrics["data_checks/val_failed"] == 1
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "data_checks")}
+        assert names == {"data_checks/validation.json", "data_checks/data_docs"}
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "data_checks/data_docs")} == {
+            "data_checks/data_docs/index.html", "data_checks/data_docs/validations"}
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 DB_NAME = "mlflow.db"
+ARTIFACTS = "mlartifacts"
 _MARKERS = ("dvc.yaml", "MLproject")
 
 
@@ -47,6 +48,20 @@ def configure(start: str | os.PathLike[str] | None = None) -> str:
     return uri
 
 
+def ensure_experiment(name: str, start: str | os.PathLike[str] | None = None) -> str:
+    """The id of experiment `name`, created with its artifacts in <repo>/mlartifacts (an absolute path).
+
+    MLflow's default artifact root is relative to the working directory, so runs started from DVC's temporary
+    workspaces would otherwise scatter their artifacts.
+    """
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name, artifact_location=(repo_root(start) / ARTIFACTS).as_uri())
+
+
 def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Git commit and dirty flag for run tags; empty strings outside a git checkout."""
     cwd = str(root or repo_root())
@@ -75,3 +90,22 @@ def log_stage_to_active_run(
         mlflow.set_tags(git_state())
         if artifact is not None and Path(artifact).exists():
             mlflow.log_artifact(str(artifact), artifact_path=stage)
+
+
+def log_data_checks(summary_path: str | os.PathLike[str], docs_dir: str | os.PathLike[str] | None = None) -> None:
+    """Attach the validate stage's summary (and Data Docs site) to the active MLflow run.
+
+    Every training run then records which data checks its inputs passed: the counts as metrics, the JSON
+    and the HTML site as artifacts under `data_checks/`.
+    """
+    import json
+
+    import mlflow
+
+    summary = json.loads(Path(summary_path).read_text())
+    mlflow.log_metrics({"data_checks/critical_failures": summary["critical_failures"],
+                        "data_checks/warnings": summary["warnings"],
+                        **{f"data_checks/{split}_failed": s["failed"] for split, s in summary["splits"].items()}})
+    mlflow.log_artifact(str(summary_path), artifact_path="data_checks")
+    if docs_dir is not None and Path(docs_dir).is_dir():
+        mlflow.log_artifacts(str(docs_dir), artifact_path="data_checks/data_docs")
