@@ -8,6 +8,7 @@ dataset (Parquet from prepare, or ROOT files) against an existing reference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -228,17 +229,9 @@ def finish(report: Report, summary_path: str | os.PathLike[str] | None, seconds:
     return summary
 
 
-def _docs_into(docs_dir: str | os.PathLike[str] | None):
+def _docs_into(docs_dir: str | os.PathLike[str] | None) -> Any:
     """A temporary folder for Data Docs that replaces `docs_dir` when closed (or None)."""
-    return atomic_dir(docs_dir) if docs_dir is not None else _nothing()
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+    return atomic_dir(docs_dir) if docs_dir is not None else contextlib.nullcontext()
 
 
 def run_validate(params: ValidateParams, prepared_dir: str | os.PathLike[str],

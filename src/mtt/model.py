@@ -1,0 +1,273 @@
+"""Keras models for m_tt regression: preprocessing inside the model, a Dense stack, and three heads.
+
+- Preprocessing layers reproduce the scaler fitted on train (minmax, standard, robust, quantile) and an
+  optional log of momentum-like features, so a saved model takes raw features in GeV.
+- Heads: `point` (one value; loss mse, mae, huber or log-cosh), `mdn` (a mixture of K Gaussians trained by
+  negative log-likelihood, Bishop 1994), `quantile` (one output per quantile, pinball loss).
+- The target transform (none, log, standardize) is inverted by the inference model, which returns GeV.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+PACKAGE = "mtt"
+
+
+# --- preprocessing -----------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AffineScale(keras.layers.Layer):
+    """(x - offset) / scale per feature, after log1p of the features in `log_mask`: a fitted linear scaler."""
+
+    def __init__(self, offset: list[float], scale: list[float], log_mask: list[bool] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.offset = [float(v) for v in offset]
+        self.scale = [float(v) for v in scale]
+        self.log_mask = [bool(v) for v in (log_mask or [False] * len(offset))]
+
+    def call(self, x: Any) -> Any:
+        x = _log_features(x, self.log_mask)
+        return (x - ops.convert_to_tensor(self.offset, x.dtype)) / ops.convert_to_tensor(self.scale, x.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "offset": self.offset, "scale": self.scale, "log_mask": self.log_mask}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuantileScale(keras.layers.Layer):
+    """Piecewise-linear map of each feature from its train quantiles to [0, 1] (QuantileTransformer, uniform)."""
+
+    def __init__(self, quantiles: list[list[float]], references: list[float], log_mask: list[bool] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.quantiles = [[float(v) for v in column] for column in quantiles]
+        self.references = [float(v) for v in references]
+        self.log_mask = [bool(v) for v in (log_mask or [False] * len(quantiles))]
+
+    def call(self, x: Any) -> Any:
+        x = _log_features(x, self.log_mask)
+        references = ops.convert_to_tensor(self.references, x.dtype)
+        columns = []
+        for j, knots in enumerate(self.quantiles):
+            xp = ops.convert_to_tensor(knots, x.dtype)
+            # sklearn averages interpolation from both ends so that repeated quantiles map to their middle
+            forward = _interp(x[:, j], xp, references)
+            backward = -_interp(-x[:, j], -ops.flip(xp, 0), -ops.flip(references, 0))
+            columns.append(0.5 * (forward + backward))
+        return ops.stack(columns, axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "quantiles": self.quantiles, "references": self.references,
+                "log_mask": self.log_mask}
+
+
+def _log_features(x: Any, log_mask: list[bool]) -> Any:
+    if not any(log_mask):
+        return x
+    mask = ops.convert_to_tensor(log_mask)
+    return ops.where(mask, ops.log1p(ops.maximum(x, 0.0)), x)
+
+
+def _interp(x: Any, xp: Any, fp: Any) -> Any:
+    """np.interp for a 1-D tensor: linear between knots, clamped to the end values outside."""
+    n = xp.shape[0]
+    index = ops.clip(ops.searchsorted(xp, x, side="right"), 1, n - 1)
+    x0, x1 = ops.take(xp, index - 1), ops.take(xp, index)
+    f0, f1 = ops.take(fp, index - 1), ops.take(fp, index)
+    width = ops.where(x1 > x0, x1 - x0, ops.ones_like(x1))
+    value = f0 + (ops.clip(x, x0, x1) - x0) / width * (f1 - f0)
+    return ops.where(x <= xp[0], fp[0], ops.where(x >= xp[n - 1], fp[n - 1], value))
+
+
+def preprocessing_layer(scaler: Any, kind: str, log_mask: list[bool] | None = None) -> keras.layers.Layer:
+    """The Keras layer that applies a fitted scikit-learn scaler (after optional log1p of some features)."""
+    if kind == "minmax":
+        return AffineScale(scaler.data_min_, scaler.data_range_, log_mask, name="scale_minmax")
+    if kind == "standard":
+        return AffineScale(scaler.mean_, scaler.scale_, log_mask, name="scale_standard")
+    if kind == "robust":
+        return AffineScale(scaler.center_, scaler.scale_, log_mask, name="scale_robust")
+    if kind == "quantile":
+        return QuantileScale(np.asarray(scaler.quantiles_).T.tolist(), scaler.references_, log_mask,
+                             name="scale_quantile")
+    raise ValueError(f"unknown scaler {kind!r}; allowed: minmax, standard, robust, quantile")
+
+
+# --- target transform --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetTransform:
+    """m_tt (GeV) <-> the regression target: none, log, or standardize (with train mean and std)."""
+
+    kind: str = "none"
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, kind: str, m_tt: np.ndarray) -> TargetTransform:
+        if kind not in ("none", "log", "standardize"):
+            raise ValueError(f"unknown target transform {kind!r}; allowed: none, log, standardize")
+        if kind == "standardize":
+            return cls(kind, float(np.mean(m_tt)), float(np.std(m_tt)))
+        return cls(kind)
+
+    def forward(self, m_tt: np.ndarray) -> np.ndarray:
+        if self.kind == "log":
+            return np.log(m_tt)
+        if self.kind == "standardize":
+            return (m_tt - self.mean) / self.std
+        return np.asarray(m_tt)
+
+    def inverse(self, y: Any) -> Any:
+        """Transformed values -> GeV (works on numpy arrays and Keras tensors)."""
+        if self.kind == "log":
+            return ops.exp(y)
+        if self.kind == "standardize":
+            return y * self.std + self.mean
+        return y
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ToGeV(keras.layers.Layer):
+    """The inference output: head outputs in the transformed target space -> m_tt in GeV."""
+
+    def __init__(self, head: str, kind: str = "none", mean: float = 0.0, std: float = 1.0, components: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.head, self.kind, self.mean, self.std, self.components = head, kind, float(mean), float(std), components
+
+    def call(self, y: Any) -> Any:
+        transform = TargetTransform(self.kind, self.mean, self.std)
+        if self.head != "mdn":
+            return transform.inverse(y)
+        weights, mu, sigma = mdn_parameters(y, self.components)
+        if self.kind == "log":  # mean of a log-normal mixture
+            mean = ops.sum(weights * ops.exp(mu + 0.5 * sigma**2), axis=-1, keepdims=True)
+        else:
+            mean = transform.inverse(ops.sum(weights * mu, axis=-1, keepdims=True))
+        return mean
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "head": self.head, "kind": self.kind, "mean": self.mean, "std": self.std,
+                "components": self.components}
+
+
+# --- heads and losses --------------------------------------------------------------------------------
+
+SIGMA_MIN = 1e-4
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def mdn_parameters(output: Any, components: int) -> tuple[Any, Any, Any]:
+    """Split an MDN output (logits, means, raw widths) into weights, means and sigmas (> SIGMA_MIN)."""
+    logits = output[..., :components]
+    mu = output[..., components:2 * components]
+    sigma = ops.softplus(output[..., 2 * components:]) + SIGMA_MIN
+    return ops.softmax(logits, axis=-1), mu, sigma
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MixtureNLL(keras.losses.Loss):
+    """Negative log-likelihood of the target under the predicted Gaussian mixture."""
+
+    def __init__(self, components: int, name: str = "mdn_nll", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.components = components
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        k = self.components
+        log_weights = ops.log_softmax(y_pred[..., :k], axis=-1)
+        mu = y_pred[..., k:2 * k]
+        sigma = ops.softplus(y_pred[..., 2 * k:]) + SIGMA_MIN
+        y = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1, 1))
+        log_normal = -0.5 * ((y - mu) / sigma) ** 2 - ops.log(sigma) - 0.5 * LOG_2PI
+        return -ops.logsumexp(log_weights + log_normal, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "components": self.components}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Pinball(keras.losses.Loss):
+    """Pinball (quantile) loss summed over the predicted quantiles."""
+
+    def __init__(self, quantiles: list[float], name: str = "pinball", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.quantiles = [float(q) for q in quantiles]
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        q = ops.convert_to_tensor(self.quantiles, y_pred.dtype)
+        error = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1, 1)) - y_pred
+        return ops.sum(ops.maximum(q * error, (q - 1.0) * error), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "quantiles": self.quantiles}
+
+
+POINT_LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber", "log_cosh": "log_cosh"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and head of a regressor (the seed baseline: 4 x 100 ReLU, point head, MSE)."""
+
+    depth: int = 4
+    width: int = 100
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    residual: bool = False
+    head: str = "point"
+    loss: str = "mse"
+    components: int = 5
+    quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)
+
+    def outputs(self) -> int:
+        return {"point": 1, "mdn": 3 * self.components, "quantile": len(self.quantiles)}[self.head]
+
+    def loss_function(self) -> Any:
+        if self.head == "mdn":
+            return MixtureNLL(self.components)
+        if self.head == "quantile":
+            return Pinball(list(self.quantiles))
+        if self.loss not in POINT_LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r} for the point head; allowed: {', '.join(POINT_LOSSES)}")
+        return POINT_LOSSES[self.loss]
+
+
+def build_network(n_features: int, spec: ModelSpec, preprocessing: keras.layers.Layer | None = None,
+                  seed: int = 0) -> keras.Model:
+    """Raw features -> (preprocessing) -> Dense stack -> head output in the transformed target space."""
+    if spec.head not in ("point", "mdn", "quantile"):
+        raise ValueError(f"unknown head {spec.head!r}; allowed: point, mdn, quantile")
+    inputs = keras.Input((n_features,), name="features")
+    x = preprocessing(inputs) if preprocessing is not None else inputs
+    for i in range(spec.depth):
+        dense = keras.layers.Dense(spec.width, kernel_initializer=keras.initializers.GlorotUniform(seed + i),
+                                   name=f"dense_{i}")
+        y = dense(x)
+        if spec.batch_norm:
+            y = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(y)
+        y = keras.layers.Activation(spec.activation, name=f"{spec.activation}_{i}")(y)
+        if spec.dropout > 0:
+            y = keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"dropout_{i}")(y)
+        x = keras.layers.Add(name=f"residual_{i}")([x, y]) if spec.residual and i > 0 else y
+    outputs = keras.layers.Dense(spec.outputs(), kernel_initializer=keras.initializers.GlorotUniform(seed + 99),
+                                 name=f"{spec.head}_head")(x)
+    return keras.Model(inputs, outputs, name="mtt_regressor")
+
+
+def inference_model(network: keras.Model, spec: ModelSpec, target: TargetTransform) -> keras.Model:
+    """Raw features -> m_tt in GeV (the point value, the mixture mean, or every quantile)."""
+    gev = ToGeV(spec.head, target.kind, target.mean, target.std, spec.components, name="to_gev")(network.output)
+    return keras.Model(network.input, gev, name="mtt_inference")

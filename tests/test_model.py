@@ -1,0 +1,131 @@
+"""Keras model pieces: preprocessing equals the fitted scikit-learn scalers, losses against hand and scipy
+numbers, the seed baseline's architecture, GeV outputs, and a save/load round trip."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from mtt.model import (
+    MixtureNLL,
+    ModelSpec,
+    Pinball,
+    TargetTransform,
+    build_network,
+    inference_model,
+    mdn_parameters,
+    preprocessing_layer,
+)
+from mtt.validate.scaling import fit_scaler
+
+RNG = np.random.default_rng(3)
+# momentum-like (positive, skewed), angle-like and mass-like columns
+FEATURES = np.column_stack([RNG.exponential(60, 2000) + 20, RNG.uniform(-np.pi, np.pi, 2000),
+                            RNG.normal(300, 80, 2000)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard", "robust", "quantile"])
+def test_preprocessing_layer_equals_the_sklearn_scaler(kind):
+    scaler = fit_scaler(kind, FEATURES.astype(np.float64))
+    layer = preprocessing_layer(scaler, kind)
+    new = np.vstack([FEATURES[:500] * 1.3, [[5.0, 0.0, 10.0], [900.0, 3.0, 900.0]]]).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(new)), scaler.transform(new.astype(np.float64)), atol=2e-5)
+
+
+def test_log_of_momentum_features_before_scaling():
+    log_mask = [True, False, False]
+    logged = FEATURES.astype(np.float64).copy()
+    logged[:, 0] = np.log1p(logged[:, 0])
+    scaler = fit_scaler("standard", logged)
+    layer = preprocessing_layer(scaler, "standard", log_mask)
+    np.testing.assert_allclose(np.asarray(layer(FEATURES)), scaler.transform(logged), atol=2e-5)
+
+
+def test_mdn_nll_equals_scipy_on_a_hand_example():
+    # two components: weights softmax([0, ln 3]) = (0.25, 0.75), means 1 and 4, sigmas softplus^-1 chosen so
+    # sigma = 0.5 and 2.0 (+ 1e-4 floor)
+    inv_softplus = lambda s: np.log(np.expm1(s - 1e-4))  # noqa: E731
+    output = np.array([[0.0, np.log(3.0), 1.0, 4.0, inv_softplus(0.5), inv_softplus(2.0)]], dtype=np.float64)
+    y = np.array([[2.5]])
+    expected = -np.log(0.25 * norm.pdf(2.5, 1.0, 0.5) + 0.75 * norm.pdf(2.5, 4.0, 2.0))
+    loss = MixtureNLL(2, reduction=None)(y, output)
+    assert float(np.asarray(loss)[0]) == pytest.approx(expected, rel=1e-6)
+    weights, mu, sigma = (np.asarray(t) for t in mdn_parameters(output, 2))
+    np.testing.assert_allclose(weights, [[0.25, 0.75]], rtol=1e-6)
+    np.testing.assert_allclose(sigma, [[0.5, 2.0]], rtol=1e-6)
+
+
+def test_pinball_loss_by_hand():
+    # y = 10; predictions 8 (q=0.1), 10 (q=0.5), 13 (q=0.9):
+    # 0.1 * 2 + 0 + (0.9 - 1) * (-3) = 0.2 + 0.3 = 0.5
+    loss = Pinball([0.1, 0.5, 0.9], reduction=None)(np.array([[10.0]]), np.array([[8.0, 10.0, 13.0]]))
+    assert float(np.asarray(loss)[0]) == pytest.approx(0.5)
+
+
+def test_seed_baseline_architecture():
+    network = build_network(7, ModelSpec())
+    # 4 x 100 ReLU + 1 output on 7 inputs: 7*100+100 + 3*(100*100+100) + 100+1 = 800 + 30300 + 101
+    assert network.count_params() == 31201
+    dense = [layer for layer in network.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [100, 100, 100, 100, 1]
+    assert all(layer.name.startswith("relu") for layer in network.layers if isinstance(layer, keras.layers.Activation))
+
+
+def test_options_and_heads():
+    spec = ModelSpec(depth=3, width=32, batch_norm=True, dropout=0.2, residual=True, head="mdn", components=4)
+    network = build_network(5, spec)
+    kinds = {type(layer).__name__ for layer in network.layers}
+    assert {"BatchNormalization", "Dropout", "Add"} <= kinds
+    assert network.output.shape[-1] == 12
+    assert build_network(5, ModelSpec(head="quantile", quantiles=(0.1, 0.5, 0.9))).output.shape[-1] == 3
+    with pytest.raises(ValueError, match="unknown head 'flow'"):
+        build_network(5, ModelSpec(head="flow"))
+    with pytest.raises(ValueError, match="unknown loss 'l3'"):
+        ModelSpec(loss="l3").loss_function()
+
+
+@pytest.mark.parametrize("kind", ["none", "log", "standardize"])
+def test_inference_model_returns_gev(kind):
+    m_tt = RNG.normal(500, 150, 1000).clip(350)
+    target = TargetTransform.fit(kind, m_tt)
+    np.testing.assert_allclose(target.inverse(target.forward(m_tt)), m_tt, rtol=1e-12)
+    network = build_network(3, ModelSpec(depth=1, width=8))
+    raw = np.asarray(network(FEATURES[:10]))
+    gev = np.asarray(inference_model(network, ModelSpec(depth=1, width=8), target)(FEATURES[:10]))
+    np.testing.assert_allclose(gev, np.asarray(target.inverse(raw)), rtol=1e-5)
+
+
+def test_mdn_inference_is_the_mixture_mean():
+    spec = ModelSpec(depth=1, width=8, head="mdn", components=3)
+    network = build_network(3, spec, preprocessing_layer(fit_scaler("minmax", FEATURES.astype(np.float64)), "minmax"))
+    output = np.asarray(network(FEATURES[:20]), dtype=np.float64)
+    weights, mu, sigma = (np.asarray(t) for t in mdn_parameters(output, 3))
+    target = TargetTransform("log")
+    gev = np.asarray(inference_model(network, spec, target)(FEATURES[:20]))[:, 0]
+    np.testing.assert_allclose(gev, (weights * np.exp(mu + sigma**2 / 2)).sum(axis=1), rtol=1e-5)
+
+
+def test_save_and_reload_predict_the_same(tmp_path):
+    scaler = fit_scaler("quantile", FEATURES.astype(np.float64))
+    spec = ModelSpec(depth=2, width=16, head="mdn", components=2)
+    network = build_network(3, spec, preprocessing_layer(scaler, "quantile"))
+    model = inference_model(network, spec, TargetTransform.fit("standardize", np.array([400.0, 600.0])))
+    model.save(tmp_path / "model.keras")
+    again = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(np.asarray(again(FEATURES[:50])), np.asarray(model(FEATURES[:50])), rtol=1e-6)
+
+
+def test_a_tiny_fit_learns(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = FEATURES
+    m_tt = 2.0 * x[:, 0] + x[:, 2] + 200.0
+    target = TargetTransform.fit("standardize", m_tt)
+    spec = ModelSpec(depth=2, width=32)
+    network = build_network(3, spec, preprocessing_layer(fit_scaler("minmax", x.astype(np.float64)), "minmax"))
+    network.compile(keras.optimizers.Adam(1e-2), spec.loss_function())
+    history = network.fit(x, target.forward(m_tt), epochs=20, batch_size=128, verbose=0)
+    assert history.history["loss"][-1] < 0.05 * history.history["loss"][0]
+    prediction = np.asarray(inference_model(network, spec, target)(x))[:, 0]
+    assert np.median(np.abs(prediction / m_tt - 1)) < 0.05
