@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--docs", default="reports/data_docs", help="Data Docs site folder")
     validate.add_argument("--data", action="append", default=None, metavar="PATH",
                           help="new data to check against --reference: Parquet from prepare, or ROOT files")
+    train = sub.add_parser("train", help="Keras regression of m_tt, logged to MLflow",
+                           description="Train the m_tt regressor on the prepared splits; log the run to MLflow "
+                                       "(params, lineage, per-epoch metrics, artifacts, model with signature).")
+    _add_common(train)
+    train.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
+    train.add_argument("--model", default="models", help="output folder for the model (default: models)")
+    train.add_argument("--metrics", default="reports/train_metrics.json", help="headline figures (a DVC metric)")
+    train.add_argument("--history", default="reports/history.csv", help="per-epoch history (a DVC plot)")
     return parser
 
 
@@ -75,7 +83,16 @@ def main(argv: list[str] | None = None) -> int:
             except ValidationFailed as exc:
                 print(f"mtt validate: failed: {exc}", file=sys.stderr)
                 return 1
+        elif args.stage == "train":
+            from mtt.train import main as train_main
+
+            params = load_params(args.params, "train", args.overrides)
+            train_main(params, args.prepared, args.model, args.metrics, args.history, args.overrides)
+    except KeyboardInterrupt:
+        print(f"mtt {args.stage}: interrupted", file=sys.stderr)
+        return 130
     except (ParamsError, ValueError, OSError, RuntimeError) as exc:
         print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+

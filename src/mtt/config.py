@@ -146,12 +146,48 @@ class ValidateParams(Section):
     scaling: ScalingParams = ScalingParams()
 
 
+class TrainParams(Section):
+    """Keras regression of m_tt; every run logged to MLflow."""
+
+    preset: str = Field("none", description="name of an overlay in `train_presets` applied on top of this section")
+    feature_set: Literal["seed", "lowlevel", "extended"] = Field("extended", description="inputs, by name")
+    scaler: Literal["minmax", "standard", "robust", "quantile"] = Field("standard", description="fitted on train")
+    log_features: bool = Field(False, description="log1p of momentum-like features (pT, E, masses, HT, MET)")
+    target_transform: Literal["none", "log", "standardize"] = Field("standardize", description="regress this")
+    depth: int = Field(4, ge=1, le=64)
+    width: int = Field(100, ge=1, le=8192)
+    activation: Literal["relu", "elu", "gelu", "tanh", "swish"] = "relu"
+    batch_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    residual: bool = False
+    head: Literal["point", "mdn", "quantile"] = "point"
+    loss: Literal["mse", "mae", "huber", "log_cosh"] = Field("mse", description="point head only")
+    mdn_components: int = Field(5, ge=1, le=64)
+    quantiles: list[float] = Field([0.16, 0.5, 0.84], min_length=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    schedule: Literal["constant", "reduce_on_plateau", "cosine", "exponential"] = "constant"
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up before the cosine schedule")
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(20, ge=1)
+    early_stopping: int = Field(0, ge=0, description="patience in epochs on val_loss; 0 = off")
+    clipnorm: float = Field(0.0, ge=0, description="gradient clipping by global norm; 0 = off")
+    sample_weights: Literal["none", "flat"] = Field("none", description="flat: inverse true m_tt density, clipped")
+    flat_clip: float = Field(10.0, gt=1, description="largest flat weight relative to the median weight")
+    n_train: int = Field(0, ge=0, description="deterministic subset of the train split; 0 = all")
+    seed: int = Field(42, ge=0, lt=2**31)
+    experiment: str = Field("mtt", min_length=1, description="MLflow experiment")
+
+
 class Params(Section):
     """All sections of params.yaml."""
 
     simulate: SimulateParams = SimulateParams()
     prepare: PrepareParams = PrepareParams()
     validation: ValidateParams = Field(ValidateParams(), alias="validate")  # `validate` is a pydantic method
+    train: TrainParams = TrainParams()
+    #: named overlays for the train section (e.g. seed_baseline), applied by `train.preset`
+    train_presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
@@ -237,11 +273,26 @@ def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return raw
 
 
+def apply_preset(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overlay `train_presets[train.preset]` on the train section (explicit -S overrides still win)."""
+    train = dict(raw.get("train") or {})
+    name = overrides.get("preset", train.get("preset", "none"))
+    if name in (None, "none"):
+        return raw
+    presets = raw.get("train_presets") or {}
+    if name not in presets:
+        raise ParamsError(f"train.preset: unknown preset {name!r}; defined in train_presets: "
+                          f"{', '.join(presets) or 'none'}")
+    return {**raw, "train": {**train, **presets[name], "preset": name}}
+
+
 def load_params(
     path: str | os.PathLike[str] = "params.yaml", section: str | None = None, overrides: list[str] | None = None
 ) -> Any:
     """Load and validate the params file, apply overrides to `section`, return that section (or all)."""
     raw = read_params_file(path)
+    if section == "train" and isinstance(raw, dict):
+        raw = apply_preset(raw, parse_overrides(overrides, section))
     if section is not None:
         if section not in SECTIONS:
             raise ParamsError(f"unknown section {section!r}; known: {', '.join(SECTIONS)}")

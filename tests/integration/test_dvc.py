@@ -26,7 +26,10 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert "Running stage 'validate'" in first.stdout
     assert sorted(p.name for p in (repo_copy / "data" / "reference").iterdir()) == ["profile.json", "scaler.joblib"]
     assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
+    assert "Running stage 'train'" in first.stdout
+    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "scaler.joblib"]
     metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout
+    assert "reports/train_metrics.json" in metrics and "best_val_loss" in metrics
     assert "reports/cutflow.json" in metrics and "cutflow.btag.events" in metrics
     assert "reports/validation.json" in metrics and "critical_failures" in metrics
 

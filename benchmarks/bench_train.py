@@ -1,0 +1,79 @@
+"""Benchmark the train stage's fit loop (with all per-epoch MLflow logging) against plain `model.fit`.
+
+    python benchmarks/bench_train.py [--epochs 5] [--batch-size 256]
+
+Same data (the prepared splits in benchmarks/.work), same model, optimizer and batch size. Prints samples/s
+of both, their ratio (target >= 0.9), and the fraction of the CPU's peak FP32 rate the stage reaches
+(training ~ 6 FLOPs per parameter per sample; peak = cores x clock x 32 FP32 FLOPs/cycle for AVX2 FMA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_validate import source_rows  # noqa: E402  (the same prepared events)
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+def peak_flops() -> float:
+    """cores x clock (Hz) x 32: FP32 FMA on two 256-bit units."""
+    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+           if line.startswith("cpu MHz")]
+    return len(os.sched_getaffinity(0)) * (max(mhz) if mhz else 2000.0) * 1e6 * 32
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args()
+    source_rows()  # makes benchmarks/.work/validate_prepared if needed
+    prepared = WORK / "validate_prepared"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from mtt.config import TrainParams
+    from mtt.model import TargetTransform, build_network, preprocessing_layer
+    from mtt.train import expected_features, load_split, make_optimizer, model_spec, run_train
+    from mtt.validate.scaling import fit_scaler
+
+    params = TrainParams(epochs=args.epochs, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        os.chdir(tmp)
+        stage = run_train(params, prepared, Path(tmp) / "models")
+
+    features = expected_features(params.feature_set)
+    x, y, _ = load_split(prepared / "train.parquet", features, params.feature_set)
+    keras.utils.set_random_seed(params.seed)
+    spec = model_spec(params)
+    network = build_network(len(features), spec, preprocessing_layer(fit_scaler(params.scaler, x.astype(np.float64)),
+                                                                     params.scaler), params.seed)
+    network.compile(make_optimizer(params, int(np.ceil(len(x) / params.batch_size))), spec.loss_function())
+    target = TargetTransform.fit(params.target_transform, y).forward(y).astype(np.float32)
+    network.fit(x[: params.batch_size * 4], target[: params.batch_size * 4], epochs=1, verbose=0)  # warm up
+    start = time.perf_counter()
+    network.fit(x, target, batch_size=params.batch_size, epochs=args.epochs, verbose=0)
+    plain = len(x) * args.epochs / (time.perf_counter() - start)
+
+    flops = 6 * network.count_params() * stage["train_samples_per_s"]
+    print(f"train benchmark: {len(x)} train events, {len(features)} features, {network.count_params()} parameters, "
+          f"batch {params.batch_size}, {args.epochs} epochs")
+    print(f"plain model.fit            {plain:10.0f} samples/s")
+    rate = stage["train_samples_per_s"]
+    print(f"stage (with MLflow logging){rate:10.0f} samples/s   ratio {rate / plain:.2f}")
+    print(f"stage FP32 rate            {flops / 1e9:10.2f} GFLOP/s = {flops / peak_flops():.1%} of peak "
+          f"({peak_flops() / 1e9:.0f} GFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()
