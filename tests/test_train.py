@@ -48,8 +48,9 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     run = _only_run(store)
     assert run.info.status == "FINISHED" and run.info.run_name == "epochs=2 width=32"
     params = run.data.params
-    assert params["feature_set"] == "extended" and params["learning_rate"] == "0.001" and params["epochs"] == "2"
-    assert params["n_features"] == "41" and params["preset"] == "none"
+    assert params["train.feature_set"] == "extended" and params["train.learning_rate"] == "0.001"
+    assert params["train.epochs"] == "2"
+    assert params["train.n_features"] == "41" and params["train.preset"] == "none"
     assert run.data.tags["feature_set"] == "extended" and int(run.data.tags["n_train"]) > 100
     for name in ("loss", "val_loss", "learning_rate", "grad_norm", "val_resolution", "val_bias", "val_width_ratio"):
         history = store.get_metric_history(run.info.run_id, name)

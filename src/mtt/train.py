@@ -257,12 +257,18 @@ def run_train(params: TrainParams, prepared_dir: str | os.PathLike[str], model_d
     tracking.configure()
     experiment = tracking.ensure_experiment(params.experiment)
     history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    with mlflow.start_run(experiment_id=experiment, run_name=run_name(params, overrides)) as run:
+    started = time.perf_counter()
+    name = run_name(params, overrides)
+    # under `mlflow run`, log into the run it started (MLFLOW_RUN_ID); otherwise start one
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    start = {"run_id": outer} if outer else {"experiment_id": experiment, "run_name": name}
+    with mlflow.start_run(**start) as run:
         try:
-            mlflow.log_params({**{k: (json.dumps(v) if isinstance(v, list) else v)
+            if outer:
+                mlflow.set_tag("mlflow.runName", name)
+            mlflow.log_params({**{f"train.{k}": (json.dumps(v) if isinstance(v, list) else v)
                                   for k, v in params.model_dump().items()},
-                               "n_features": len(features), "features": ",".join(features)})
+                               "train.n_features": len(features), "train.features": ",".join(features)})
             root = tracking.repo_root()
             mlflow.set_tags({**tracking.git_state(root), **dvc_lineage(root), "preset": params.preset,
                              "n_train": len(x_train), "n_val": len(x_val), "feature_set": params.feature_set})
@@ -283,7 +289,7 @@ def run_train(params: TrainParams, prepared_dir: str | os.PathLike[str], model_d
                 fit_seconds = time.perf_counter() - fit_start
                 network.load_weights(best)
                 mlflow.log_artifact(str(best), artifact_path="weights")
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - started
             pred = np.asarray(predict(x_val)).reshape(len(x_val), -1)[:, 0]
             frame = pd.DataFrame(history)
             best_epoch = int(frame.val_loss.idxmin())

@@ -27,3 +27,21 @@ def test_mlflow_run_simulate_entry_point(repo_copy, tool_env, tmp_path):
     artifacts = [a.path for a in client.list_artifacts(logged.info.run_id, "simulate")]
     assert artifacts == ["simulate/simulation.json"]
     mlflow.set_tracking_uri(None)
+
+
+def test_mlflow_run_train_entry_point(repo_copy, tool_env):
+    run(["mtt", "simulate", "-S", "n_events=1500"], repo_copy, tool_env)
+    run(["mtt", "prepare"], repo_copy, tool_env)
+    run(["mlflow", "run", str(repo_copy), "--env-manager", "local", "-e", "train", "-P", "epochs=1",
+         "-P", "preset=seed_baseline"], repo_copy, tool_env)
+    client = MlflowClient(tracking_uri=tool_env["MLFLOW_TRACKING_URI"])
+    (logged,) = client.search_runs(experiment_ids=["0"])
+    assert logged.info.status == "FINISHED"
+    assert logged.data.params["epochs"] == "1" and logged.data.params["train.epochs"] == "1"
+    assert logged.data.params["train.feature_set"] == "seed"  # the preset's overlay
+    assert "best_val_loss" in logged.data.metrics
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "val_width_ratio")] == [0]
+    mlflow.set_tracking_uri(tool_env["MLFLOW_TRACKING_URI"])
+    assert mlflow.models.get_model_info(f"runs:/{logged.info.run_id}/model").signature is not None
+    assert (repo_copy / "models" / "model.keras").exists()
+    mlflow.set_tracking_uri(None)
