@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from mtt.config import ParamsError, load_params
 
@@ -15,39 +16,42 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "(an empty value keeps params.yaml)")
 
 
+def _stage(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with the options every stage shares."""
+    parser = sub.add_parser(name, help=summary, description=description)
+    _add_common(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with a subcommand per stage."""
     parser = argparse.ArgumentParser(prog="mtt", description="m_tt regression pipeline: run one stage.")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    simulate = sub.add_parser("simulate", help="Pythia 8 tt -> dilepton events + detector -> ROOT files",
-                              description="Generate tt -> dilepton events with Pythia 8, apply a "
-                                          "Delphes-CMS-like detector response, write NanoAOD-style ROOT.")
-    _add_common(simulate)
+    simulate = _stage(sub, "simulate", "Pythia 8 tt -> dilepton events + detector -> ROOT files",
+                      "Generate tt -> dilepton events with Pythia 8, apply a Delphes-CMS-like detector response, "
+                      "write NanoAOD-style ROOT.")
     simulate.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
-    prepare = sub.add_parser("prepare", help="selection, features and train/val/test Parquet from ROOT files",
-                             description="Read ROOT files (simulate output or CMS NanoAOD), apply the dilepton "
-                                         "selection, build the feature sets, write train/val/test Parquet.")
-    _add_common(prepare)
+    prepare = _stage(sub, "prepare", "selection, features and train/val/test Parquet from ROOT files",
+                     "Read ROOT files (simulate output or CMS NanoAOD), apply the dilepton selection, build the "
+                     "feature sets, write train/val/test Parquet.")
     prepare.add_argument("--input", action="append", default=None, metavar="PATH",
                          help="ROOT file or folder of .root files (repeatable; default: data/raw)")
     prepare.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
     prepare.add_argument("--metrics", default="reports/cutflow.json",
                          help="cutflow metrics JSON (default: reports/cutflow.json)")
-    validate = sub.add_parser("validate", help="great-expectations checks of prepared data against the train reference",
-                              description="Build the train reference (profile, scaler), validate every split: "
-                                          "schema, physics ranges, units, drift, scaling. With --data, check new "
-                                          "data (Parquet or ROOT) against an existing reference instead.")
-    _add_common(validate)
+    validate = _stage(sub, "validate", "great-expectations checks of prepared data against the train reference",
+                      "Build the train reference (profile, scaler), validate every split: schema, physics ranges, "
+                      "units, drift, scaling. With --data, check new data (Parquet or ROOT) against an existing "
+                      "reference instead.")
     validate.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
     validate.add_argument("--reference", default="data/reference", help="reference folder (default: data/reference)")
     validate.add_argument("--summary", default="reports/validation.json", help="JSON summary (a DVC metric)")
     validate.add_argument("--docs", default="reports/data_docs", help="Data Docs site folder")
     validate.add_argument("--data", action="append", default=None, metavar="PATH",
                           help="new data to check against --reference: Parquet from prepare, or ROOT files")
-    train = sub.add_parser("train", help="Keras regression of m_tt, logged to MLflow",
-                           description="Train the m_tt regressor on the prepared splits; log the run to MLflow "
-                                       "(params, lineage, per-epoch metrics, artifacts, model with signature).")
-    _add_common(train)
+    train = _stage(sub, "train", "Keras regression of m_tt, logged to MLflow",
+                   "Train the m_tt regressor on the prepared splits; log the run to MLflow (params, lineage, "
+                   "per-epoch metrics, artifacts, model with signature).")
     train.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
     train.add_argument("--model", default="models", help="output folder for the model (default: models)")
     train.add_argument("--metrics", default="reports/train_metrics.json", help="headline figures (a DVC metric)")
