@@ -171,3 +171,10 @@ def test_bad_inputs(prepared, tmp_path):
         run_train(TINY, write(broken, "nan"), tmp_path / "m")
     with pytest.raises(TrainError, match="prepared split missing"):
         run_train(TINY, tmp_path / "nowhere", tmp_path / "m")
+
+
+def test_early_stopping_reads_the_logged_val_loss(prepared, store, tmp_path):
+    params = TINY.model_copy(update={"epochs": 30, "early_stopping": 1, "schedule": "reduce_on_plateau",
+                                     "learning_rate": 0.05})
+    summary = run_train(params, prepared, tmp_path / "models")
+    assert summary["epochs"] < 30 and summary["best_epoch"] == summary["epochs"] - 2

@@ -166,27 +166,45 @@ def dvc_lineage(root: Path) -> dict[str, str]:
 
 def epoch_logger(x_val: np.ndarray, y_val: np.ndarray, predict: Any, sample: tuple[np.ndarray, np.ndarray],
                  network: Any, loss_fn: Any, history: list[dict[str, float]]) -> Any:
-    """A Keras callback logging per-epoch metrics to MLflow with step = epoch; stops on a NaN loss."""
+    """A Keras callback: per epoch, one forward pass over val gives val_loss and the GeV metrics.
+
+    `sample` is (val features, val target in the transformed space).
+
+    It puts val_loss into the epoch logs (early stopping and LR plateau read it there), keeps the best
+    weights in memory, logs to MLflow with step = epoch, and stops the run on a NaN loss.
+    """
     import keras
     import mlflow
     import tensorflow as tf
 
     loss_object = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
+    to_gev = predict.layers[-1]
+    forward = tf.function(lambda x: network(x, training=False))
+
+    @tf.function
+    def gradient_norm(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = loss_object(y, network(x, training=False))
+        return tf.linalg.global_norm([g for g in tape.gradient(loss, network.trainable_weights) if g is not None])
 
     class EpochLogger(keras.callbacks.Callback):
+        best_loss = np.inf
+        best_weights: list[np.ndarray] | None = None
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = dict(logs or {})
+            logs = logs if logs is not None else {}
             if not np.isfinite(logs.get("loss", np.nan)):
                 self.model.stop_training = True
                 raise TrainError(f"the loss became {logs.get('loss')} at epoch {epoch}: diverged "
                                  "(lower train.learning_rate, set train.clipnorm, or standardise the target)")
-            with tf.GradientTape() as tape:
-                loss = loss_object(sample[1], network(sample[0], training=False))
-            grads = tape.gradient(loss, network.trainable_weights)
-            pred = np.asarray(predict(x_val)).reshape(len(x_val), -1)[:, 0]
-            row = {"loss": float(logs["loss"]), "val_loss": float(logs.get("val_loss", np.nan)),
+            output = forward(x_val)
+            logs["val_loss"] = val_loss = float(np.mean(np.asarray(loss_object(sample[1], output))))
+            if val_loss < self.best_loss:
+                self.best_loss, self.best_weights = val_loss, network.get_weights()
+            pred = np.asarray(to_gev(output)).reshape(len(x_val), -1)[:, 0]
+            row = {"loss": float(logs["loss"]), "val_loss": val_loss,
                    "learning_rate": current_learning_rate(self.model.optimizer),
-                   "grad_norm": float(tf.linalg.global_norm([g for g in grads if g is not None])),
+                   "grad_norm": float(gradient_norm(sample[0][:1024], sample[1][:1024])),
                    "val_resolution": resolution(pred, y_val), "val_bias": median_bias(pred, y_val),
                    "val_width_ratio": width_ratio(pred, y_val)}
             history.append({"epoch": epoch, **row})
@@ -272,22 +290,22 @@ def run_train(params: TrainParams, prepared_dir: str | os.PathLike[str], model_d
             root = tracking.repo_root()
             mlflow.set_tags({**tracking.git_state(root), **dvc_lineage(root), "preset": params.preset,
                              "n_train": len(x_train), "n_val": len(x_val), "feature_set": params.feature_set})
-            sample = (x_val[: min(len(x_val), 1024)], target.forward(y_val[:1024]).astype(np.float32))
+            sample = (x_val, target.forward(y_val).astype(np.float32))
             with tempfile.TemporaryDirectory() as ckpt:
                 best = Path(ckpt) / "best.weights.h5"
-                callbacks = [epoch_logger(x_val, y_val, predict, sample, network, spec.loss_function(), history),
-                             keras.callbacks.ModelCheckpoint(best, save_best_only=True, save_weights_only=True)]
+                logger = epoch_logger(x_val, y_val, predict, sample, network, spec.loss_function(), history)
+                callbacks = [logger]
                 if params.early_stopping:
                     callbacks.append(keras.callbacks.EarlyStopping(patience=params.early_stopping))
                 if params.schedule == "reduce_on_plateau":
                     callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=3))
                 fit_start = time.perf_counter()
                 network.fit(x_train, target.forward(y_train).astype(np.float32), sample_weight=weights,
-                            validation_data=(x_val, target.forward(y_val).astype(np.float32)),
                             batch_size=params.batch_size, epochs=params.epochs, callbacks=callbacks, verbose=0,
                             shuffle=True)
                 fit_seconds = time.perf_counter() - fit_start
-                network.load_weights(best)
+                network.set_weights(logger.best_weights)
+                network.save_weights(best)
                 mlflow.log_artifact(str(best), artifact_path="weights")
             seconds = time.perf_counter() - started
             pred = np.asarray(predict(x_val)).reshape(len(x_val), -1)[:, 0]
