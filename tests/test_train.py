@@ -169,6 +169,17 @@ def test_bad_inputs(prepared, tmp_path):
     broken.loc[3, "b1_pt"] = np.nan
     with pytest.raises(TrainError, match=r"NaN or inf in column 'b1_pt'"):
         run_train(TINY, write(broken, "nan"), tmp_path / "m")
+    reordered = tmp_path / "reordered"
+    reordered.mkdir()
+    features = stage.expected_features("extended")
+    metadata = json.loads(pq.read_schema(prepared / "val.parquet").metadata[METADATA_KEY])
+    metadata["feature_sets"]["extended"] = [features[1], features[0], *features[2:]]  # two columns swapped
+    table = pa.Table.from_pandas(val, preserve_index=False)
+    for split in ("train", "val"):
+        pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()}),
+                       reordered / f"{split}.parquet")
+    with pytest.raises(TrainError, match=r"feature set 'extended' holds .* \(columns missing or reordered\)"):
+        run_train(TINY, reordered, tmp_path / "m")
     with pytest.raises(TrainError, match="prepared split missing"):
         run_train(TINY, tmp_path / "nowhere", tmp_path / "m")
 

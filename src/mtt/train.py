@@ -23,8 +23,8 @@ import pandas as pd
 from mtt.config import TrainParams
 from mtt.io import atomic_dir, atomic_file
 from mtt.metrics import median_bias, resolution, width_ratio
+from mtt.prepare.features import TARGET
 
-TARGET = "m_tt"
 MODEL_FILE = "model.keras"
 
 

@@ -22,12 +22,12 @@ import pandas as pd
 
 from mtt.config import PrepareParams, ValidateParams
 from mtt.io import atomic_dir, atomic_file
+from mtt.prepare.split import SPLITS
 from mtt.validate.profile import build_profile, load_profile, save_profile
 from mtt.validate.scaling import allowed_range, fit_scaler, fitted_on, load_scaler, save_scaler
 
 PROFILE = "profile.json"
 SCALER = "scaler.joblib"
-SPLITS = ("train", "val", "test")
 
 
 class ValidationFailed(RuntimeError):

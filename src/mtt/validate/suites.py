@@ -15,9 +15,8 @@ import numpy as np
 from scipy.stats import beta
 
 from mtt.config import ValidateParams
+from mtt.prepare.features import OBJECTS, TARGET
 
-#: object prefixes whose pT, eta, phi and energy are features
-OBJECTS = ("lplus", "lminus", "b1", "b2")
 CHANNELS = ["ee", "emu", "mumu"]
 #: the columns every prepared table has besides features and truth
 IDENTITY_TYPES = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64", "weight": "float32"}
@@ -82,9 +81,9 @@ def physics_expectations(features: list[str], truth_columns: list[str], params: 
             out.append(_range(column, 0.0, None, "masses, energies and distances are non-negative"))
         elif column in ("n_jets", "n_bjets"):
             out.append(_range(column, 0.0, None, "multiplicities"))
-    if "m_tt" in truth_columns:
+    if TARGET in truth_columns:
         threshold = 2 * params.top_mass - params.mtt_margin
-        out.append(_range("m_tt", threshold, None, f"above the tt threshold 2 m_t - {params.mtt_margin:g} GeV"))
+        out.append(_range(TARGET, threshold, None, f"above the tt threshold 2 m_t - {params.mtt_margin:g} GeV"))
     for column in ("top_pt", "antitop_pt"):
         if column in truth_columns:
             out.append(_range(column, 0.0, None, "transverse momenta are positive"))
