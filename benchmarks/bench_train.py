@@ -3,7 +3,9 @@
     python benchmarks/bench_train.py [--epochs 10] [--batch-size 256]
 
 Same data (the prepared splits in benchmarks/.work), same model, optimizer and batch size. Prints samples/s
-of both, their ratio (target >= 0.9), and the fraction of the CPU's peak FP32 rate the stage reaches
+of plain fit and of the stage three ways (numpy input; numpy + per-epoch resume checkpoints, as `dvc repro`
+runs it; tf.data streamed from Parquet + checkpoints), their ratios (target >= 0.9), and the fraction of
+the CPU's peak FP32 rate the stage reaches
 (training ~ 6 FLOPs per parameter per sample; peak = cores x clock x 32 FP32 FLOPs/cycle for AVX2 FMA).
 """
 
@@ -46,11 +48,18 @@ def main() -> None:
     from mtt.train import expected_features, load_split, make_optimizer, model_spec, run_train
     from mtt.validate.scaling import fit_scaler
 
-    params = TrainParams(epochs=args.epochs, batch_size=args.batch_size)
+    params = TrainParams(epochs=args.epochs, batch_size=args.batch_size, input="memory")
+    variants = {"stage, numpy input": (params, False), "stage + checkpoints": (params, True),
+                "stage, streamed + ckpts": (params.model_copy(update={"input": "stream"}), True)}
+    rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         os.chdir(tmp)
-        stage = run_train(params, prepared, Path(tmp) / "models")
+        for name, (variant, checkpoints) in variants.items():
+            summary = run_train(variant, prepared, Path(tmp) / "models",
+                                checkpoint_dir=Path(tmp) / "checkpoints" if checkpoints else None)
+            rates[name] = summary["train_samples_per_s"]
+    stage = {"train_samples_per_s": rates["stage, numpy input"]}
 
     features = expected_features(params.feature_set)
     x, y, _ = load_split(prepared / "train.parquet", features, params.feature_set)
@@ -69,8 +78,8 @@ def main() -> None:
     print(f"train benchmark: {len(x)} train events, {len(features)} features, {network.count_params()} parameters, "
           f"batch {params.batch_size}, {args.epochs} epochs")
     print(f"plain model.fit            {plain:10.0f} samples/s")
-    rate = stage["train_samples_per_s"]
-    print(f"stage (with MLflow logging){rate:10.0f} samples/s   ratio {rate / plain:.2f}")
+    for name, rate in rates.items():
+        print(f"{name:27s}{rate:10.0f} samples/s   ratio {rate / plain:.2f}")
     print(f"stage FP32 rate            {flops / 1e9:10.2f} GFLOP/s = {flops / peak_flops():.1%} of peak "
           f"({peak_flops() / 1e9:.0f} GFLOP/s)")
 

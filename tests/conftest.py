@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import awkward as ak
+import mlflow
 import pytest
 import uproot
+from mlflow.tracking import MlflowClient
 
-from mtt.config import SimulateParams
+from mtt.config import PrepareParams, SimulateParams
+from mtt.prepare import run_prepare
 from mtt.simulate import run_simulation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,3 +41,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prepared train/val/test splits of 2000 simulated events (~390 selected): for train and evaluate."""
+    root = tmp_path_factory.mktemp("prepared")
+    run_simulation(SimulateParams(n_events=2000, workers=1, progress=False, seed=11), root / "raw")
+    run_prepare(PrepareParams(workers=1), [root / "raw"], root / "prepared")
+    return root / "prepared"
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """A fresh SQLite tracking store; the working directory is tmp_path, so artifacts land there."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    yield MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(None)

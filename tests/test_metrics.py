@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtt.metrics import median_bias, resolution, width_ratio
+from mtt.metrics import (
+    chi2_ndf,
+    fraction_within,
+    mae,
+    median_bias,
+    per_bin,
+    resolution,
+    rmse,
+    spectrum_figures,
+    wasserstein,
+    width_ratio,
+)
 
 
 def test_a_known_gaussian_shift_gives_the_expected_bias_and_resolution():
@@ -21,3 +32,36 @@ def test_width_ratio_of_a_shrunken_spectrum():
     pred = 550.0 + 0.5 * (true - 550.0)  # pulled halfway to the mean
     assert width_ratio(pred, true) == pytest.approx(0.5)
     assert width_ratio(true, true) == 1.0 and resolution(true, true) == 0.0 and median_bias(true, true) == 0.0
+
+
+def test_rmse_mae_and_fractions_of_a_hand_example():
+    true = np.array([100.0, 200.0, 400.0, 500.0])
+    pred = np.array([105.0, 230.0, 400.0, 400.0])  # residuals 5, 30, 0, -100 GeV = 5%, 15%, 0%, -20%
+    assert rmse(pred, true) == pytest.approx(np.sqrt((25 + 900 + 0 + 10000) / 4))
+    assert mae(pred, true) == pytest.approx(135 / 4)
+    assert fraction_within(pred, true, 0.1) == 0.5 and fraction_within(pred, true, 0.2) == 1.0
+
+
+def test_identical_spectra_have_zero_distance_and_a_shift_gives_its_size():
+    true = np.random.default_rng(1).gamma(9.0, 60.0, 5000) + 300
+    edges = np.linspace(300, 1500, 25)
+    assert wasserstein(true, true) == 0.0 and chi2_ndf(true, true, edges) == 0.0
+    assert wasserstein(true + 20.0, true) == pytest.approx(20.0)  # W1 of a shift is the shift
+
+
+def test_chi2_of_two_hand_histograms():
+    edges = np.array([0.0, 1.0, 2.0, 3.0])
+    pred = np.array([0.5] * 4 + [1.5] * 6)  # counts 4, 6, 0
+    true = np.array([0.5] * 6 + [1.5] * 4)  # counts 6, 4, 0: the empty bin does not count
+    assert chi2_ndf(pred, true, edges) == pytest.approx((4 / 10 + 4 / 10) / 2)
+
+
+def test_figures_skip_events_without_a_prediction_and_per_bin_shows_the_pull_to_the_peak():
+    true = np.repeat([400.0, 600.0, 800.0], 100)
+    pred = np.where(true < 500, 1.1 * true, np.where(true > 700, 0.9 * true, true))  # +10% low, -10% high
+    pred[:5] = np.nan
+    figures = spectrum_figures(pred, true, np.linspace(300, 900, 4))
+    assert figures["fraction_reconstructed"] == pytest.approx(295 / 300) and figures["n_events"] == 295
+    rows = per_bin(pred, true, np.array([300.0, 500.0, 700.0, 900.0]))
+    assert [r["n_events"] for r in rows] == [95, 100, 100]
+    assert [r["bias"] for r in rows] == pytest.approx([0.1, 0.0, -0.1])

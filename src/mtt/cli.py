@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="models", help="output folder for the model (default: models)")
     train.add_argument("--metrics", default="reports/train_metrics.json", help="headline figures (a DVC metric)")
     train.add_argument("--history", default="reports/history.csv", help="per-epoch history (a DVC plot)")
+    train.add_argument("--checkpoints", default="checkpoints/train",
+                       help="per-epoch state that train.resume continues from (default: checkpoints/train)")
+    evaluate = _stage(sub, "evaluate", "resolution, bias, spectrum of the model next to the ellipse method",
+                      "Evaluate the trained model on the test split next to the visible-mass and ellipse-method "
+                      "baselines: metrics JSON, per-bin tables, plots; logged to the training run in MLflow.")
+    evaluate.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
+    evaluate.add_argument("--model", default="models", help="the train stage's model folder (default: models)")
+    evaluate.add_argument("--out", default="eval", help="output folder (default: eval)")
+    evaluate.add_argument("--history", default="reports/history.csv", help="training history, for the loss curve")
     return parser
 
 
@@ -91,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             from mtt.train import main as train_main
 
             params = load_params(args.params, "train", args.overrides)
-            train_main(params, args.prepared, args.model, args.metrics, args.history, args.overrides)
+            train_main(params, args.prepared, args.model, args.metrics, args.history, args.overrides, args.checkpoints)
+        elif args.stage == "evaluate":
+            from mtt.evaluate import main as evaluate_main
+
+            params = load_params(args.params, "evaluate", args.overrides)
+            evaluate_main(params, args.prepared, args.model, args.out, args.history)
     except KeyboardInterrupt:
         print(f"mtt {args.stage}: interrupted", file=sys.stderr)
         return 130

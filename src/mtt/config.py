@@ -175,8 +175,38 @@ class TrainParams(Section):
     sample_weights: Literal["none", "flat"] = Field("none", description="flat: inverse true m_tt density, clipped")
     flat_clip: float = Field(10.0, gt=1, description="largest flat weight relative to the median weight")
     n_train: int = Field(0, ge=0, description="deterministic subset of the train split; 0 = all")
+    input: Literal["auto", "memory", "stream"] = Field(
+        "auto", description="memory: numpy arrays; stream: tf.data from Parquet row groups; auto: stream if large")
+    strategy: Literal["default", "mirrored", "multi_worker"] = Field(
+        "default", description="tf.distribute: one device, all local GPUs, or the cluster in TF_CONFIG")
+    resume: bool = Field(False, description="continue an interrupted run from its last epoch, in the same MLflow run")
     seed: int = Field(42, ge=0, lt=2**31)
     experiment: str = Field("mtt", min_length=1, description="MLflow experiment")
+
+
+class EvaluateParams(Section):
+    """Resolution, bias and spectrum agreement on the test split, next to the classical baselines."""
+
+    split: Literal["test", "val"] = Field("test", description="prepared split to evaluate on")
+    m_tt_min: float = Field(300.0, ge=0, description="lower edge of the m_tt histograms (GeV)")
+    m_tt_max: float = Field(1500.0, gt=0, description="upper edge of the m_tt histograms (GeV)")
+    n_bins: int = Field(24, ge=2, le=500, description="m_tt bins for spectra, chi2 and per-bin figures")
+    ellipse: bool = Field(True, description="run the ellipse-method baseline")
+    m_w: float = Field(80.4, gt=0, description="W mass of the ellipse method (GeV)")
+    m_t: float = Field(172.5, gt=0, description="top mass of the ellipse method (GeV)")
+    max_events: int = Field(0, ge=0, description="evaluate on the first n events only; 0 = all")
+
+    @model_validator(mode="after")
+    def _range(self) -> EvaluateParams:
+        if self.m_tt_max <= self.m_tt_min:
+            raise ValueError(f"m_tt_max ({self.m_tt_max}) must exceed m_tt_min ({self.m_tt_min})")
+        return self
+
+    def edges(self) -> Any:
+        """The m_tt bin edges (GeV)."""
+        import numpy as np
+
+        return np.linspace(self.m_tt_min, self.m_tt_max, self.n_bins + 1)
 
 
 class Params(Section):
@@ -186,6 +216,7 @@ class Params(Section):
     prepare: PrepareParams = PrepareParams()
     validation: ValidateParams = Field(ValidateParams(), alias="validate")  # `validate` is a pydantic method
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
     #: named overlays for the train section (e.g. seed_baseline), applied by `train.preset`
     train_presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

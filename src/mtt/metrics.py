@@ -24,3 +24,63 @@ def median_bias(pred: np.ndarray, true: np.ndarray) -> float:
 def width_ratio(pred: np.ndarray, true: np.ndarray) -> float:
     """std(pred) / std(true): below 1 when the predicted spectrum shrinks toward the peak (MSE regression)."""
     return float(np.std(pred) / np.std(true))
+
+
+def rmse(pred: np.ndarray, true: np.ndarray) -> float:
+    """Root mean square of pred - true (GeV): the quantity MSE training minimises."""
+    return float(np.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - true) ** 2)))
+
+
+def mae(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean absolute pred - true (GeV)."""
+    return float(np.mean(np.abs(np.asarray(pred, dtype=np.float64) - true)))
+
+
+def fraction_within(pred: np.ndarray, true: np.ndarray, tolerance: float) -> float:
+    """Fraction of events with |pred - true| / true within the tolerance (0.1 = +-10%)."""
+    return float(np.mean(np.abs(relative_residuals(pred, true)) <= tolerance))
+
+
+def wasserstein(pred: np.ndarray, true: np.ndarray) -> float:
+    """Wasserstein-1 (earth mover's) distance between the predicted and true m_tt distributions (GeV)."""
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(pred, true))
+
+
+def chi2_ndf(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> float:
+    """chi2/ndf of the two histograms (equal-size samples, Poisson errors of both): sum (p-t)^2/(p+t) / bins."""
+    p, _ = np.histogram(pred, edges)
+    t, _ = np.histogram(true, edges)
+    filled = (p + t) > 0
+    if not filled.any():
+        return float("nan")
+    return float(np.sum((p[filled] - t[filled]) ** 2 / (p[filled] + t[filled])) / filled.sum())
+
+
+def spectrum_figures(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> dict[str, float]:
+    """Every per-event and spectrum figure of one estimator on events with a finite prediction."""
+    ok = np.isfinite(pred)
+    pred, true = np.asarray(pred, dtype=np.float64)[ok], np.asarray(true, dtype=np.float64)[ok]
+    if pred.size == 0:
+        return {"fraction_reconstructed": 0.0}
+    return {"resolution": resolution(pred, true), "bias": median_bias(pred, true), "rmse": rmse(pred, true),
+            "mae": mae(pred, true), "within_10pct": fraction_within(pred, true, 0.1),
+            "within_20pct": fraction_within(pred, true, 0.2), "width_ratio": width_ratio(pred, true),
+            "wasserstein": wasserstein(pred, true), "chi2_ndf": chi2_ndf(pred, true, edges),
+            "fraction_reconstructed": float(ok.mean()), "n_events": int(ok.sum())}
+
+
+def per_bin(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> list[dict[str, float]]:
+    """Bias and resolution in bins of true m_tt (NaN where a bin has fewer than 10 events)."""
+    ok = np.isfinite(pred)
+    pred, true = np.asarray(pred, dtype=np.float64)[ok], np.asarray(true, dtype=np.float64)[ok]
+    index = np.digitize(true, edges) - 1
+    rows = []
+    for k in range(len(edges) - 1):
+        inside = index == k
+        enough = inside.sum() >= 10
+        rows.append({"m_tt_low": float(edges[k]), "m_tt_high": float(edges[k + 1]), "n_events": int(inside.sum()),
+                     "bias": median_bias(pred[inside], true[inside]) if enough else float("nan"),
+                     "resolution": resolution(pred[inside], true[inside]) if enough else float("nan")})
+    return rows

@@ -28,8 +28,15 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
     assert "Running stage 'train'" in first.stdout
     assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "scaler.joblib"]
+    assert "Running stage 'evaluate'" in first.stdout
+    assert (repo_copy / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
     metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout
     assert "reports/train_metrics.json" in metrics and "best_val_loss" in metrics
+    for figure in ("model.resolution", "model.bias", "model.width_ratio", "baseline_ellipse.resolution",
+                   "baseline_visible.resolution", "ellipse_exact_fraction"):
+        assert figure in metrics, figure
+    plots = run(["dvc", "plots", "show", "--json"], repo_copy, tool_env).stdout
+    assert "eval/spectrum.csv" in plots and "eval/plots/spectrum.png" in plots
     assert "reports/cutflow.json" in metrics and "cutflow.btag.events" in metrics
     assert "reports/validation.json" in metrics and "critical_failures" in metrics
 

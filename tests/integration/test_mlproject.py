@@ -45,3 +45,11 @@ def test_mlflow_run_train_entry_point(repo_copy, tool_env):
     assert mlflow.models.get_model_info(f"runs:/{logged.info.run_id}/model").signature is not None
     assert (repo_copy / "models" / "model.keras").exists()
     mlflow.set_tracking_uri(None)
+    # the evaluate entry point logs its figures into the training run and into the run `mlflow run` started
+    run(["mlflow", "run", str(repo_copy), "--env-manager", "local", "-e", "evaluate", "-P", "split=val"],
+        repo_copy, tool_env)
+    runs = client.search_runs(experiment_ids=["0"])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for evaluated in runs:
+        assert {"baseline_ellipse/resolution", "model/resolution"} <= set(evaluated.data.metrics)
+        assert evaluated.data.tags["eval.model_run_id"] == logged.info.run_id

@@ -8,33 +8,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 import mtt.train as stage
-from mtt.config import PrepareParams, SimulateParams, TrainParams
-from mtt.prepare import run_prepare
-from mtt.simulate import run_simulation
+from mtt.config import TrainParams
 from mtt.train import TrainError, flat_weights, run_train, train_subset
 
 TINY = TrainParams(epochs=2, batch_size=64, width=32, depth=2)
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    run_simulation(SimulateParams(n_events=2000, workers=1, progress=False, seed=11), root / "raw")
-    run_prepare(PrepareParams(workers=1), [root / "raw"], root / "prepared")
-    return root / "prepared"
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh SQLite tracking store; the working directory is tmp_path, so artifacts land there."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)
-    yield MlflowClient(tracking_uri=uri)
-    mlflow.set_tracking_uri(None)
+def prepared(small_prepared):
+    return small_prepared
 
 
 def _only_run(client):
@@ -102,7 +86,7 @@ def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
 def _params_file():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1] / "params.yaml"
+    return Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 def test_flat_weights_flatten_the_true_spectrum():
@@ -132,17 +116,23 @@ def test_a_diverging_run_stops_and_is_marked_failed(prepared, store, tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_ctrl_c_marks_the_run_killed(prepared, store, tmp_path, monkeypatch):
+def interrupt_at(stop_epoch):
+    """A callback that presses Ctrl-C at the end of an epoch."""
     import keras
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt
+            if epoch == stop_epoch:
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(stage, "epoch_logger", lambda *args: Interrupt())
+    return Interrupt()
+
+
+def test_ctrl_c_marks_the_run_killed(prepared, store, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_train(TINY, prepared, tmp_path / "models")
+        run_train(TINY, prepared, tmp_path / "models", callbacks=[interrupt_at(0)])
     assert _only_run(store).info.status == "KILLED"
+    assert not (tmp_path / "models").exists()
 
 
 def test_bad_inputs(prepared, tmp_path):
@@ -189,3 +179,102 @@ def test_early_stopping_reads_the_logged_val_loss(prepared, store, tmp_path):
                                      "learning_rate": 0.05})
     summary = run_train(params, prepared, tmp_path / "models")
     assert summary["epochs"] < 30 and summary["best_epoch"] == summary["epochs"] - 2
+
+
+# --- resume ------------------------------------------------------------------------------------------
+
+
+def test_resume_after_an_interruption_continues_the_same_run(prepared, store, tmp_path):
+    params = TINY.model_copy(update={"epochs": 4, "schedule": "exponential"})
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(KeyboardInterrupt):
+        run_train(params, prepared, tmp_path / "models", checkpoint_dir=checkpoints, callbacks=[interrupt_at(1)])
+    killed = _only_run(store)
+    assert killed.info.status == "KILLED" and (checkpoints / "state.npz").is_file()
+
+    summary = run_train(params.model_copy(update={"resume": True}), prepared, tmp_path / "models",
+                        checkpoint_dir=checkpoints)
+    run = _only_run(store)  # still one run: the interrupted one, continued
+    assert run.info.run_id == killed.info.run_id == summary["run_id"]
+    assert run.info.status == "FINISHED" and run.data.tags["resumed_at_epoch"] == "2"
+    assert summary["epochs"] == 4
+    steps = [m.step for m in store.get_metric_history(run.info.run_id, "val_loss")]
+    assert sorted(steps) == [0, 1, 2, 3]
+    # the optimizer state came back: the exponential schedule (x0.9 per epoch) kept counting its steps
+    rates = {m.step: m.value for m in store.get_metric_history(run.info.run_id, "learning_rate")}
+    assert rates[2] == pytest.approx(TINY.learning_rate * 0.9**3, rel=1e-5)
+    assert not (checkpoints / "state.npz").exists()  # a finished run leaves no state behind
+
+
+def test_resume_refuses_changed_params_and_starts_afresh_without_state(prepared, store, tmp_path, capsys):
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(KeyboardInterrupt):
+        run_train(TINY, prepared, tmp_path / "models", checkpoint_dir=checkpoints, callbacks=[interrupt_at(0)])
+    changed = TINY.model_copy(update={"resume": True, "learning_rate": 0.01})
+    with pytest.raises(TrainError, match=r"state.npz: the interrupted run .* different train params: learning_rate"):
+        run_train(changed, prepared, tmp_path / "models", checkpoint_dir=checkpoints)
+    with pytest.raises(TrainError, match="train.resume needs a checkpoint folder"):
+        run_train(changed, prepared, tmp_path / "models")
+    stage.discard(checkpoints)
+    run_train(TINY.model_copy(update={"resume": True, "epochs": 1}), prepared, tmp_path / "models",
+              checkpoint_dir=checkpoints)
+    assert "holds no interrupted run: starting a new run" in capsys.readouterr().out
+
+
+def test_checkpoint_state_round_trip(tmp_path):
+    from mtt.train.checkpoint import TrainState, load_state, save_state
+
+    state = TrainState(epoch=3, run_id="abc", params={"epochs": 5}, data="f00", history=[{"epoch": 0, "loss": 1.0}],
+                       best_loss=0.5, weights=[np.ones((2, 3)), np.zeros(3)], optimizer=[np.array(7)],
+                       best_weights=[np.full((2, 3), 2.0), np.ones(3)])
+    save_state(tmp_path, state)
+    loaded = load_state(tmp_path)
+    assert (loaded.epoch, loaded.run_id, loaded.params, loaded.history, loaded.best_loss) == (
+        3, "abc", {"epochs": 5}, [{"epoch": 0, "loss": 1.0}], 0.5)
+    for group in ("weights", "optimizer", "best_weights"):
+        assert all(np.array_equal(a, b) for a, b in zip(getattr(loaded, group), getattr(state, group), strict=True))
+    assert load_state(tmp_path / "nothing") is None
+
+
+# --- input pipeline and strategies -------------------------------------------------------------------
+
+
+def test_streamed_input_trains_and_logs_its_mode(prepared, store, tmp_path):
+    summary = run_train(TINY.model_copy(update={"input": "stream", "sample_weights": "flat"}), prepared,
+                        tmp_path / "models")
+    run = _only_run(store)
+    assert run.data.tags["input"] == "stream" and summary["epochs"] == 2
+    assert np.isfinite(summary["best_val_loss"])
+
+
+def test_mirrored_strategy_trains_with_the_same_code(prepared, store, tmp_path):
+    summary = run_train(TINY.model_copy(update={"strategy": "mirrored", "epochs": 1}), prepared, tmp_path / "models")
+    assert _only_run(store).data.tags["strategy"] == "mirrored" and summary["epochs"] == 1
+
+
+def test_multi_worker_needs_tf_config(prepared, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(TrainError, match="multi_worker needs the cluster in the TF_CONFIG"):
+        run_train(TINY.model_copy(update={"strategy": "multi_worker"}), prepared, tmp_path / "models")
+
+
+def test_multi_worker_on_a_one_worker_cluster(prepared, tmp_path):
+    """`mtt train` in a fresh process (the cluster must be set up before TensorFlow runs anything)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    cluster = {"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker", "index": 0}}
+    env = {**os.environ, "TF_CONFIG": json.dumps(cluster), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mtt", "train", "--params", str(_params_file()), "--prepared", str(prepared),
+         "--model", str(tmp_path / "models"), "--metrics", str(tmp_path / "metrics.json"),
+         "--history", str(tmp_path / "history.csv"), "--checkpoints", str(tmp_path / "checkpoints"),
+         "-S", "strategy=multi_worker", "-S", "epochs=1", "-S", "width=16", "-S", "depth=1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1

@@ -1,0 +1,116 @@
+"""The evaluation and training plots, in the CMS style of mplhep, written as PNG (atomically)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtt.io import atomic_file
+
+LABEL = r"$m_{t\bar{t}}$ [GeV]"
+
+
+@contextmanager
+def figure(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """(fig, axes) in the mplhep CMS style; saved to `path` on leaving, then closed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    with plt.style.context(mplhep.style.CMS):
+        fig, axes = plt.subplots(**subplots)
+        try:
+            yield fig, axes
+            fig.tight_layout()
+            with atomic_file(path) as tmp:
+                fig.savefig(tmp, dpi=80, format="png")
+        finally:
+            plt.close(fig)
+
+
+def spectrum(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray, path: Path) -> None:
+    """Predicted vs true m_tt spectra, with the ratio to the truth below: where the spectrum shrinks."""
+    import mplhep
+
+    with figure(path, nrows=2, figsize=(9, 9), sharex=True, gridspec_kw={"height_ratios": (3, 1)}) as (_, axes):
+        top, ratio = axes
+        truth, _ = np.histogram(true, edges)
+        mplhep.histplot(truth, edges, ax=top, label="truth", histtype="fill", alpha=0.3, color="grey")
+        for name, pred in estimates.items():
+            counts, _ = np.histogram(pred[np.isfinite(pred)], edges)
+            mplhep.histplot(counts, edges, ax=top, label=name, yerr=np.sqrt(counts))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mplhep.histplot(counts / truth, edges, ax=ratio, yerr=np.sqrt(counts) / truth)
+        top.set_ylabel("events / bin")
+        top.legend()
+        ratio.axhline(1.0, color="grey", lw=1)
+        ratio.set_ylim(0, 2)
+        ratio.set_ylabel("pred / truth")
+        ratio.set_xlabel(LABEL)
+
+
+def response_matrix(pred: np.ndarray, true: np.ndarray, edges: np.ndarray, path: Path, name: str) -> None:
+    """P(predicted bin | true bin): the migrations an unfolding would have to undo."""
+    import mplhep
+
+    ok = np.isfinite(pred)
+    counts, _, _ = np.histogram2d(true[ok], pred[ok], [edges, edges])
+    totals = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    with figure(path, figsize=(9, 8)) as (_, ax):
+        mplhep.hist2dplot(normalised, edges, edges, ax=ax, cbarextend=False)
+        ax.set_xlabel("true " + LABEL)
+        ax.set_ylabel(f"{name} " + LABEL)
+        ax.set_title(f"response, normalised per true bin ({name})", fontsize=14)
+
+
+def bias_resolution(rows: dict[str, pd.DataFrame], path: Path) -> None:
+    """Median bias and resolution vs true m_tt, one line per estimator."""
+    with figure(path, nrows=2, figsize=(9, 9), sharex=True) as (_, (ax_bias, ax_res)):
+        for name, frame in rows.items():
+            centre = (frame.m_tt_low + frame.m_tt_high) / 2
+            ax_bias.plot(centre, frame.bias, marker="o", label=name)
+            ax_res.plot(centre, frame.resolution, marker="o", label=name)
+        ax_bias.axhline(0.0, color="grey", lw=1)
+        ax_bias.set_ylabel("median (pred - true) / true")
+        ax_bias.legend()
+        ax_res.set_ylabel("resolution (68% half-width)")
+        ax_res.set_xlabel("true " + LABEL)
+
+
+def residuals(true: np.ndarray, estimates: dict[str, np.ndarray], path: Path) -> None:
+    """Distribution of (pred - true) / true per estimator."""
+    import mplhep
+
+    edges = np.linspace(-1.0, 1.0, 81)
+    with figure(path, figsize=(9, 7)) as (_, ax):
+        for name, pred in estimates.items():
+            ok = np.isfinite(pred)
+            counts, _ = np.histogram((pred[ok] - true[ok]) / true[ok], edges)
+            mplhep.histplot(counts / max(ok.sum(), 1), edges, ax=ax, label=name)
+        ax.axvline(0.0, color="grey", lw=1)
+        ax.set_xlabel(r"(pred - true) / true")
+        ax.set_ylabel("fraction of events")
+        ax.legend()
+
+
+def loss_curve(history: pd.DataFrame, path: Path) -> None:
+    """Loss and val_loss vs epoch, with the width ratio: the plot that shows plateaus and shrinkage."""
+    with figure(path, nrows=2, figsize=(8, 8), sharex=True) as (_, (ax_loss, ax_width)):
+        ax_loss.plot(history.epoch, history.loss, label="train")
+        ax_loss.plot(history.epoch, history.val_loss, label="val")
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("loss")
+        ax_loss.legend()
+        ax_width.plot(history.epoch, history.val_width_ratio)
+        ax_width.axhline(1.0, color="grey", lw=0.8)
+        ax_width.set_ylabel("std(pred) / std(true)")
+        ax_width.set_xlabel("epoch")

@@ -1,0 +1,321 @@
+"""Training input from the prepared Parquet splits: checks, subsets, weights, and a streaming tf.data pipeline.
+
+Two ways in: `memory` reads a split into numpy arrays (fastest, for data that fits), `stream` reads it a few
+row groups at a time into a tf.data pipeline, so the train split never has to fit in memory. One column
+that is always read whole: the true m_tt (8 bytes per event), which the target transform and the flat
+weights are fitted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtt.prepare.features import TARGET
+
+#: rows per block the stream reads and shuffles at once, and how many blocks it mixes (the shuffle window)
+BLOCK_ROWS = 65536
+MIX_BLOCKS = 4
+#: `auto` streams when the split's uncompressed columns need more than this fraction of the available memory
+STREAM_ABOVE = 0.25
+#: robust and quantile scalers are fitted on a random sample of this many train rows when streaming
+SCALER_SAMPLE = 1_000_000
+IDENTITY_COLUMNS = ["run", "luminosityBlock", "event"]
+
+
+class TrainError(ValueError):
+    """Bad training input or a diverging run, with the file, column or epoch."""
+
+
+def expected_features(feature_set: str) -> list[str]:
+    """The columns of a feature set, as `prepare` defines them."""
+    from mtt.prepare.features import FEATURE_SETS
+
+    return list(FEATURE_SETS[feature_set])
+
+
+def check_split(path: Path, features: list[str], feature_set: str) -> Any:
+    """The open `pyarrow.parquet.ParquetFile` of a split, after checking feature set, columns and target."""
+    import pyarrow.parquet as pq
+
+    from mtt.prepare import read_metadata
+
+    if not path.is_file():
+        raise TrainError(f"{path}: prepared split missing; run the prepare stage first")
+    stored = read_metadata(path).get("feature_sets", {}).get(feature_set)
+    if stored is None:
+        raise TrainError(f"{path}: no feature set {feature_set!r} in the file (train.feature_set); "
+                         "re-run prepare with it in prepare.feature_sets")
+    if stored != features:
+        raise TrainError(f"{path}: feature set {feature_set!r} holds {stored}, but this code expects {features} "
+                         "(columns missing or reordered): re-run prepare")
+    parquet = pq.ParquetFile(path)
+    columns = set(parquet.schema_arrow.names)
+    missing = [c for c in features if c not in columns]
+    if missing:
+        raise TrainError(f"{path}: missing feature columns {missing}")
+    if TARGET not in columns:
+        raise TrainError(f"{path}: no target column {TARGET!r} (truth-less data): cannot train on it")
+    return parquet
+
+
+def check_finite(x: np.ndarray, y: np.ndarray, features: list[str], where: str, first_row: int = 0) -> None:
+    """Stop on NaN or inf, naming the column and the first bad row."""
+    bad = ~np.isfinite(x)
+    if bad.any() or not np.isfinite(y).all():
+        if bad.any():
+            column, row = features[int(np.flatnonzero(bad.any(axis=0))[0])], int(np.flatnonzero(bad.any(axis=1))[0])
+        else:
+            column, row = TARGET, int(np.flatnonzero(~np.isfinite(y))[0])
+        raise TrainError(f"{where}: NaN or inf in column {column!r} ({int(bad.sum())} feature values, first at "
+                         f"row {first_row + row}): run the validate stage")
+
+
+def load_split(path: Path, features: list[str], feature_set: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(features float32, true m_tt, the table) of one split, checking columns, order, target and NaNs."""
+    check_split(path, features, feature_set)
+    table = pd.read_parquet(path)
+    x = table[features].to_numpy(np.float32)
+    y = table[TARGET].to_numpy(np.float64)
+    check_finite(x, y, features, str(path))
+    return x, y, table
+
+
+def stream_or_memory(mode: str, path: Path, features: list[str]) -> str:
+    """`memory` or `stream`: `auto` streams when the split would take over a quarter of the available memory."""
+    if mode != "auto":
+        return mode
+    import psutil
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    wanted = set(features) | {TARGET}
+    size = sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
+               for c in range(meta.num_columns) if meta.row_group(g).column(c).path_in_schema in wanted)
+    return "stream" if size > STREAM_ABOVE * psutil.virtual_memory().available else "memory"
+
+
+def train_subset(table: pd.DataFrame, n_train: int) -> np.ndarray:
+    """Row indices of a deterministic subset: the n events with the smallest identity hash (nested in n)."""
+    if n_train == 0 or n_train >= len(table):
+        return np.arange(len(table))
+    from mtt.prepare.split import unit_interval_hash
+
+    u = unit_interval_hash(table["run"].to_numpy(), table["luminosityBlock"].to_numpy(), table["event"].to_numpy())
+    return np.sort(np.argsort(u, kind="stable")[:n_train])
+
+
+@dataclass(frozen=True)
+class FlatWeights:
+    """Weights inverse to the true m_tt density (equal-population bins), mean 1 on train, clipped."""
+
+    edges: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def fit(cls, m_tt: np.ndarray, clip: float, bins: int = 40) -> FlatWeights:
+        """Bin edges and per-bin weights from the train m_tt; clip at `clip` x the median weight."""
+        edges = np.unique(np.quantile(m_tt, np.linspace(0, 1, bins + 1)))
+        index = cls._bin(edges, m_tt)
+        density = np.bincount(index, minlength=edges.size - 1) / np.diff(edges)
+        per_event = np.minimum(1.0 / density[index], clip * np.median(1.0 / density[index]))
+        values = np.minimum(1.0 / density, clip * np.median(1.0 / density[index])) / per_event.mean()
+        return cls(edges, values)
+
+    @staticmethod
+    def _bin(edges: np.ndarray, m_tt: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(edges, m_tt, side="right") - 1, 0, edges.size - 2)
+
+    def __call__(self, m_tt: np.ndarray) -> np.ndarray:
+        return self.values[self._bin(self.edges, m_tt)]
+
+
+def flat_weights(m_tt: np.ndarray, clip: float, bins: int = 40) -> np.ndarray:
+    """Per-event flat weights of the events they were fitted on (mean 1)."""
+    return FlatWeights.fit(m_tt, clip, bins)(m_tt)
+
+
+def momentum_like(features: list[str]) -> list[bool]:
+    """Features that are positive and skewed (pT, E, masses, HT, MET): candidates for log1p."""
+    return [c.endswith(("_pt", "_e")) or c.startswith("m_") or c in ("ht", "met_pt") for c in features]
+
+
+def log_momenta(x: np.ndarray, log_mask: list[bool] | None) -> np.ndarray:
+    """float64 copy with log1p applied to the masked columns: what the scaler is fitted on."""
+    out = x.astype(np.float64)
+    if log_mask:
+        out[:, log_mask] = np.log1p(np.maximum(out[:, log_mask], 0))
+    return out
+
+
+# --- streaming --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParquetStream:
+    """A train split read a few row groups at a time: shuffled per epoch, checked, weighted, as tf.data."""
+
+    path: Path
+    features: list[str]
+    keep: np.ndarray  # bool per row of the file: the (n_train) subset
+    target: Callable[[np.ndarray], np.ndarray]  # true m_tt -> regression target
+    weights: Callable[[np.ndarray], np.ndarray] | None
+    seed: int
+    block_rows: int = BLOCK_ROWS
+
+    @classmethod
+    def open(cls, path: Path, features: list[str], feature_set: str, n_train: int, target: Any, weights: Any,
+             seed: int) -> ParquetStream:
+        """Check the split and choose the subset from the identity columns only."""
+        parquet = check_split(path, features, feature_set)
+        ids = parquet.read(columns=IDENTITY_COLUMNS).to_pandas()
+        keep = np.zeros(len(ids), bool)
+        keep[train_subset(ids, n_train)] = True
+        return cls(path, features, keep, target, weights, seed)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.keep.sum())
+
+    def true_mtt(self) -> np.ndarray:
+        """The true m_tt of the kept rows (the one column read whole)."""
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path, columns=[TARGET])[TARGET].to_numpy().astype(np.float64)[self.keep]
+
+    def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(first file row, features float32, true m_tt) of the kept rows, block by block, NaN-checked."""
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(self.path)
+        starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+        groups = np.arange(parquet.num_row_groups) if order is None else order
+        for group in groups:
+            first = int(starts[group])
+            for batch in parquet.iter_batches(batch_size=self.block_rows, row_groups=[int(group)],
+                                              columns=[*self.features, TARGET]):
+                keep = self.keep[first:first + batch.num_rows]
+                columns = [batch.column(c).to_numpy(zero_copy_only=False) for c in self.features]  # null -> NaN
+                x = np.column_stack(columns).astype(np.float32)[keep]
+                y = batch.column(TARGET).to_numpy(zero_copy_only=False).astype(np.float64)[keep]
+                check_finite(x, y, self.features, f"{self.path} (streaming)", first)
+                yield first, x, y
+                first += batch.num_rows
+
+    def fit_scaler(self, kind: str, log_mask: list[bool] | None) -> Any:
+        """The scaler fitted in one pass: exactly (minmax, standard) or on a random sample (robust, quantile)."""
+        from mtt.validate.scaling import make_scaler
+
+        scaler = make_scaler(kind, min(self.n_rows, SCALER_SAMPLE))
+        rng = np.random.default_rng(self.seed)
+        fraction = min(1.0, SCALER_SAMPLE / max(self.n_rows, 1))
+        sample = []
+        for _, x, _ in self.blocks():
+            if len(x) == 0:
+                continue
+            x = log_momenta(x, log_mask)
+            if kind in ("minmax", "standard"):
+                scaler.partial_fit(x)
+            else:
+                sample.append(x[rng.random(len(x)) < fraction])
+        if kind not in ("minmax", "standard"):
+            scaler.fit(np.concatenate(sample))
+        return scaler
+
+    def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """One epoch: row groups in a seeded random order, mixed MIX_BLOCKS blocks at a time and shuffled."""
+        import pyarrow.parquet as pq
+
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(pq.ParquetFile(self.path).num_row_groups)
+        window: list[tuple[np.ndarray, np.ndarray]] = []
+        for _, x, y in self.blocks(order):
+            window.append((x, y))
+            if len(window) == MIX_BLOCKS:
+                yield self._shuffled(window, rng)
+                window = []
+        if window:
+            yield self._shuffled(window, rng)
+
+    def _shuffled(self, window: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> tuple:
+        x = np.concatenate([w[0] for w in window])
+        y = np.concatenate([w[1] for w in window])
+        perm = rng.permutation(len(x))
+        x, y = x[perm], y[perm]
+        out = (x, self.target(y).astype(np.float32))
+        return out if self.weights is None else (*out, self.weights(y).astype(np.float32))
+
+    def dataset(self, batch_size: int, first_epoch: int = 0) -> Any:
+        """A tf.data.Dataset of (x, y[, w]) batches; each pass over it is the next epoch."""
+        import tensorflow as tf
+
+        counter = iter(range(first_epoch, 2**31))
+        n = len(self.features)
+        signature = (tf.TensorSpec((None, n), tf.float32), tf.TensorSpec((None,), tf.float32))
+        if self.weights is not None:
+            signature = (*signature, tf.TensorSpec((None,), tf.float32))
+        data = tf.data.Dataset.from_generator(lambda: self.epoch(next(counter)), output_signature=signature)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        batches = -(-self.n_rows // batch_size)  # rebatch fills every batch but the last across blocks
+        data = data.rebatch(batch_size).apply(tf.data.experimental.assert_cardinality(batches))
+        return data.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+# --- what the fit loop consumes ---------------------------------------------------------------------
+
+
+@dataclass
+class TrainingData:
+    """The train split ready for `fit`: in memory (numpy) or streamed (tf.data), with its fitted preprocessing."""
+
+    mode: str
+    m_tt: np.ndarray  # true m_tt of the train rows used
+    scaler: Any
+    target: Any  # mtt.model.TargetTransform
+    weights: FlatWeights | None
+    x: np.ndarray | None = None
+    stream: ParquetStream | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.m_tt)
+
+    def fit_arguments(self, batch_size: int, first_epoch: int) -> dict[str, Any]:
+        """Keyword arguments of `model.fit` for this data (numpy arrays, or a dataset starting at first_epoch)."""
+        if self.stream is not None:
+            return {"x": self.stream.dataset(batch_size, first_epoch), "shuffle": False}  # shuffled by the stream
+        y = self.target.forward(self.m_tt).astype(np.float32)
+        weights = None if self.weights is None else self.weights(self.m_tt).astype(np.float32)
+        return {"x": self.x, "y": y, "sample_weight": weights, "batch_size": batch_size, "shuffle": True}
+
+
+def load_training_data(params: Any, path: Path, features: list[str], log_mask: list[bool] | None) -> TrainingData:
+    """Read (or open for streaming) the train split, take the n_train subset, fit scaler, target and weights."""
+    from mtt.model import TargetTransform
+    from mtt.validate.scaling import fit_scaler
+
+    check_split(path, features, params.feature_set)
+    mode = stream_or_memory(params.input, path, features)
+    if mode == "stream":
+        stream = ParquetStream.open(path, features, params.feature_set, params.n_train, None, None, params.seed)
+        m_tt = stream.true_mtt()
+        scaler = stream.fit_scaler(params.scaler, log_mask)
+        x = None
+    else:
+        x, m_tt, table = load_split(path, features, params.feature_set)
+        rows = train_subset(table, params.n_train)
+        x, m_tt, stream = x[rows], m_tt[rows], None
+        scaler = fit_scaler(params.scaler, log_momenta(x, log_mask)) if len(x) else None
+    if len(m_tt) == 0:
+        raise TrainError(f"{path}: empty train split")
+    target = TargetTransform.fit(params.target_transform, m_tt)
+    weights = FlatWeights.fit(m_tt, params.flat_clip) if params.sample_weights == "flat" else None
+    if stream is not None:
+        stream.target, stream.weights = target.forward, weights
+    return TrainingData(mode, m_tt, scaler, target, weights, x, stream)

@@ -1,0 +1,98 @@
+"""The evaluate stage: hand-computed visible mass, a real tiny train -> evaluate run, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtt.config import EvaluateParams, TrainParams
+from mtt.evaluate import EvaluateError, momenta, read_split, run_evaluate, visible_mass, visible_scale
+from mtt.train import run_train
+
+HAND = pd.DataFrame({  # l+ and l- back to back along x, b1 and b2 back to back along y (m_b = 15 GeV)
+    "lplus_pt": [10.0], "lplus_eta": [0.0], "lplus_phi": [0.0], "lplus_e": [10.0],
+    "lminus_pt": [10.0], "lminus_eta": [0.0], "lminus_phi": [np.pi], "lminus_e": [10.0],
+    "b1_pt": [20.0], "b1_eta": [0.0], "b1_phi": [np.pi / 2], "b1_e": [25.0],
+    "b2_pt": [20.0], "b2_eta": [0.0], "b2_phi": [-np.pi / 2], "b2_e": [25.0],
+})
+
+
+def test_visible_mass_of_a_hand_event():
+    p4 = momenta(HAND)
+    assert p4["b1"][0] == pytest.approx([0.0, 20.0, 0.0, 25.0], abs=1e-12)
+    assert visible_mass(p4)[0] == pytest.approx(70.0)  # all momenta cancel: m = E_total = 10 + 10 + 25 + 25
+
+
+def test_visible_scale_is_the_mean_ratio_to_the_truth():
+    train = pd.concat([HAND] * 3, ignore_index=True).assign(m_tt=[140.0, 140.0, 280.0])  # ratios 2, 2, 4
+    assert visible_scale(train) == pytest.approx(8.0 / 3)
+
+
+@pytest.fixture(scope="module")
+def trained(small_prepared, tmp_path_factory):
+    """A 2-epoch model on the tiny prepared sample, logged into its own SQLite store."""
+    root = tmp_path_factory.mktemp("evaluate")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(root)
+        summary = run_train(TrainParams(epochs=2, batch_size=64, width=32, depth=2), small_prepared,
+                            root / "models", history_path=root / "history.csv")
+    return root, uri, summary["run_id"]
+
+
+def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_prepared, trained, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    root, uri, run_id = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(root)
+    params = EvaluateParams(split="val")
+    figures = run_evaluate(params, small_prepared, root / "models", root / "eval", root / "history.csv")
+
+    stored = json.loads((root / "eval" / "metrics.json").read_text())
+    assert stored == json.loads(json.dumps(figures))
+    n = len(pd.read_parquet(small_prepared / "val.parquet"))
+    assert stored["n_events"] == n and 0 < stored["ellipse_exact_fraction"] <= 1
+    for name in ("model", "baseline_visible", "baseline_ellipse", "baseline_ellipse_exact", "model_on_ellipse_exact"):
+        for key in ("resolution", "bias", "rmse", "mae", "within_10pct", "within_20pct", "width_ratio",
+                    "wasserstein", "chi2_ndf"):
+            assert np.isfinite(stored[name][key]), (name, key)
+    assert stored["model"]["n_events"] == n  # the model predicts every event
+    assert stored["model_on_ellipse_exact"]["n_events"] == stored["baseline_ellipse_exact"]["n_events"]
+    spectrum = pd.read_csv(root / "eval" / "spectrum.csv")
+    assert list(spectrum.columns) == ["m_tt", "truth", "model", "baseline_visible", "baseline_ellipse"]
+    assert len(spectrum) == params.n_bins and spectrum.truth.sum() <= n
+    per_bin = pd.read_csv(root / "eval" / "per_bin.csv")
+    assert {"m_tt", "model_bias", "baseline_ellipse_resolution"} <= set(per_bin.columns)
+    pngs = sorted(p.name for p in (root / "eval" / "plots").glob("*.png"))
+    assert pngs == ["bias_resolution.png", "loss_curve.png", "residuals.png", "response_baseline_ellipse.png",
+                    "response_baseline_visible.png", "response_model.png", "spectrum.png"]
+    assert all((root / "eval" / "plots" / p).stat().st_size > 5000 for p in pngs)
+    assert "smallest m_tt" in (root / "eval" / "ellipse_rule.txt").read_text()
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"  # logged into, not reopened
+    assert run.data.metrics["baseline_ellipse/resolution"] == pytest.approx(stored["baseline_ellipse"]["resolution"])
+    assert run.data.metrics["model/width_ratio"] == pytest.approx(stored["model"]["width_ratio"])
+    assert "smallest m_tt" in run.data.tags["eval.ellipse_rule"]
+    logged = {f.path for f in client.list_artifacts(run_id, "evaluate/plots")}
+    assert "evaluate/plots/spectrum.png" in logged
+
+
+def test_bad_inputs_are_named(small_prepared, tmp_path):
+    with pytest.raises(EvaluateError, match="no trained model; run the train stage first"):
+        run_evaluate(EvaluateParams(), small_prepared, tmp_path / "nothing", tmp_path / "eval")
+    seed_only = tmp_path / "seed.parquet"
+    pd.read_parquet(small_prepared / "test.parquet").drop(columns=["b1_pt", "met_px"]).to_parquet(seed_only)
+    with pytest.raises(EvaluateError, match=r"missing columns \['b1_pt', 'met_px'\] .* prepare.feature_sets"):
+        read_split(seed_only, ["b1_pt", "met_px", "m_tt"])
+    with pytest.raises(EvaluateError, match="prepared split missing"):
+        read_split(tmp_path / "none.parquet", ["m_tt"])
+    with pytest.raises(ValueError, match="m_tt_max"):
+        EvaluateParams(m_tt_min=800.0, m_tt_max=500.0)
+    assert not (tmp_path / "eval").exists()
