@@ -10,7 +10,7 @@ import pytest
 import uproot
 from mlflow.tracking import MlflowClient
 
-from mtt.config import PrepareParams, SimulateParams
+from mtt.config import PrepareParams, SimulateParams, ValidateParams
 from mtt.prepare import run_prepare
 from mtt.simulate import run_simulation
 
@@ -45,10 +45,16 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Prepared train/val/test splits of 2000 simulated events (~390 selected): for train and evaluate."""
+    """Prepared train/val/test splits of 2000 simulated events (~390 selected), and their train reference
+    (profile and scalers, in the sibling folder `reference`): for train and evaluate."""
+    from mtt.dataset import open_split, split_path
+    from mtt.validate.reference import build_reference
+
     root = tmp_path_factory.mktemp("prepared")
     run_simulation(SimulateParams(n_events=2000, workers=1, progress=False, seed=11), root / "raw")
     run_prepare(PrepareParams(workers=1), [root / "raw"], root / "prepared")
+    train = open_split(split_path(root / "prepared", "train"))
+    build_reference(train.read(), train.metadata["features"], ValidateParams(), root / "reference")
     return root / "prepared"
 
 

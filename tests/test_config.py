@@ -37,7 +37,8 @@ def test_repo_params_file_is_valid_and_complete():
     assert params.prepare.schema_name == "native" and params.prepare.split.train == 0.7
     assert set(raw["validate"]) == set(ValidateParams.model_fields)
     assert set(raw["validate"]["drift"]) == set(DriftParams.model_fields)
-    assert params.validation.scaler == "minmax"
+    assert "scaler" not in raw["validate"]  # one scaler param: train.scaler, which validate checks
+    assert params.train.scaler == "standard"
     assert params.simulate.level == "parton" and params.simulate.sqrt_s == 13000.0
 
 

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 
 from mtt.config import EvaluateParams, TrainParams
-from mtt.evaluate import EvaluateError, momenta, read_split, run_evaluate, visible_mass, visible_scale
-from mtt.train import run_train
+from mtt.errors import ArtifactError, DataError
+from mtt.evaluate import run_evaluate
+from mtt.evaluate.estimators import momenta, visible_mass, visible_scale
+from mtt.evaluate.stage import read_split
+from mtt.train import TrainPaths, run_train
 
 HAND = pd.DataFrame({  # l+ and l- back to back along x, b1 and b2 back to back along y (m_b = 15 GeV)
     "lplus_pt": [10.0], "lplus_eta": [0.0], "lplus_phi": [0.0], "lplus_e": [10.0],
@@ -39,8 +42,9 @@ def trained(small_prepared, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(root)
-        summary = run_train(TrainParams(epochs=2, batch_size=64, width=32, depth=2), small_prepared,
-                            root / "models", history_path=root / "history.csv")
+        paths = TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
+                           model=root / "models", history=root / "history.csv")
+        summary = run_train(TrainParams(epochs=2, batch_size=64, width=32, depth=2), paths)
     return root, uri, summary["run_id"]
 
 
@@ -85,14 +89,18 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
 
 
 def test_bad_inputs_are_named(small_prepared, tmp_path):
-    with pytest.raises(EvaluateError, match="no trained model; run the train stage first"):
+    import pyarrow.parquet as pq
+
+    with pytest.raises(ArtifactError, match="model.json: missing; .* not a trained model folder"):
         run_evaluate(EvaluateParams(), small_prepared, tmp_path / "nothing", tmp_path / "eval")
-    seed_only = tmp_path / "seed.parquet"
-    pd.read_parquet(small_prepared / "test.parquet").drop(columns=["b1_pt", "met_px"]).to_parquet(seed_only)
-    with pytest.raises(EvaluateError, match=r"missing columns \['b1_pt', 'met_px'\] .* prepare.feature_sets"):
-        read_split(seed_only, ["b1_pt", "met_px", "m_tt"])
-    with pytest.raises(EvaluateError, match="prepared split missing"):
-        read_split(tmp_path / "none.parquet", ["m_tt"])
+    seed_only = tmp_path / "seed_only"
+    seed_only.mkdir()
+    table = pq.read_table(small_prepared / "test.parquet")
+    pq.write_table(table.drop_columns(["b1_pt", "met_px"]), seed_only / "test.parquet")
+    with pytest.raises(DataError, match=r"missing columns \['b1_pt', 'met_px'\] .* prepare.feature_sets"):
+        read_split(seed_only, "test", ["b1_pt", "met_px", "m_tt"])
+    with pytest.raises(DataError, match="prepared split missing"):
+        read_split(tmp_path, "test", ["m_tt"])
     with pytest.raises(ValueError, match="m_tt_max"):
         EvaluateParams(m_tt_min=800.0, m_tt_max=500.0)
     assert not (tmp_path / "eval").exists()

@@ -18,18 +18,24 @@ from mtt.model import (
     mdn_parameters,
     preprocessing_layer,
 )
-from mtt.validate.scaling import fit_scaler
+from mtt.preprocessing import Scaler
 
 RNG = np.random.default_rng(3)
 # momentum-like (positive, skewed), angle-like and mass-like columns
 FEATURES = np.column_stack([RNG.exponential(60, 2000) + 20, RNG.uniform(-np.pi, np.pi, 2000),
                             RNG.normal(300, 80, 2000)]).astype(np.float32)
+#: names that make only the first column momentum-like (log1p under log_features)
+COLUMNS = ["lplus_pt", "lplus_phi", "lplus_eta"]
+
+
+def fit_scaler(kind, x, log_features=False):
+    return Scaler.fit(kind, x, COLUMNS, log_features)
 
 
 @pytest.mark.parametrize("kind", ["minmax", "standard", "robust", "quantile"])
 def test_preprocessing_layer_equals_the_sklearn_scaler(kind):
     scaler = fit_scaler(kind, FEATURES.astype(np.float64))
-    layer = preprocessing_layer(scaler, kind)
+    layer = preprocessing_layer(scaler)
     new = np.vstack([FEATURES[:500] * 1.3, [[5.0, 0.0, 10.0], [900.0, 3.0, 900.0]]]).astype(np.float32)
     np.testing.assert_allclose(np.asarray(layer(new)), scaler.transform(new.astype(np.float64)), atol=2e-5)
 
@@ -38,9 +44,14 @@ def test_log_of_momentum_features_before_scaling():
     log_mask = [True, False, False]
     logged = FEATURES.astype(np.float64).copy()
     logged[:, 0] = np.log1p(logged[:, 0])
-    scaler = fit_scaler("standard", logged)
-    layer = preprocessing_layer(scaler, "standard", log_mask)
-    np.testing.assert_allclose(np.asarray(layer(FEATURES)), scaler.transform(logged), atol=2e-5)
+    scaler = fit_scaler("standard", FEATURES, log_features=True)
+    assert scaler.log_mask == tuple(log_mask) and scaler.name == "standard+log"
+    layer = preprocessing_layer(scaler)
+    from sklearn.preprocessing import StandardScaler
+
+    expected = StandardScaler().fit(logged).transform(logged)
+    np.testing.assert_allclose(np.asarray(layer(FEATURES)), expected, atol=2e-5)
+    np.testing.assert_allclose(scaler.transform(FEATURES), expected, atol=1e-12)
 
 
 def test_mdn_nll_equals_scipy_on_a_hand_example():
@@ -99,7 +110,7 @@ def test_inference_model_returns_gev(kind):
 
 def test_mdn_inference_is_the_mixture_mean():
     spec = ModelSpec(depth=1, width=8, head="mdn", components=3)
-    network = build_network(3, spec, preprocessing_layer(fit_scaler("minmax", FEATURES.astype(np.float64)), "minmax"))
+    network = build_network(3, spec, preprocessing_layer(fit_scaler("minmax", FEATURES.astype(np.float64))))
     output = np.asarray(network(FEATURES[:20]), dtype=np.float64)
     weights, mu, sigma = (np.asarray(t) for t in mdn_parameters(output, 3))
     target = TargetTransform("log")
@@ -110,7 +121,7 @@ def test_mdn_inference_is_the_mixture_mean():
 def test_save_and_reload_predict_the_same(tmp_path):
     scaler = fit_scaler("quantile", FEATURES.astype(np.float64))
     spec = ModelSpec(depth=2, width=16, head="mdn", components=2)
-    network = build_network(3, spec, preprocessing_layer(scaler, "quantile"))
+    network = build_network(3, spec, preprocessing_layer(scaler))
     model = inference_model(network, spec, TargetTransform.fit("standardize", np.array([400.0, 600.0])))
     model.save(tmp_path / "model.keras")
     again = keras.models.load_model(tmp_path / "model.keras")
@@ -123,7 +134,7 @@ def test_a_tiny_fit_learns(tmp_path):
     m_tt = 2.0 * x[:, 0] + x[:, 2] + 200.0
     target = TargetTransform.fit("standardize", m_tt)
     spec = ModelSpec(depth=2, width=32)
-    network = build_network(3, spec, preprocessing_layer(fit_scaler("minmax", x.astype(np.float64)), "minmax"))
+    network = build_network(3, spec, preprocessing_layer(fit_scaler("minmax", x.astype(np.float64))))
     network.compile(keras.optimizers.Adam(1e-2), spec.loss_function())
     history = network.fit(x, target.forward(m_tt), epochs=20, batch_size=128, verbose=0)
     assert history.history["loss"][-1] < 0.05 * history.history["loss"][0]

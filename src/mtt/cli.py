@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from mtt.config import ParamsError, load_params
+from mtt.config import load_params, parse_overrides
+from mtt.errors import MttError, ValidationFailed
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "Train the m_tt regressor on the prepared splits; log the run to MLflow (params, lineage, "
                    "per-epoch metrics, artifacts, model with signature).")
     train.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
+    train.add_argument("--reference", default="data/reference",
+                       help="the validate stage's reference: the scaler fitted on train (default: data/reference)")
+    train.add_argument("--validation", default="reports/validation.json",
+                       help="the validate stage's summary, attached to the run (default: reports/validation.json)")
+    train.add_argument("--docs", default="reports/data_docs", help="the validate stage's Data Docs, attached too")
     train.add_argument("--model", default="models", help="output folder for the model (default: models)")
     train.add_argument("--metrics", default="reports/train_metrics.json", help="headline figures (a DVC metric)")
     train.add_argument("--history", default="reports/history.csv", help="per-epoch history (a DVC plot)")
@@ -68,49 +75,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def new_data(paths: list[str], prepare: Any) -> Any:
+    """A table of new data to validate: Parquet file(s) from prepare, or ROOT files run through prepare first."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mtt.dataset import SPLITS, split_path
+
+    files = [Path(p) for p in paths]
+    if all(p.suffix == ".parquet" for p in files):
+        return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    from mtt.prepare import run_prepare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_prepare(prepare, files, Path(tmp) / "prepared")
+        return pd.concat([pd.read_parquet(split_path(Path(tmp) / "prepared", s)) for s in SPLITS], ignore_index=True)
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    """Load the stage's params (failing early on bad ones) and run it; the exit status."""
+    changes = parse_overrides(args.overrides, args.stage)
+    params = load_params(args.params, args.stage, changes)
+    if args.stage == "simulate":
+        from mtt.simulate import main as simulate_main
+
+        simulate_main(params, args.out)
+    elif args.stage == "prepare":
+        from mtt.prepare import main as prepare_main
+
+        prepare_main(params, args.input or ["data/raw"], args.out, args.metrics)
+    elif args.stage == "validate":
+        from mtt.preprocessing import scaler_name
+        from mtt.validate import main as validate_main
+        from mtt.validate import validate_new
+
+        train = load_params(args.params, "train")  # the scaler training will use is the one checked
+        scaler = scaler_name(train.scaler, train.log_features)
+        if args.data:
+            frame = new_data(args.data, load_params(args.params, "prepare"))
+            validate_new(params, frame, args.reference, args.summary, args.docs, scaler=scaler)
+        else:
+            validate_main(params, args.prepared, args.reference, args.summary, args.docs, scaler)
+    elif args.stage == "train":
+        from mtt.train import TrainPaths
+        from mtt.train import main as train_main
+
+        paths = TrainPaths(prepared=Path(args.prepared), reference=Path(args.reference), model=Path(args.model),
+                           metrics=_path(args.metrics), history=_path(args.history),
+                           checkpoints=_path(args.checkpoints), validation=_path(args.validation),
+                           docs=_path(args.docs))
+        train_main(params, paths, changes)
+    elif args.stage == "evaluate":
+        from mtt.evaluate import main as evaluate_main
+
+        evaluate_main(params, args.prepared, args.model, args.out, args.history)
+    return 0
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, load the stage's params (failing early on bad ones), run the stage."""
+    """Parse arguments and run the stage; clear one-line errors instead of tracebacks."""
     args = build_parser().parse_args(argv)
     try:
-        if args.stage == "simulate":
-            from mtt.simulate import main as simulate_main
-
-            params = load_params(args.params, "simulate", args.overrides)
-            simulate_main(params, args.out)
-        elif args.stage == "prepare":
-            from mtt.prepare import main as prepare_main
-
-            params = load_params(args.params, "prepare", args.overrides)
-            prepare_main(params, args.input or ["data/raw"], args.out, args.metrics)
-        elif args.stage == "validate":
-            from mtt.validate import ValidationFailed, load_new_data, validate_new
-            from mtt.validate import main as validate_main
-
-            params = load_params(args.params, "validate", args.overrides)
-            try:
-                if args.data:
-                    frame = load_new_data(args.data, load_params(args.params, "prepare"))
-                    validate_new(params, frame, args.reference, args.summary, args.docs)
-                else:
-                    validate_main(params, args.prepared, args.reference, args.summary, args.docs)
-            except ValidationFailed as exc:
-                print(f"mtt validate: failed: {exc}", file=sys.stderr)
-                return 1
-        elif args.stage == "train":
-            from mtt.train import main as train_main
-
-            params = load_params(args.params, "train", args.overrides)
-            train_main(params, args.prepared, args.model, args.metrics, args.history, args.overrides, args.checkpoints)
-        elif args.stage == "evaluate":
-            from mtt.evaluate import main as evaluate_main
-
-            params = load_params(args.params, "evaluate", args.overrides)
-            evaluate_main(params, args.prepared, args.model, args.out, args.history)
+        return run_stage(args)
     except KeyboardInterrupt:
         print(f"mtt {args.stage}: interrupted", file=sys.stderr)
         return 130
-    except (ParamsError, ValueError, OSError, RuntimeError) as exc:
+    except ValidationFailed as exc:
+        print(f"mtt {args.stage}: failed: {exc}", file=sys.stderr)
+        return 1
+    except (MttError, ValueError, OSError, RuntimeError) as exc:
         print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
-

@@ -13,9 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
-class ParamsError(ValueError):
-    """A params.yaml problem, reported with the offending key."""
+from mtt.errors import ParamsError
 
 
 class Section(BaseModel):
@@ -132,8 +130,6 @@ class ScalingParams(Section):
 class ValidateParams(Section):
     """great-expectations checks: schema, physics ranges, units, drift, scaling."""
 
-    scaler: Literal["minmax", "standard", "robust", "quantile"] = Field(
-        "minmax", description="the scaler training uses; fitted on train and saved with the reference")
     top_mass: float = Field(173.0, gt=100, lt=250, description="m_tt must exceed 2 top_mass - mtt_margin")
     mtt_margin: float = Field(50.0, ge=0, description="GeV below the 2 m_t threshold still allowed")
     eta_max: float = Field(2.5, gt=0, description="|eta| of leptons and b jets")
@@ -151,7 +147,8 @@ class TrainParams(Section):
 
     preset: str = Field("none", description="name of an overlay in `train_presets` applied on top of this section")
     feature_set: Literal["seed", "lowlevel", "extended"] = Field("extended", description="inputs, by name")
-    scaler: Literal["minmax", "standard", "robust", "quantile"] = Field("standard", description="fitted on train")
+    scaler: Literal["minmax", "standard", "robust", "quantile"] = Field(
+        "standard", description="fitted on train by validate (data/reference), checked there, built into the model")
     log_features: bool = Field(False, description="log1p of momentum-like features (pT, E, masses, HT, MET)")
     target_transform: Literal["none", "log", "standardize"] = Field("standardize", description="regress this")
     depth: int = Field(4, ge=1, le=64)
@@ -318,17 +315,22 @@ def apply_preset(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
 
 
 def load_params(
-    path: str | os.PathLike[str] = "params.yaml", section: str | None = None, overrides: list[str] | None = None
+    path: str | os.PathLike[str] = "params.yaml", section: str | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
 ) -> Any:
-    """Load and validate the params file, apply overrides to `section`, return that section (or all)."""
+    """Load and validate the params file, apply overrides to `section`, return that section (or all).
+
+    `overrides` are `KEY=VALUE` strings, or the mapping `parse_overrides` made of them (parsed once).
+    """
     raw = read_params_file(path)
+    changes = overrides if isinstance(overrides, dict) else parse_overrides(overrides, section or "")
     if section == "train" and isinstance(raw, dict):
-        raw = apply_preset(raw, parse_overrides(overrides, section))
+        raw = apply_preset(raw, changes)
     if section is not None:
         if section not in SECTIONS:
             raise ParamsError(f"unknown section {section!r}; known: {', '.join(SECTIONS)}")
         if not isinstance(raw, dict):
             raise ParamsError(f"{path}: expected a mapping of sections")
-        raw = {**raw, section: _deep_merge(raw.get(section) or {}, parse_overrides(overrides, section))}
+        raw = {**raw, section: _deep_merge(raw.get(section) or {}, changes)}
     params = validate(raw, str(path))
     return getattr(params, SECTIONS[section]) if section else params

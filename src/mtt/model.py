@@ -17,6 +17,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from mtt.config import TrainParams
+from mtt.preprocessing import Scaler
+
 PACKAGE = "mtt"
 
 
@@ -88,18 +91,16 @@ def _interp(x: Any, xp: Any, fp: Any) -> Any:
     return ops.where(x <= xp[0], fp[0], ops.where(x >= xp[n - 1], fp[n - 1], value))
 
 
-def preprocessing_layer(scaler: Any, kind: str, log_mask: list[bool] | None = None) -> keras.layers.Layer:
-    """The Keras layer that applies a fitted scikit-learn scaler (after optional log1p of some features)."""
-    if kind == "minmax":
-        return AffineScale(scaler.data_min_, scaler.data_range_, log_mask, name="scale_minmax")
-    if kind == "standard":
-        return AffineScale(scaler.mean_, scaler.scale_, log_mask, name="scale_standard")
-    if kind == "robust":
-        return AffineScale(scaler.center_, scaler.scale_, log_mask, name="scale_robust")
-    if kind == "quantile":
-        return QuantileScale(np.asarray(scaler.quantiles_).T.tolist(), scaler.references_, log_mask,
-                             name="scale_quantile")
-    raise ValueError(f"unknown scaler {kind!r}; allowed: minmax, standard, robust, quantile")
+def preprocessing_layer(scaler: Scaler) -> keras.layers.Layer:
+    """The Keras layer that applies a fitted scaler (after log1p of the features in its log mask)."""
+    log_mask = list(scaler.log_mask)
+    if scaler.kind in ("minmax", "standard", "robust"):
+        offset, scale = scaler.affine()
+        return AffineScale(offset.tolist(), scale.tolist(), log_mask, name=f"scale_{scaler.kind}")
+    if scaler.kind == "quantile":
+        return QuantileScale(np.asarray(scaler.state["quantiles_"]).T.tolist(),
+                             np.asarray(scaler.state["references_"]).tolist(), log_mask, name="scale_quantile")
+    raise ValueError(f"unknown scaler {scaler.kind!r}; allowed: minmax, standard, robust, quantile")
 
 
 # --- target transform --------------------------------------------------------------------------------
@@ -231,6 +232,14 @@ class ModelSpec:
     loss: str = "mse"
     components: int = 5
     quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)
+
+    @classmethod
+    def of(cls, params: TrainParams) -> ModelSpec:
+        """The architecture and head that the train params describe."""
+        return cls(depth=params.depth, width=params.width, activation=params.activation,
+                   batch_norm=params.batch_norm, dropout=params.dropout, residual=params.residual,
+                   head=params.head, loss=params.loss, components=params.mdn_components,
+                   quantiles=tuple(params.quantiles))
 
     def outputs(self) -> int:
         return {"point": 1, "mdn": 3 * self.components, "quantile": len(self.quantiles)}[self.head]

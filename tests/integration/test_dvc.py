@@ -24,10 +24,11 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert sorted(p.name for p in (repo_copy / "data" / "prepared").iterdir()) == [
         "test.parquet", "train.parquet", "val.parquet"]
     assert "Running stage 'validate'" in first.stdout
-    assert sorted(p.name for p in (repo_copy / "data" / "reference").iterdir()) == ["profile.json", "scaler.joblib"]
+    assert sorted(p.name for p in (repo_copy / "data" / "reference").iterdir()) == [
+        "profile.json", "scalers.npz", "train_outside.json"]
     assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
     assert "Running stage 'train'" in first.stdout
-    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "scaler.joblib"]
+    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "scaler.npz"]
     assert "Running stage 'evaluate'" in first.stdout
     assert (repo_copy / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
     metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout

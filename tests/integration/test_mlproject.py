@@ -32,6 +32,7 @@ def test_mlflow_run_simulate_entry_point(repo_copy, tool_env, tmp_path):
 def test_mlflow_run_train_entry_point(repo_copy, tool_env):
     run(["mtt", "simulate", "-S", "n_events=1500"], repo_copy, tool_env)
     run(["mtt", "prepare"], repo_copy, tool_env)
+    run(["mtt", "validate", "-S", "drift.action=warn"], repo_copy, tool_env)  # the reference: scalers fitted on train
     run(["mlflow", "run", str(repo_copy), "--env-manager", "local", "-e", "train", "-P", "epochs=1",
          "-P", "preset=seed_baseline"], repo_copy, tool_env)
     client = MlflowClient(tracking_uri=tool_env["MLFLOW_TRACKING_URI"])

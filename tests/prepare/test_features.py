@@ -8,7 +8,8 @@ import uproot
 from root_events import ELECTRON_MASS, MUON_MASS, good_emu, write_events
 
 from mtt.config import NanoAODParams, SelectionParams
-from mtt.prepare.features import FEATURE_SETS, all_features, feature_columns, unit
+from mtt.dataset import FEATURE_SETS, feature_columns, unit
+from mtt.prepare.features import all_features
 from mtt.prepare.schemas import NATIVE, to_objects
 from mtt.prepare.selection import select
 

@@ -11,8 +11,9 @@ import pytest
 from root_events import branches, good_emu, write_events, write_root
 
 from mtt.config import PrepareParams, SelectionParams
-from mtt.prepare import PrepareError, read_metadata, run_prepare
-from mtt.prepare.features import FEATURE_SETS, feature_columns
+from mtt.dataset import FEATURE_SETS, feature_columns, read_metadata
+from mtt.errors import PrepareError
+from mtt.prepare import run_prepare
 
 PARAMS = PrepareParams()
 NANO = "nanoAOD_2015_CMS_Open_Data_ttbar.root"

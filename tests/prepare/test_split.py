@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mtt.config import SplitParams
-from mtt.prepare.split import assign, unit_interval_hash
+from mtt.dataset import unit_interval_hash
+from mtt.prepare.split import assign
 
 
 def test_fractions_within_statistical_tolerance():

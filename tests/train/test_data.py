@@ -8,10 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mtt.prepare import METADATA_KEY
-from mtt.prepare.features import FEATURE_SETS
-from mtt.train.data import FlatWeights, ParquetStream, TrainError, flat_weights, stream_or_memory
-from mtt.validate.scaling import fit_scaler
+from mtt.dataset import FEATURE_SETS, METADATA_KEY
+from mtt.errors import DataError
+from mtt.train.data import FlatWeights, ParquetStream, flat_weights, stream_or_memory
 
 FEATURES = FEATURE_SETS["seed"]
 
@@ -62,20 +61,10 @@ def test_the_dataset_batches_and_subsets(tmp_path):
     assert int(dataset.cardinality()) == 5
 
 
-def test_streamed_scalers_match_the_in_memory_fit(tmp_path):
-    frame = write_split(tmp_path / "train.parquet")
-    stream = open_stream(tmp_path / "train.parquet")
-    x = frame[FEATURES].to_numpy(np.float64)
-    for kind, attribute in (("standard", "mean_"), ("standard", "scale_"), ("minmax", "data_min_"),
-                            ("robust", "center_")):
-        streamed, memory = stream.fit_scaler(kind, None), fit_scaler(kind, x)
-        assert np.allclose(getattr(streamed, attribute), getattr(memory, attribute), rtol=1e-6)
-
-
 def test_nan_in_a_streamed_block_names_column_and_row(tmp_path):
     write_split(tmp_path / "train.parquet", nan_at=517)
-    with pytest.raises(TrainError, match=r"\(streaming\): NaN or inf in column 'm_bb' .* first at row 517"):
-        open_stream(tmp_path / "train.parquet").fit_scaler("standard", None)
+    with pytest.raises(DataError, match=r"\(streaming\): NaN or inf in column 'm_bb' .* first at row 517"):
+        list(open_stream(tmp_path / "train.parquet").blocks())
 
 
 def test_auto_streams_only_large_splits(tmp_path):

@@ -9,11 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mtt.train as stage
-from mtt.config import TrainParams
-from mtt.train import TrainError, flat_weights, run_train, train_subset
+from mtt.config import TrainParams, parse_overrides
+from mtt.dataset import FEATURE_SETS
+from mtt.errors import DataError, TrainError
+from mtt.train import TrainPaths, run_name, run_train
+from mtt.train.checkpoint import discard
+from mtt.train.data import flat_weights, train_subset
 
 TINY = TrainParams(epochs=2, batch_size=64, width=32, depth=2)
+
+
+def train(params, prepared, model, metrics=None, history=None, overrides=None, checkpoint_dir=None,
+          callbacks=None, reference=None):
+    """run_train with the stage's paths: the reference next to the prepared folder unless given."""
+    paths = TrainPaths(prepared=prepared, reference=reference or prepared.parent / "reference", model=model,
+                       metrics=metrics, history=history, checkpoints=checkpoint_dir)
+    return run_train(params, paths, run_name(params, parse_overrides(overrides, "train")), callbacks)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +38,7 @@ def _only_run(client):
 
 
 def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
-    summary = run_train(TINY, prepared, tmp_path / "models", tmp_path / "metrics.json", tmp_path / "history.csv",
+    summary = train(TINY, prepared, tmp_path / "models", tmp_path / "metrics.json", tmp_path / "history.csv",
                         overrides=["epochs=2", "width=32"])
     run = _only_run(store)
     assert run.info.status == "FINISHED" and run.info.run_name == "epochs=2 width=32"
@@ -44,13 +55,14 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
     assert {"loss_curve.png", "history.csv", "weights", "preprocessing"} <= artifacts
     assert {a.path for a in store.list_artifacts(run.info.run_id, "preprocessing")} == {
-        "preprocessing/scaler.joblib", "preprocessing/target_transform.json"}
+        "preprocessing/scaler.npz", "preprocessing/target_transform.json"}
+    assert run.data.tags["scaler"] == "standard"
     # the logged model: a signature, raw features in, GeV out, the same numbers as the saved model
     model_info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
     spec = model_info.signature.inputs.to_dict()[0]["tensor-spec"]
     assert spec["dtype"] == "float32" and list(spec["shape"]) == [-1, 41]
     val = pd.read_parquet(prepared / "val.parquet")
-    x = val[stage.expected_features("extended")].to_numpy(np.float32)
+    x = val[FEATURE_SETS["extended"]].to_numpy(np.float32)
     logged = np.asarray(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(x)).ravel()
     import keras
 
@@ -63,8 +75,8 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
 
 
 def test_same_params_and_seed_give_the_same_val_loss(prepared, store, tmp_path):
-    first = run_train(TINY, prepared, tmp_path / "a")
-    second = run_train(TINY, prepared, tmp_path / "b")
+    first = train(TINY, prepared, tmp_path / "a")
+    second = train(TINY, prepared, tmp_path / "b")
     assert second["best_val_loss"] == pytest.approx(first["best_val_loss"], rel=1e-6)
 
 
@@ -74,10 +86,10 @@ def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
     baseline = load_params(_params_file(), "train",
                            ["preset=seed_baseline", "epochs=1"])
     assert baseline.feature_set == "seed" and baseline.scaler == "minmax" and baseline.target_transform == "none"
-    run_train(baseline, prepared, tmp_path / "baseline", overrides=["preset=seed_baseline", "epochs=1"])
+    train(baseline, prepared, tmp_path / "baseline", overrides=["preset=seed_baseline", "epochs=1"])
     mdn = TINY.model_copy(update={"head": "mdn", "mdn_components": 3, "schedule": "cosine", "warmup_epochs": 1,
                                   "sample_weights": "flat", "log_features": True, "optimizer": "adamw"})
-    run_train(mdn, prepared, tmp_path / "mdn")
+    train(mdn, prepared, tmp_path / "mdn")
     names = sorted(r.info.run_name for r in store.search_runs(
         experiment_ids=[store.get_experiment_by_name("mtt").experiment_id]))
     assert names == ["default", "seed_baseline epochs=1"]
@@ -111,7 +123,7 @@ def test_a_diverging_run_stops_and_is_marked_failed(prepared, store, tmp_path):
     params = TINY.model_copy(update={"optimizer": "sgd", "learning_rate": 10.0, "target_transform": "none",
                                      "epochs": 5})
     with pytest.raises(TrainError, match=r"the loss became (nan|inf) at epoch \d"):
-        run_train(params, prepared, tmp_path / "models")
+        train(params, prepared, tmp_path / "models")
     assert _only_run(store).info.status == "FAILED"
     assert not (tmp_path / "models").exists()
 
@@ -130,7 +142,7 @@ def interrupt_at(stop_epoch):
 
 def test_ctrl_c_marks_the_run_killed(prepared, store, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run_train(TINY, prepared, tmp_path / "models", callbacks=[interrupt_at(0)])
+        train(TINY, prepared, tmp_path / "models", callbacks=[interrupt_at(0)])
     assert _only_run(store).info.status == "KILLED"
     assert not (tmp_path / "models").exists()
 
@@ -140,7 +152,7 @@ def test_bad_inputs(prepared, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mtt.prepare import METADATA_KEY
+    from mtt.dataset import METADATA_KEY
 
     def write(frame, name):
         folder = tmp_path / name
@@ -151,33 +163,34 @@ def test_bad_inputs(prepared, tmp_path):
             pq.write_table(table.replace_schema_metadata({METADATA_KEY: meta}), folder / f"{split}.parquet")
         return folder
 
-    with pytest.raises(TrainError, match=r"no target column 'm_tt' \(truth-less data\)"):
-        run_train(TINY, write(val.drop(columns=["m_tt"]), "no_target"), tmp_path / "m")
-    with pytest.raises(TrainError, match=r"missing feature columns \['m_bb'\]"):
-        run_train(TINY, write(val.drop(columns=["m_bb"]), "missing"), tmp_path / "m")
+    reference = prepared.parent / "reference"
+    with pytest.raises(DataError, match=r"no target column 'm_tt' \(truth-less data"):
+        train(TINY, write(val.drop(columns=["m_tt"]), "no_target"), tmp_path / "m", reference=reference)
+    with pytest.raises(DataError, match=r"missing columns \['m_bb'\]"):
+        train(TINY, write(val.drop(columns=["m_bb"]), "missing"), tmp_path / "m", reference=reference)
     broken = val.copy()
     broken.loc[3, "b1_pt"] = np.nan
-    with pytest.raises(TrainError, match=r"NaN or inf in column 'b1_pt'"):
-        run_train(TINY, write(broken, "nan"), tmp_path / "m")
+    with pytest.raises(DataError, match=r"NaN or inf in column 'b1_pt'"):
+        train(TINY, write(broken, "nan"), tmp_path / "m", reference=reference)
     reordered = tmp_path / "reordered"
     reordered.mkdir()
-    features = stage.expected_features("extended")
+    features = FEATURE_SETS["extended"]
     metadata = json.loads(pq.read_schema(prepared / "val.parquet").metadata[METADATA_KEY])
     metadata["feature_sets"]["extended"] = [features[1], features[0], *features[2:]]  # two columns swapped
     table = pa.Table.from_pandas(val, preserve_index=False)
     for split in ("train", "val"):
         pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()}),
                        reordered / f"{split}.parquet")
-    with pytest.raises(TrainError, match=r"feature set 'extended' holds .* \(columns missing or reordered\)"):
-        run_train(TINY, reordered, tmp_path / "m")
-    with pytest.raises(TrainError, match="prepared split missing"):
-        run_train(TINY, tmp_path / "nowhere", tmp_path / "m")
+    with pytest.raises(DataError, match=r"feature set 'extended' holds .* \(columns missing or reordered\)"):
+        train(TINY, reordered, tmp_path / "m", reference=reference)
+    with pytest.raises(DataError, match="prepared split missing"):
+        train(TINY, tmp_path / "nowhere", tmp_path / "m", reference=reference)
 
 
 def test_early_stopping_reads_the_logged_val_loss(prepared, store, tmp_path):
     params = TINY.model_copy(update={"epochs": 30, "early_stopping": 1, "schedule": "reduce_on_plateau",
                                      "learning_rate": 0.05})
-    summary = run_train(params, prepared, tmp_path / "models")
+    summary = train(params, prepared, tmp_path / "models")
     assert summary["epochs"] < 30 and summary["best_epoch"] == summary["epochs"] - 2
 
 
@@ -188,11 +201,11 @@ def test_resume_after_an_interruption_continues_the_same_run(prepared, store, tm
     params = TINY.model_copy(update={"epochs": 4, "schedule": "exponential"})
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):
-        run_train(params, prepared, tmp_path / "models", checkpoint_dir=checkpoints, callbacks=[interrupt_at(1)])
+        train(params, prepared, tmp_path / "models", checkpoint_dir=checkpoints, callbacks=[interrupt_at(1)])
     killed = _only_run(store)
     assert killed.info.status == "KILLED" and (checkpoints / "state.npz").is_file()
 
-    summary = run_train(params.model_copy(update={"resume": True}), prepared, tmp_path / "models",
+    summary = train(params.model_copy(update={"resume": True}), prepared, tmp_path / "models",
                         checkpoint_dir=checkpoints)
     run = _only_run(store)  # still one run: the interrupted one, continued
     assert run.info.run_id == killed.info.run_id == summary["run_id"]
@@ -209,14 +222,14 @@ def test_resume_after_an_interruption_continues_the_same_run(prepared, store, tm
 def test_resume_refuses_changed_params_and_starts_afresh_without_state(prepared, store, tmp_path, capsys):
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):
-        run_train(TINY, prepared, tmp_path / "models", checkpoint_dir=checkpoints, callbacks=[interrupt_at(0)])
+        train(TINY, prepared, tmp_path / "models", checkpoint_dir=checkpoints, callbacks=[interrupt_at(0)])
     changed = TINY.model_copy(update={"resume": True, "learning_rate": 0.01})
     with pytest.raises(TrainError, match=r"state.npz: the interrupted run .* different train params: learning_rate"):
-        run_train(changed, prepared, tmp_path / "models", checkpoint_dir=checkpoints)
+        train(changed, prepared, tmp_path / "models", checkpoint_dir=checkpoints)
     with pytest.raises(TrainError, match="train.resume needs a checkpoint folder"):
-        run_train(changed, prepared, tmp_path / "models")
-    stage.discard(checkpoints)
-    run_train(TINY.model_copy(update={"resume": True, "epochs": 1}), prepared, tmp_path / "models",
+        train(changed, prepared, tmp_path / "models")
+    discard(checkpoints)
+    train(TINY.model_copy(update={"resume": True, "epochs": 1}), prepared, tmp_path / "models",
               checkpoint_dir=checkpoints)
     assert "holds no interrupted run: starting a new run" in capsys.readouterr().out
 
@@ -240,7 +253,7 @@ def test_checkpoint_state_round_trip(tmp_path):
 
 
 def test_streamed_input_trains_and_logs_its_mode(prepared, store, tmp_path):
-    summary = run_train(TINY.model_copy(update={"input": "stream", "sample_weights": "flat"}), prepared,
+    summary = train(TINY.model_copy(update={"input": "stream", "sample_weights": "flat"}), prepared,
                         tmp_path / "models")
     run = _only_run(store)
     assert run.data.tags["input"] == "stream" and summary["epochs"] == 2
@@ -248,14 +261,14 @@ def test_streamed_input_trains_and_logs_its_mode(prepared, store, tmp_path):
 
 
 def test_mirrored_strategy_trains_with_the_same_code(prepared, store, tmp_path):
-    summary = run_train(TINY.model_copy(update={"strategy": "mirrored", "epochs": 1}), prepared, tmp_path / "models")
+    summary = train(TINY.model_copy(update={"strategy": "mirrored", "epochs": 1}), prepared, tmp_path / "models")
     assert _only_run(store).data.tags["strategy"] == "mirrored" and summary["epochs"] == 1
 
 
 def test_multi_worker_needs_tf_config(prepared, tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(TrainError, match="multi_worker needs the cluster in the TF_CONFIG"):
-        run_train(TINY.model_copy(update={"strategy": "multi_worker"}), prepared, tmp_path / "models")
+        train(TINY.model_copy(update={"strategy": "multi_worker"}), prepared, tmp_path / "models")
 
 
 def test_multi_worker_on_a_one_worker_cluster(prepared, tmp_path):
@@ -272,7 +285,7 @@ def test_multi_worker_on_a_one_worker_cluster(prepared, tmp_path):
     env = {**os.environ, "TF_CONFIG": json.dumps(cluster), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     result = subprocess.run(
         [sys.executable, "-m", "mtt", "train", "--params", str(_params_file()), "--prepared", str(prepared),
-         "--model", str(tmp_path / "models"), "--metrics", str(tmp_path / "metrics.json"),
+         "--reference", str(prepared.parent / "reference"), "--model", str(tmp_path / "models"), "--metrics", str(tmp_path / "metrics.json"),
          "--history", str(tmp_path / "history.csv"), "--checkpoints", str(tmp_path / "checkpoints"),
          "-S", "strategy=multi_worker", "-S", "epochs=1", "-S", "width=16", "-S", "depth=1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtt.config import PrepareParams, SimulateParams, ValidateParams
-from mtt.prepare import METADATA_KEY, run_prepare
+from mtt.dataset import METADATA_KEY
+from mtt.prepare import run_prepare
 from mtt.simulate import run_simulation
-from mtt.validate import build_reference
+from mtt.validate.reference import build_reference
 
 SIZES = {"train": 20_000, "val": 5_000, "test": 5_000}
 PARAMS = ValidateParams()
@@ -51,7 +52,7 @@ def prepared(tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame], list[str]
 
 @pytest.fixture(scope="session")
 def reference(prepared, tmp_path_factory) -> Path:
-    """The train reference (profile and minmax scaler) of the clean dataset."""
+    """The train reference (profile and every scaler) of the clean dataset."""
     _, frames, features = prepared
     folder = tmp_path_factory.mktemp("reference") / "reference"
     build_reference(frames["train"], features, PARAMS, folder)

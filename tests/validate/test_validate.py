@@ -10,14 +10,16 @@ import pytest
 from conftest import SHARED_DATA
 
 from mtt.config import DriftParams, PrepareParams, ValidateParams
-from mtt.validate import ValidationFailed, load_new_data, run_validate, validate_new
+from mtt.cli import new_data
+from mtt.errors import ValidationFailed
+from mtt.validate import run_validate, validate_new
 
 PARAMS = ValidateParams()
 
 
-def _fails(frame, reference, params=PARAMS) -> str:
+def _fails(frame, reference, params=PARAMS, scaler="standard") -> str:
     with pytest.raises(ValidationFailed) as info:
-        validate_new(params, frame, reference)
+        validate_new(params, frame, reference, scaler=scaler)
     return str(info.value)
 
 
@@ -29,7 +31,9 @@ def test_clean_prepared_data_passes_and_writes_reports(prepared, tmp_path):
     assert summary["splits"]["val"]["evaluated"] > 4 * len(features)  # drift checks on every feature
     assert summary["categories"]["units"]["failed"] == 0 and summary["categories"]["drift"]["evaluated"] > 0
     assert json.loads((tmp_path / "validation.json").read_text())["splits"]["train"]["failed"] == 0
-    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["profile.json", "scaler.joblib"]
+    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == [
+        "profile.json", "scalers.npz", "train_outside.json"]
+    assert summary["scaler"] == "standard"
     index = (tmp_path / "docs" / "index.html").read_text()
     assert "val" in index and len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 9  # 3 suites per split
 
@@ -65,19 +69,23 @@ def test_drift_can_warn_instead_of_failing(prepared, reference, capsys):
     frame = frames["val"].copy()
     frame["m_vis"] = frame["m_vis"] * np.float32(1.1)
     params = PARAMS.model_copy(update={"drift": DriftParams(action="warn")})
-    summary = validate_new(params, frame, reference)
+    # minmax: a 10% shift stays within the allowed fraction outside [0, 1] (under z scaling its tail
+    # beyond |z| = 5 would fail the scaling check too)
+    summary = validate_new(params, frame, reference, scaler="minmax")
     assert summary["critical_failures"] == 0 and summary["warnings"] >= 2
     assert "validate: warning: new: drift: m_vis" in capsys.readouterr().out
 
 
 def test_a_feature_scaled_twice_is_caught(prepared, reference):
-    """A feature that arrives already min-max scaled leaves [0, 1] once the reference scaler is applied."""
+    """A feature that arrives already min-max scaled leaves [0, 1] once the reference minmax scaler is applied;
+    under the standard scaler it stays inside |z| < 5, and the drift checks catch it instead."""
     _, frames, _ = prepared
     frame = frames["val"].copy()
     column = frame["met_pt"]
     frame["met_pt"] = ((column - column.min()) / (column.max() - column.min())).astype(np.float32)
-    message = _fails(frame, reference)
+    message = _fails(frame, reference, scaler="minmax")
     assert "new: scaling: met_pt: expect_column_values_to_be_between" in message
+    assert "new: drift: met_pt: expect_column_mean_to_be_between" in _fails(frame, reference, scaler="standard")
 
 
 def test_nans_are_caught(prepared, reference):
@@ -124,23 +132,34 @@ def test_out_of_range_physics_is_caught(prepared, reference):
     assert "new: physics: m_tt: expect_column_values_to_be_between" in message
 
 
-def test_a_scaler_fitted_on_the_wrong_split_is_caught(prepared, tmp_path):
-    folder, frames, features = prepared
-    from mtt.validate import SCALER, build_reference
-    from mtt.validate.scaling import fit_scaler, save_scaler
+def test_a_scaler_fitted_on_the_wrong_split_is_caught(prepared):
+    """A pipeline bug: the reference scaler was fitted on another split (here a piece of val)."""
+    from mtt.preprocessing import Scaler
+    from mtt.validate.reference import scaler_check
+    from mtt.validate.report import Report
+    from mtt.validate.stage import finish
 
-    run_validate(PARAMS, folder, tmp_path / "reference")
-    # a pipeline bug: the reference scaler was fitted on another split (here a piece of val)
-    save_scaler(fit_scaler("minmax", frames["val"][features].iloc[:300].to_numpy(np.float64)), "minmax", features,
-                tmp_path / "reference" / SCALER)
-    from mtt.validate import Report, finish, load_reference, scaler_check
-
-    report = Report([scaler_check(frames["train"], load_reference(tmp_path / "reference"))])
+    _, frames, features = prepared
+    wrong = Scaler.fit("minmax", frames["val"][features].iloc[:300].to_numpy(np.float64), features)
+    report = Report([scaler_check(frames["train"], wrong)])
     with pytest.raises(ValidationFailed, match=r"train: scaling: \(all\): scaler_fitted_on_train observed max "
                                                r"relative difference"):
         finish(report, None, 0.0)
-    build_reference(frames["train"], features, PARAMS, tmp_path / "reference")
-    assert scaler_check(frames["train"], load_reference(tmp_path / "reference")).success
+    right = Scaler.fit("minmax", frames["train"][features].to_numpy(np.float64), features)
+    assert scaler_check(frames["train"], right).success
+
+
+def test_every_scaler_kind_passes_on_clean_data(prepared, reference):
+    """Long pT tails leave |z| > 5 under standard scaling on train too: allowed as often as train does."""
+    _, frames, _ = prepared
+    for scaler in ("minmax", "standard", "robust", "quantile", "standard+log", "quantile+log"):
+        assert validate_new(PARAMS, frames["val"], reference, scaler=scaler)["critical_failures"] == 0, scaler
+
+
+def test_an_unknown_scaler_names_what_the_reference_holds(prepared, reference):
+    _, frames, _ = prepared
+    with pytest.raises(ValidationFailed, match="no scaler 'zscore' in the reference .* standard"):
+        validate_new(PARAMS, frames["val"], reference, scaler="zscore")
 
 
 def test_critical_failure_keeps_the_reports(prepared, reference, tmp_path):
@@ -167,7 +186,7 @@ def test_real_nanoaod_features_pass_schema_and_units(reference, tmp_path):
                       "met_min_same_flavour": 0.0, "jet_pt_min": 0.0, "jet_eta_max": 10.0,
                       "jet_lepton_dr_min": 0.0, "n_btag_min": 0},
     })
-    frame = load_new_data([nano], loose)
+    frame = new_data([str(nano)], loose)
     assert len(frame) == 4 and "m_tt" not in frame
     # 4 real events with a loose selection need not match the simulated distributions (drift, ranges)
     with contextlib.suppress(ValidationFailed):

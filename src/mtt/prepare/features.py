@@ -1,4 +1,4 @@
-"""Feature sets by name, computed from the selected candidates (l+, l-, b1, b2, MET).
+"""The features of `mtt.dataset.FEATURE_SETS`, computed from the selected candidates (l+, l-, b1, b2, MET).
 
 - `seed`: the original setup — the 6 pairwise invariant masses of (l+, l-, b1, b2) plus MET;
 - `lowlevel`: pT, eta, phi, E of l+, l-, b1, b2 and MET px, py;
@@ -8,44 +8,12 @@
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import awkward as ak
 import numpy as np
 import vector
 
+from mtt.dataset import MASS_NAMES, OBJECTS, PAIR_MASSES, PAIRS, TARGET
 from mtt.prepare.selection import Candidates
-
-OBJECTS = ("lplus", "lminus", "b1", "b2")
-PAIRS = tuple(combinations(OBJECTS, 2))
-PAIR_MASSES = tuple(f"m_{a}_{b}" for a, b in PAIRS)
-#: the physicist's names for the pair masses (m_ll, m_bb); the four lepton-b masses keep their pair name
-MASS_NAMES = {"m_lplus_lminus": "m_ll", "m_b1_b2": "m_bb"}
-
-SEED = [MASS_NAMES.get(m, m) for m in PAIR_MASSES] + ["met_pt"]
-LOWLEVEL = [f"{o}_{k}" for o in OBJECTS for k in ("pt", "eta", "phi", "e")] + ["met_px", "met_py"]
-EXTENDED = (LOWLEVEL + [MASS_NAMES.get(m, m) for m in PAIR_MASSES] + ["met_pt"]
-            + [f"{kind}_{a}_{b}" for a, b in PAIRS for kind in ("dr", "dphi")]
-            + ["ht", "n_jets", "n_bjets", "m_vis"])
-FEATURE_SETS: dict[str, list[str]] = {"seed": SEED, "lowlevel": LOWLEVEL, "extended": EXTENDED}
-
-TARGET = "m_tt"
-DIAGNOSTICS = ["top_pt", "top_y", "antitop_pt", "antitop_y"]
-IDENTITY = ["run", "luminosityBlock", "event", "weight", "channel"]
-
-
-def unit(column: str) -> str:
-    """Unit of a column, for the metadata that travels with the data."""
-    if column.startswith(("dr_", "n_")) or column.endswith(("_eta", "_y")) or column in IDENTITY:
-        return ""
-    if column.endswith("_phi") or column.startswith("dphi_"):
-        return "rad"
-    return "GeV"
-
-
-def feature_columns(sets: list[str]) -> list[str]:
-    """Union of the named sets, in a stable order (first appearance)."""
-    return list(dict.fromkeys(c for name in sets for c in FEATURE_SETS[name]))
 
 
 def _vectors(objects: ak.Array) -> vector.MomentumNumpy4D:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from mtt.errors import TrainError
 from mtt.io import atomic_file
-from mtt.train.data import TrainError
 
 STATE_FILE = "state.npz"
 #: params that may change between the interrupted run and its resumption

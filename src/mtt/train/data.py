@@ -16,74 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.prepare.features import TARGET
+from mtt.config import TrainParams
+from mtt.dataset import ID_COLUMNS, TARGET, check_finite, nested_subset, open_split
+from mtt.errors import TrainError
+from mtt.preprocessing import Scaler
 
 #: rows per block the stream reads and shuffles at once, and how many blocks it mixes (the shuffle window)
 BLOCK_ROWS = 65536
 MIX_BLOCKS = 4
 #: `auto` streams when the split's uncompressed columns need more than this fraction of the available memory
 STREAM_ABOVE = 0.25
-#: robust and quantile scalers are fitted on a random sample of this many train rows when streaming
-SCALER_SAMPLE = 1_000_000
-IDENTITY_COLUMNS = ["run", "luminosityBlock", "event"]
-
-
-class TrainError(ValueError):
-    """Bad training input or a diverging run, with the file, column or epoch."""
-
-
-def expected_features(feature_set: str) -> list[str]:
-    """The columns of a feature set, as `prepare` defines them."""
-    from mtt.prepare.features import FEATURE_SETS
-
-    return list(FEATURE_SETS[feature_set])
-
-
-def check_split(path: Path, features: list[str], feature_set: str) -> Any:
-    """The open `pyarrow.parquet.ParquetFile` of a split, after checking feature set, columns and target."""
-    import pyarrow.parquet as pq
-
-    from mtt.prepare import read_metadata
-
-    if not path.is_file():
-        raise TrainError(f"{path}: prepared split missing; run the prepare stage first")
-    stored = read_metadata(path).get("feature_sets", {}).get(feature_set)
-    if stored is None:
-        raise TrainError(f"{path}: no feature set {feature_set!r} in the file (train.feature_set); "
-                         "re-run prepare with it in prepare.feature_sets")
-    if stored != features:
-        raise TrainError(f"{path}: feature set {feature_set!r} holds {stored}, but this code expects {features} "
-                         "(columns missing or reordered): re-run prepare")
-    parquet = pq.ParquetFile(path)
-    columns = set(parquet.schema_arrow.names)
-    missing = [c for c in features if c not in columns]
-    if missing:
-        raise TrainError(f"{path}: missing feature columns {missing}")
-    if TARGET not in columns:
-        raise TrainError(f"{path}: no target column {TARGET!r} (truth-less data): cannot train on it")
-    return parquet
-
-
-def check_finite(x: np.ndarray, y: np.ndarray, features: list[str], where: str, first_row: int = 0) -> None:
-    """Stop on NaN or inf, naming the column and the first bad row."""
-    bad = ~np.isfinite(x)
-    if bad.any() or not np.isfinite(y).all():
-        if bad.any():
-            column, row = features[int(np.flatnonzero(bad.any(axis=0))[0])], int(np.flatnonzero(bad.any(axis=1))[0])
-        else:
-            column, row = TARGET, int(np.flatnonzero(~np.isfinite(y))[0])
-        raise TrainError(f"{where}: NaN or inf in column {column!r} ({int(bad.sum())} feature values, first at "
-                         f"row {first_row + row}): run the validate stage")
-
-
-def load_split(path: Path, features: list[str], feature_set: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """(features float32, true m_tt, the table) of one split, checking columns, order, target and NaNs."""
-    check_split(path, features, feature_set)
-    table = pd.read_parquet(path)
-    x = table[features].to_numpy(np.float32)
-    y = table[TARGET].to_numpy(np.float64)
-    check_finite(x, y, features, str(path))
-    return x, y, table
 
 
 def stream_or_memory(mode: str, path: Path, features: list[str]) -> str:
@@ -101,13 +43,8 @@ def stream_or_memory(mode: str, path: Path, features: list[str]) -> str:
 
 
 def train_subset(table: pd.DataFrame, n_train: int) -> np.ndarray:
-    """Row indices of a deterministic subset: the n events with the smallest identity hash (nested in n)."""
-    if n_train == 0 or n_train >= len(table):
-        return np.arange(len(table))
-    from mtt.prepare.split import unit_interval_hash
-
-    u = unit_interval_hash(table["run"].to_numpy(), table["luminosityBlock"].to_numpy(), table["event"].to_numpy())
-    return np.sort(np.argsort(u, kind="stable")[:n_train])
+    """Row indices of the deterministic, nested n_train subset (all rows for 0)."""
+    return nested_subset(table, n_train)
 
 
 @dataclass(frozen=True)
@@ -140,19 +77,6 @@ def flat_weights(m_tt: np.ndarray, clip: float, bins: int = 40) -> np.ndarray:
     return FlatWeights.fit(m_tt, clip, bins)(m_tt)
 
 
-def momentum_like(features: list[str]) -> list[bool]:
-    """Features that are positive and skewed (pT, E, masses, HT, MET): candidates for log1p."""
-    return [c.endswith(("_pt", "_e")) or c.startswith("m_") or c in ("ht", "met_pt") for c in features]
-
-
-def log_momenta(x: np.ndarray, log_mask: list[bool] | None) -> np.ndarray:
-    """float64 copy with log1p applied to the masked columns: what the scaler is fitted on."""
-    out = x.astype(np.float64)
-    if log_mask:
-        out[:, log_mask] = np.log1p(np.maximum(out[:, log_mask], 0))
-    return out
-
-
 # --- streaming --------------------------------------------------------------------------------------
 
 
@@ -172,8 +96,8 @@ class ParquetStream:
     def open(cls, path: Path, features: list[str], feature_set: str, n_train: int, target: Any, weights: Any,
              seed: int) -> ParquetStream:
         """Check the split and choose the subset from the identity columns only."""
-        parquet = check_split(path, features, feature_set)
-        ids = parquet.read(columns=IDENTITY_COLUMNS).to_pandas()
+        split = open_split(path, feature_set)
+        ids = split.read(ID_COLUMNS)
         keep = np.zeros(len(ids), bool)
         keep[train_subset(ids, n_train)] = True
         return cls(path, features, keep, target, weights, seed)
@@ -206,26 +130,6 @@ class ParquetStream:
                 check_finite(x, y, self.features, f"{self.path} (streaming)", first)
                 yield first, x, y
                 first += batch.num_rows
-
-    def fit_scaler(self, kind: str, log_mask: list[bool] | None) -> Any:
-        """The scaler fitted in one pass: exactly (minmax, standard) or on a random sample (robust, quantile)."""
-        from mtt.validate.scaling import make_scaler
-
-        scaler = make_scaler(kind, min(self.n_rows, SCALER_SAMPLE))
-        rng = np.random.default_rng(self.seed)
-        fraction = min(1.0, SCALER_SAMPLE / max(self.n_rows, 1))
-        sample = []
-        for _, x, _ in self.blocks():
-            if len(x) == 0:
-                continue
-            x = log_momenta(x, log_mask)
-            if kind in ("minmax", "standard"):
-                scaler.partial_fit(x)
-            else:
-                sample.append(x[rng.random(len(x)) < fraction])
-        if kind not in ("minmax", "standard"):
-            scaler.fit(np.concatenate(sample))
-        return scaler
 
     def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
         """One epoch: row groups in a seeded random order, mixed MIX_BLOCKS blocks at a time and shuffled."""
@@ -270,13 +174,25 @@ class ParquetStream:
 # --- what the fit loop consumes ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ValSet:
+    """The val split as the per-epoch metrics use it: features, true m_tt (GeV), the transformed target."""
+
+    x: np.ndarray
+    m_tt: np.ndarray
+    y: np.ndarray
+
+
+# --- ---------------------------------------------------------------------
+
+
 @dataclass
 class TrainingData:
     """The train split ready for `fit`: in memory (numpy) or streamed (tf.data), with its fitted preprocessing."""
 
     mode: str
     m_tt: np.ndarray  # true m_tt of the train rows used
-    scaler: Any
+    scaler: Scaler  # from the validate stage's reference, restricted to the features
     target: Any  # mtt.model.TargetTransform
     weights: FlatWeights | None
     x: np.ndarray | None = None
@@ -295,23 +211,19 @@ class TrainingData:
         return {"x": self.x, "y": y, "sample_weight": weights, "batch_size": batch_size, "shuffle": True}
 
 
-def load_training_data(params: Any, path: Path, features: list[str], log_mask: list[bool] | None) -> TrainingData:
-    """Read (or open for streaming) the train split, take the n_train subset, fit scaler, target and weights."""
+def load_training_data(params: TrainParams, path: Path, scaler: Scaler) -> TrainingData:
+    """Read (or open for streaming) the train split, take the n_train subset, fit target and weights."""
     from mtt.model import TargetTransform
-    from mtt.validate.scaling import fit_scaler
 
-    check_split(path, features, params.feature_set)
+    split = open_split(path, params.feature_set)
+    features = list(scaler.columns)
     mode = stream_or_memory(params.input, path, features)
     if mode == "stream":
         stream = ParquetStream.open(path, features, params.feature_set, params.n_train, None, None, params.seed)
-        m_tt = stream.true_mtt()
-        scaler = stream.fit_scaler(params.scaler, log_mask)
-        x = None
+        m_tt, x = stream.true_mtt(), None
     else:
-        x, m_tt, table = load_split(path, features, params.feature_set)
-        rows = train_subset(table, params.n_train)
-        x, m_tt, stream = x[rows], m_tt[rows], None
-        scaler = fit_scaler(params.scaler, log_momenta(x, log_mask)) if len(x) else None
+        rows = train_subset(split.read(ID_COLUMNS), params.n_train)
+        (x, m_tt), stream = split.arrays(features, rows), None
     if len(m_tt) == 0:
         raise TrainError(f"{path}: empty train split")
     target = TargetTransform.fit(params.target_transform, m_tt)

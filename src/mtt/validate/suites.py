@@ -15,9 +15,8 @@ import numpy as np
 from scipy.stats import beta
 
 from mtt.config import ValidateParams
-from mtt.prepare.features import OBJECTS, TARGET
+from mtt.dataset import CHANNELS, OBJECTS, TARGET
 
-CHANNELS = ["ee", "emu", "mumu"]
 #: the columns every prepared table has besides features and truth
 IDENTITY_TYPES = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64", "weight": "float32"}
 
@@ -167,9 +166,12 @@ def drift_expectations(profile: dict[str, Any], n_rows: int, params: ValidatePar
     return out
 
 
-def scaling_expectations(columns: list[str], low: float, high: float, mostly: float, kind: str) -> list[Any]:
-    """On the transformed features: the fraction outside the scaler's range stays below the threshold."""
-    meta = _meta("scaling", True, why=f"{kind}-scaled features stay within [{low:g}, {high:g}]")
-    span = high - low
-    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=low - 1e-6 * span, max_value=high + 1e-6 * span,
-                                              mostly=mostly, meta=meta) for c in columns]
+def scaling_expectations(ranges: dict[str, tuple[float, float, float]], kind: str) -> list[Any]:
+    """On the transformed features: per column, the fraction outside (low, high) stays below 1 - mostly."""
+    out = []
+    for column, (low, high, mostly) in ranges.items():
+        meta = _meta("scaling", True, why=f"{kind}-scaled features stay within [{low:g}, {high:g}]")
+        span = high - low
+        out.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low - 1e-6 * span,
+                                                     max_value=high + 1e-6 * span, mostly=mostly, meta=meta))
+    return out

@@ -1,0 +1,129 @@
+"""The evaluate stage: resolution, bias and spectrum agreement of the model, next to the classical baselines.
+
+On the test split (the same events for every estimator): the trained model, the visible mass m(l+ l- b b)
+scaled by its mean ratio to the truth on train, and the ellipse method (analytic neutrino solutions,
+`mtt.reco.ellipse`). Writes `eval/metrics.json` (a DVC metric), `eval/per_bin.csv` and `eval/spectrum.csv`
+(DVC plots), PNG plots in `eval/plots/`, and logs all of it to the training run in MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtt.artifact import load_model_dir
+from mtt.config import EvaluateParams
+from mtt.dataset import OBJECT_COLUMNS, TARGET, open_split, split_path
+from mtt.errors import EvaluateError
+from mtt.evaluate.estimators import evaluate
+from mtt.evaluate.tables import flat_metrics, per_bin_table, spectrum_table, summary_table
+from mtt.io import atomic_dir
+
+
+def read_split(prepared_dir: Path, split: str, columns: list[str], max_events: int = 0) -> pd.DataFrame:
+    """The named columns of a prepared split (the first max_events rows if set), checked."""
+    opened = open_split(split_path(prepared_dir, split))
+    opened.require([c for c in columns if c in OBJECT_COLUMNS], why="the baselines need the lowlevel feature "
+                   "set: add it to prepare.feature_sets")
+    table = opened.read(columns, max_events)
+    if len(table) == 0:
+        raise EvaluateError(f"{opened.path}: no events to evaluate")
+    return table
+
+
+def write_outputs(folder: Path, figures: dict[str, Any], estimates: dict[str, np.ndarray],
+                  tables: dict[str, pd.DataFrame], true: np.ndarray, params: EvaluateParams,
+                  history: pd.DataFrame | None) -> None:
+    """metrics.json, per_bin.csv, spectrum.csv and the plots, into `folder`."""
+    from mtt import plots
+
+    edges = params.edges()
+    (folder / "metrics.json").write_text(json.dumps(figures, indent=2) + "\n")
+    per_bin_table(tables).to_csv(folder / "per_bin.csv", index=False)
+    spectrum_table(true, estimates, edges).to_csv(folder / "spectrum.csv", index=False)
+    (folder / "plots").mkdir()
+    plots.spectrum(true, estimates, edges, folder / "plots" / "spectrum.png")
+    for name, pred in estimates.items():
+        plots.response_matrix(pred, true, edges, folder / "plots" / f"response_{name}.png", name)
+    plots.bias_resolution(tables, folder / "plots" / "bias_resolution.png")
+    plots.residuals(true, estimates, folder / "plots" / "residuals.png")
+    if history is not None:
+        plots.loss_curve(history, folder / "plots" / "loss_curve.png")
+
+
+def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: str | None) -> bool:
+    """Log figures and plots to the training run (without reopening it); False if the run is unknown.
+
+    Under `mlflow run -e evaluate` (MLFLOW_RUN_ID set) they also go to the run that command started.
+    """
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from mtt import tracking
+
+    tracking.configure()
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures).items() if np.isfinite(v)]
+    logged = False
+    for target in dict.fromkeys(filter(None, [run_id, os.environ.get("MLFLOW_RUN_ID")])):
+        try:
+            client.get_run(target)
+        except MlflowException:
+            print(f"evaluate: MLflow run {target} is not in {tracking.tracking_uri()}: figures written to files only")
+            continue
+        client.log_batch(target, metrics=metrics)
+        client.set_tag(target, "eval.model_run_id", run_id or "")
+        if rule:
+            client.set_tag(target, "eval.ellipse_rule", rule)
+        client.log_artifacts(target, str(folder), artifact_path="evaluate")
+        logged = True
+    return logged
+
+
+def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str],
+                 out_dir: str | os.PathLike[str], history_path: str | os.PathLike[str] | None = None,
+                 ) -> dict[str, Any]:
+    """Evaluate the model and the baselines on one split, write the outputs, log them; return the figures."""
+    prepared_dir = Path(prepared_dir)
+    artifact = load_model_dir(model_dir)
+    features = artifact.features
+    columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET]))
+    test = read_split(prepared_dir, params.split, columns, params.max_events)
+    train = read_split(prepared_dir, "train", [*OBJECT_COLUMNS, TARGET])
+    figures, estimates, tables = evaluate(test, train, artifact.model, features, params)
+    rule = None
+    if params.ellipse:
+        from mtt.reco.ellipse import SOLUTION_RULE
+
+        rule = SOLUTION_RULE
+    history = pd.read_csv(history_path) if history_path and Path(history_path).is_file() else None
+    true = test[TARGET].to_numpy(np.float64)
+    with atomic_dir(out_dir) as tmp:
+        write_outputs(tmp, figures, estimates, tables, true, params, history)
+        if (Path(out_dir) / ".gitignore").is_file():  # DVC's entry for the cached plots folder stays
+            shutil.copy2(Path(out_dir) / ".gitignore", tmp / ".gitignore")
+        if rule:
+            (tmp / "ellipse_rule.txt").write_text(rule + "\n")
+    log_to_run(artifact.run_id, figures, Path(out_dir), rule)
+    return figures
+
+
+def main(params: EvaluateParams, prepared_dir: str, model_dir: str, out_dir: str,
+         history_path: str | None = None) -> dict[str, Any]:
+    """Stage entry: evaluate, print the comparison table."""
+    figures = run_evaluate(params, prepared_dir, model_dir, out_dir, history_path)
+    print(f"evaluate: {figures['n_events']} {params.split} events")
+    if "ellipse_exact_fraction" in figures:
+        print(f"ellipse method: exact solution for {figures['ellipse_exact_fraction']:.1%} of events, nearest "
+              f"approach for the rest ({figures['ellipse_degenerate_fraction']:.1%} with ellipses shrunk to points)")
+    print(summary_table(figures))
+    return figures

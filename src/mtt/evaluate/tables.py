@@ -1,0 +1,51 @@
+"""The evaluate stage's tables: spectra and per-bin figures (DVC plots), flat MLflow metrics, the printout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtt.evaluate.estimators import ELLIPSE, ELLIPSE_EXACT, MODEL, MODEL_ON_EXACT, VISIBLE
+
+
+def spectrum_table(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray) -> pd.DataFrame:
+    """Histogram counts per m_tt bin of the truth and each estimator (the DVC spectrum plot)."""
+    frame = pd.DataFrame({"m_tt": (edges[:-1] + edges[1:]) / 2, "truth": np.histogram(true, edges)[0]})
+    for name, pred in estimates.items():
+        frame[name] = np.histogram(pred[np.isfinite(pred)], edges)[0]
+    return frame
+
+
+def per_bin_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per true m_tt bin: its edges, centre, events, and each estimator's bias and resolution."""
+    first = next(iter(tables.values()))
+    frame = first[["m_tt_low", "m_tt_high"]].assign(m_tt=(first.m_tt_low + first.m_tt_high) / 2,
+                                                    n_events=first.n_events)
+    for name, table in tables.items():
+        frame[f"{name}_bias"], frame[f"{name}_resolution"] = table.bias, table.resolution
+    return frame
+
+
+def flat_metrics(figures: dict[str, Any]) -> dict[str, float]:
+    """{"model/resolution": ..., "baseline_ellipse/resolution": ...}: the MLflow metric names."""
+    out = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{k}": float(v) for k, v in value.items()})
+        else:
+            out[f"eval/{key}"] = float(value)
+    return out
+
+
+def summary_table(figures: dict[str, Any]) -> str:
+    """The side-by-side table printed at the end of the stage."""
+    names = [n for n in (MODEL, VISIBLE, ELLIPSE, ELLIPSE_EXACT, MODEL_ON_EXACT) if n in figures]
+    keys = {"resolution": "resolution", "bias": "median bias", "rmse": "RMSE [GeV]", "within_20pct": "within 20%",
+            "width_ratio": "width ratio", "wasserstein": "W1 [GeV]", "chi2_ndf": "chi2/ndf",
+            "fraction_reconstructed": "with m_tt"}
+    lines = [f"{'estimator':24s}" + "".join(f"{label:>13s}" for label in keys.values())]
+    for name in names:
+        lines.append(f"{name:24s}" + "".join(f"{figures[name].get(k, float('nan')):13.4g}" for k in keys))
+    return "\n".join(lines)

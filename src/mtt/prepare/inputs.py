@@ -1,0 +1,133 @@
+"""Reading the ROOT inputs of prepare: finding files, checking trees and branches, reading entry ranges.
+
+Every input is checked (readable ROOT, the tree, the schema's branches) before any work; a read failure
+later names the file and the entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from mtt.errors import PrepareError
+from mtt.prepare.schemas import NANOAOD, Schema
+
+
+def discover_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:
+    """ROOT files from a list of files and folders (a folder contributes its *.root, sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(path.glob("*.root"))
+            if not found:
+                raise PrepareError(f"{path}: folder holds no .root files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise PrepareError(f"{path}: input not found")
+    return files
+
+
+def open_tree(path: Path, tree_name: str) -> Any:
+    """The input tree, or a PrepareError that names the file and what is wrong with it."""
+    try:
+        root_file = uproot.open(path)
+    except Exception as exc:  # uproot raises many kinds for truncated or foreign files
+        raise PrepareError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from None
+    if tree_name not in root_file:
+        keys = ", ".join(sorted({k.split(";")[0] for k in root_file.keys()})) or "nothing"  # noqa: SIM118
+        raise PrepareError(f"{path}: no tree {tree_name!r} (the file holds: {keys})")
+    return root_file[tree_name]
+
+
+def check_branches(path: Path, tree: Any, schema: Schema) -> None:
+    """Fail with the list of missing branches and the schema that expected them."""
+    missing = [b for b in schema.required() if b not in tree]
+    if missing:
+        raise PrepareError(f"{path}: missing branches for schema {schema.name!r}: {', '.join(missing)}")
+
+
+def has_truth(tree: Any, schema: Schema) -> bool:
+    """True if the truth branches exist (and, for NanoAOD, the generator record holds top quarks)."""
+    if any(b not in tree for b in schema.truth.values()):
+        return False
+    if schema is NANOAOD:
+        pdg = tree[schema.truth["pdg_id"]].array(entry_stop=1000)
+        return bool(ak.any(abs(pdg) == 6))
+    return True
+
+
+def check_jagged(path: Path, arrays: ak.Array, schema: Schema, first_entry: int) -> None:
+    """Fields of one collection must have the same length in every event."""
+    for mapping in (schema.electron, schema.muon, schema.jet):
+        branches = [b for b in mapping.values() if b in arrays.fields]
+        reference = ak.num(arrays[branches[0]])
+        for branch in branches[1:]:
+            bad = np.flatnonzero(ak.to_numpy(ak.num(arrays[branch]) != reference))
+            if bad.size:
+                raise PrepareError(
+                    f"{path}: branches {branches[0]} and {branch} have different lengths in entry "
+                    f"{first_entry + bad[0]} ({reference[bad[0]]} vs {ak.num(arrays[branch])[bad[0]]}); "
+                    f"{bad.size} such entries in this step")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A range of entries of one input file: the unit of work of a prepare worker."""
+
+    path: Path
+    start: int
+    stop: int
+
+
+def plan_steps(files: list[Path], trees: list[Any], step_size: int) -> list[Step]:
+    """Every file cut into ranges of at most `step_size` entries, in file order."""
+    return [Step(path, start, min(start + step_size, tree.num_entries))
+            for path, tree in zip(files, trees, strict=True) for start in range(0, tree.num_entries, step_size)]
+
+
+#: trees opened by the main process for its checks; forked workers inherit them instead of re-opening
+_OPEN_TREES: dict[tuple[Path, str], Any] = {}
+
+
+def cached_tree(path: Path, tree_name: str) -> Any:
+    """The open tree, opened once per process (forked workers inherit the parent's)."""
+    key = (path, tree_name)
+    if key not in _OPEN_TREES:
+        _OPEN_TREES[key] = open_tree(path, tree_name)
+    return _OPEN_TREES[key]
+
+
+def clear_open_trees() -> None:
+    """Forget the trees of an earlier run in this process."""
+    _OPEN_TREES.clear()
+
+
+def read_step(step: Step, tree_name: str, branches: list[str]) -> ak.Array:
+    """The step's branches; a read failure (truncated, corrupt) names the file and the entries."""
+    tree = cached_tree(step.path, tree_name)
+    try:
+        # no array cache: each range is read once, and a cache per open file would grow with the file count
+        return tree.arrays([b for b in branches if b in tree], entry_start=step.start, entry_stop=step.stop,
+                           library="ak", array_cache=None)
+    except Exception as exc:  # uproot/awkward raise many kinds for damaged baskets
+        raise PrepareError(f"{step.path}: cannot read entries {step.start}-{step.stop} (truncated or corrupt "
+                           f"file?): {type(exc).__name__}: {exc}") from None
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of an input file, recorded with the output."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

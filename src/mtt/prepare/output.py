@@ -1,0 +1,76 @@
+"""Writing prepare's output: one Parquet file per split, and the cutflow as a table and a DVC metric."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtt.dataset import SPLITS
+from mtt.prepare.selection import CUTS
+
+#: dictionary-encode only the channel label: float features gain nothing from it, and it costs 2.7x the
+#: write time and 35% more bytes (measured on prepared tt events)
+PARQUET_OPTIONS = {"use_dictionary": ["channel"], "compression": "snappy"}
+
+
+@dataclass
+class SplitWriters:
+    """One Parquet writer per split, opened on first use; all files share one schema and metadata."""
+
+    folder: Path
+    metadata: Callable[[], dict[bytes, bytes]]
+    writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
+    schema: pa.Schema | None = None
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+
+    def write(self, parts: dict[str, pa.Table]) -> None:
+        for name, part in parts.items():
+            if self.schema is None:
+                self.schema = part.schema.with_metadata(self.metadata())
+            if part.num_rows == 0:
+                continue
+            if name not in self.writers:
+                self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", self.schema, **PARQUET_OPTIONS)
+            self.writers[name].write_table(part.replace_schema_metadata(self.schema.metadata))
+            self.rows[name] += part.num_rows
+
+    def close(self) -> None:
+        assert self.schema is not None
+        for name in SPLITS:
+            if name in self.writers:
+                self.writers[name].close()
+            else:  # an empty split still gets a file with the schema
+                pq.write_table(self.schema.empty_table(), self.folder / f"{name}.parquet", **PARQUET_OPTIONS)
+
+
+def format_cutflow(cutflow: dict[str, int]) -> str:
+    """A readable cutflow table: events, efficiency of each cut, cumulative efficiency."""
+    lines = [f"{'cut':20s}{'events':>10s}{'eff':>8s}{'cumul':>8s}"]
+    previous = total = cutflow["all"]
+    for name in CUTS:
+        n = cutflow[name]
+        eff = n / previous if previous else 0.0
+        cumul = n / total if total else 0.0
+        lines.append(f"{name:20s}{n:10d}{eff:8.3f}{cumul:8.3f}")
+        previous = n
+    return "\n".join(lines)
+
+
+def cutflow_metrics(cutflow: dict[str, int], nonfinite: dict[str, int], rows: dict[str, int],
+                    truth: bool) -> dict[str, Any]:
+    """The DVC metric: events and efficiencies after each cut, dropped non-finite rows, split sizes."""
+    total = cutflow["all"] or 1
+    previous = cutflow["all"] or 1
+    steps = {}
+    for name in CUTS:
+        steps[name] = {"events": cutflow[name], "efficiency": cutflow[name] / previous,
+                       "cumulative": cutflow[name] / total}
+        previous = cutflow[name] or 1
+    dropped = cutflow[CUTS[-1]] - sum(rows.values())
+    return {"cutflow": steps, "nonfinite_dropped": dropped, "nonfinite_by_column": nonfinite, "splits": rows,
+            "truth": truth}

@@ -1,0 +1,175 @@
+"""The prepare stage: ROOT files -> selected events, features, train/val/test Parquet (with metadata).
+
+Files are read in steps of `prepare.step_size` events by a process pool, so peak memory does not grow with
+the number of input files; results come back in input order, so the output is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pyarrow as pa
+
+from mtt.config import PrepareParams
+from mtt.dataset import DIAGNOSTICS, FEATURE_SETS, METADATA_KEY, SPLITS, TARGET, feature_columns, unit
+from mtt.errors import PrepareError
+from mtt.io import atomic_dir, atomic_file, check_writable_dir
+from mtt.prepare.features import build_table
+from mtt.prepare.inputs import (
+    Step,
+    cached_tree,
+    check_branches,
+    check_jagged,
+    clear_open_trees,
+    discover_inputs,
+    file_sha256,
+    has_truth,
+    plan_steps,
+    read_step,
+)
+from mtt.prepare.output import SplitWriters, cutflow_metrics, format_cutflow
+from mtt.prepare.schemas import SCHEMAS, to_objects
+from mtt.prepare.selection import CUTS, select
+from mtt.prepare.split import assign
+from mtt.workers import resolve_workers
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """What a worker needs to turn one step into rows of the output table."""
+
+    step: Step
+    params: PrepareParams
+    truth: bool
+    columns: tuple[str, ...]
+
+
+@dataclass
+class StepResult:
+    """Cutflow counts, the selected rows of each split (Arrow tables), dropped non-finite counts of one step."""
+
+    cutflow: dict[str, int]
+    parts: dict[str, pa.Table]
+    nonfinite: dict[str, int]
+
+
+def process_step(job: StepJob) -> StepResult:
+    """Read, map to canonical objects, select, build features, drop non-finite rows, assign splits."""
+    params = job.params
+    schema = SCHEMAS[params.schema_name]
+    arrays = read_step(job.step, params.tree, schema.branches(job.truth))
+    check_jagged(job.step.path, arrays, schema, job.step.start)
+    # events with fewer than two leptons of any quality cannot pass: skip building their objects
+    n_leptons = ak.num(arrays[schema.electron["pt"]]) + ak.num(arrays[schema.muon["pt"]])
+    objects = to_objects(arrays[ak.to_numpy(n_leptons >= 2)], schema, params.units, params.nanoaod, job.truth)
+    passed, cutflow, candidates = select(objects, params.selection)
+    cutflow["all"] = len(arrays)
+    tops = objects.tops[passed] if objects.tops is not None else None
+    ids = {k: v[passed] for k, v in objects.ids.items()}
+    table = build_table(candidates, list(job.columns), ids, objects.weight[passed], tops)
+    checked = [*job.columns, *([TARGET, *DIAGNOSTICS] if job.truth else [])]
+    table, nonfinite = drop_nonfinite(table, checked)
+    splits = assign(table["run"], table["luminosityBlock"], table["event"], params.split)
+    whole = pa.table(table)
+    parts = {name: whole.filter(pa.array(splits == name)) for name in SPLITS}
+    return StepResult(cutflow, parts, nonfinite)
+
+
+def _results(jobs: list[StepJob], workers: int) -> Iterator[StepResult]:
+    """Step results in input order, computed in-process or by a pool of worker processes."""
+    if workers == 1:
+        yield from map(process_step, jobs)
+        return
+    with mp.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(process_step, jobs)
+
+
+def drop_nonfinite(table: dict[str, np.ndarray], columns: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Remove rows with NaN or inf in `columns`; count them per column."""
+    bad = {c: ~np.isfinite(table[c]) for c in columns}
+    counts = {c: int(b.sum()) for c, b in bad.items() if b.any()}
+    if not counts:
+        return table, counts
+    keep = ~np.logical_or.reduce([bad[c] for c in counts])
+    return {k: v[keep] for k, v in table.items()}, counts
+
+
+def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                metrics_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Run the stage; return the cutflow metrics (also written to `metrics_path`)."""
+    schema = SCHEMAS[params.schema_name]
+    files = discover_inputs(inputs)
+    clear_open_trees()
+    trees = [cached_tree(path, params.tree) for path in files]
+    for path, tree in zip(files, trees, strict=True):
+        check_branches(path, tree, schema)
+    truth = has_truth(trees[0], schema)
+    out_dir = check_writable_dir(out_dir)
+    columns = feature_columns(params.feature_sets)
+    metadata = {
+        "schema": schema.name,
+        "units_in": params.units,
+        "truth": truth,
+        "features": columns,
+        "feature_sets": {name: FEATURE_SETS[name] for name in params.feature_sets},
+        "target": TARGET if truth else None,
+        "diagnostics": DIAGNOSTICS if truth else [],
+        "units": {c: unit(c) for c in [*columns, *([TARGET, *DIAGNOSTICS] if truth else [])]},
+        "sources": {},  # filled from the background hashing below, before the first row is written
+        "selection": params.selection.model_dump(mode="json"),
+        "split": params.split.model_dump(),
+    }
+    if not truth:
+        print(f"prepare: no truth in {files[0]} (schema {schema.name!r}): truth-less mode, features only")
+    cutflow = dict.fromkeys(CUTS, 0)
+    nonfinite: dict[str, int] = {}
+    jobs = [StepJob(step, params, truth, tuple(columns)) for step in plan_steps(files, trees, params.step_size)]
+    workers = resolve_workers(params.workers, len(jobs))
+    start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(1) as hasher:
+        hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
+        writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps(
+            {**metadata, "sources": {str(p): h.result() for p, h in zip(files, hashes, strict=True)}}).encode()})
+        for result in _results(jobs, workers):
+            for name, n in result.cutflow.items():
+                cutflow[name] += n
+            for name, n in result.nonfinite.items():
+                nonfinite[name] = nonfinite.get(name, 0) + n
+            writers.write(result.parts)
+        selected = cutflow[CUTS[-1]]
+        if selected == 0:
+            raise PrepareError(f"no events pass the selection in {len(files)} file(s):\n{format_cutflow(cutflow)}")
+        rows_dropped = selected - sum(writers.rows.values())
+        if rows_dropped:
+            print(f"prepare: dropped {rows_dropped} selected event(s) with NaN/inf values: {nonfinite}")
+        if rows_dropped > params.max_nonfinite_fraction * selected:
+            raise PrepareError(
+                f"{rows_dropped} of {selected} selected events have NaN/inf values ({nonfinite}), more than "
+                f"prepare.max_nonfinite_fraction = {params.max_nonfinite_fraction}")
+        writers.close()
+        print(format_cutflow(cutflow))
+        metrics = cutflow_metrics(cutflow, nonfinite, writers.rows, truth)
+    seconds = time.perf_counter() - start
+    if metrics_path is not None:
+        with atomic_file(metrics_path) as tmp_metrics:
+            tmp_metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    return {**metrics, "seconds": seconds, "events_per_second": cutflow["all"] / seconds if seconds else 0.0}
+
+
+def main(params: PrepareParams, inputs: list[str], out_dir: str, metrics_path: str | None) -> dict[str, Any]:
+    """Stage entry: run and print a one-line summary."""
+    summary = run_prepare(params, inputs, out_dir, metrics_path)
+    splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(f"prepare: {summary['cutflow']['all']['events']} events read, "
+          f"{summary['cutflow'][CUTS[-1]]['events']} selected ({splits}) -> {out_dir} "
+          f"({summary['events_per_second']:.0f} events/s)")
+    return summary

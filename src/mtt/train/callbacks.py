@@ -1,0 +1,91 @@
+"""The Keras callbacks of a training run: per-epoch GeV metrics and MLflow logging, and the resume state.
+
+Keras' own `EarlyStopping(restore_best_weights=True)` and `TerminateOnNaN` are not used: the best weights
+must survive an interrupted run (they are part of the saved state), and a per-batch hook makes Keras fetch
+the logs after every step (a device sync per batch); the NaN check here runs once per epoch and names it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from mtt.errors import TrainError
+from mtt.metrics import median_bias, resolution, width_ratio
+from mtt.train.checkpoint import TrainState, save_state
+from mtt.train.data import ValSet
+from mtt.train.setup import current_learning_rate
+
+
+def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history: list[dict[str, float]],
+                 log: bool = True, resumed: TrainState | None = None) -> Any:
+    """A Keras callback: per epoch, one forward pass over val gives val_loss and the GeV metrics.
+
+    It puts val_loss into the epoch logs (early stopping and LR plateau read it there), keeps the best
+    weights in memory, logs to MLflow with step = epoch (unless `log` is false: a non-chief worker), and
+    stops the run on a NaN loss. A resumed run starts from the saved best loss and weights.
+    """
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    loss_object = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
+    to_gev = predict.layers[-1]
+    forward = tf.function(lambda x: network(x, training=False))
+
+    @tf.function
+    def gradient_norm(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = loss_object(y, network(x, training=False))
+        return tf.linalg.global_norm([g for g in tape.gradient(loss, network.trainable_weights) if g is not None])
+
+    class EpochLogger(keras.callbacks.Callback):
+        best_loss = np.inf if resumed is None else resumed.best_loss
+        best_weights: list[np.ndarray] | None = None if resumed is None else resumed.best_weights
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs if logs is not None else {}
+            if not np.isfinite(logs.get("loss", np.nan)):
+                self.model.stop_training = True
+                raise TrainError(f"the loss became {logs.get('loss')} at epoch {epoch}: diverged "
+                                 "(lower train.learning_rate, set train.clipnorm, or standardise the target)")
+            output = forward(val.x)
+            logs["val_loss"] = val_loss = float(np.mean(np.asarray(loss_object(val.y, output))))
+            if val_loss < self.best_loss:
+                self.best_loss, self.best_weights = val_loss, network.get_weights()
+            pred = np.asarray(to_gev(output)).reshape(len(val.x), -1)[:, 0]
+            row = {"loss": float(logs["loss"]), "val_loss": val_loss,
+                   "learning_rate": current_learning_rate(self.model.optimizer),
+                   "grad_norm": float(gradient_norm(val.x[:1024], val.y[:1024])),
+                   "val_resolution": resolution(pred, val.m_tt), "val_bias": median_bias(pred, val.m_tt),
+                   "val_width_ratio": width_ratio(pred, val.m_tt)}
+            history.append({"epoch": epoch, **row})
+            if log:
+                mlflow.log_metrics(row, step=epoch)
+
+    return EpochLogger()
+
+
+def checkpointer(folder: str | os.PathLike[str], logger: Any, history: list[dict[str, float]],
+                 identity: dict[str, Any]) -> Any:
+    """A Keras callback, last in the list: after each epoch, save the state a resumed run continues from."""
+    import keras
+
+    class Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            optimizer = [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables]
+            save_state(folder, TrainState(epoch=epoch, history=history, best_loss=logger.best_loss,
+                                          weights=self.model.get_weights(), optimizer=optimizer,
+                                          best_weights=logger.best_weights, **identity))
+
+    return Checkpointer()
+
+
+def restore(network: Any, state: TrainState) -> None:
+    """Put the saved weights and optimizer state (step, learning rate, moments) back into a compiled network."""
+    network.set_weights(state.weights)
+    network.optimizer.build(network.trainable_variables)
+    for variable, value in zip(network.optimizer.variables, state.optimizer, strict=True):
+        variable.assign(value)

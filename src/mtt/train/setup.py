@@ -1,0 +1,70 @@
+"""What a training run is set up with: the optimizer and its schedule, and the tf.distribute strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from mtt.config import TrainParams
+from mtt.errors import TrainError
+
+
+def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
+    """Optimizer with the learning-rate schedule and gradient clipping from params."""
+    import keras
+
+    rate: Any = params.learning_rate
+    total = params.epochs * steps_per_epoch
+    if params.schedule == "cosine":
+        warmup = params.warmup_epochs * steps_per_epoch
+        rate = keras.optimizers.schedules.CosineDecay(
+            params.learning_rate / 10 if warmup else params.learning_rate, decay_steps=max(total - warmup, 1),
+            warmup_target=params.learning_rate if warmup else None, warmup_steps=warmup)
+    elif params.schedule == "exponential":
+        rate = keras.optimizers.schedules.ExponentialDecay(params.learning_rate, steps_per_epoch, decay_rate=0.9)
+    clip = {"clipnorm": params.clipnorm} if params.clipnorm > 0 else {}
+    if params.optimizer == "adam":
+        return keras.optimizers.Adam(rate, **clip)
+    if params.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, **clip)
+    return keras.optimizers.SGD(rate, momentum=0.9, **clip)
+
+
+def current_learning_rate(optimizer: Any) -> float:
+    """The learning rate in effect now (schedules evaluated at the current step)."""
+    rate = optimizer.learning_rate
+    return float(np.asarray(rate))
+
+
+def distribution_strategy(name: str) -> Any:
+    """The tf.distribute strategy of train.strategy: one device, all local GPUs, or a TF_CONFIG cluster."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise TrainError("train.strategy=multi_worker needs the cluster in the TF_CONFIG environment variable "
+                             "(see tf.distribute.MultiWorkerMirroredStrategy); use `default` or `mirrored` on one "
+                             "machine")
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as exc:  # "Collective ops must be configured at program startup"
+            raise TrainError(f"train.strategy=multi_worker must set up the cluster before any other TensorFlow "
+                             f"work in the process ({exc}): run `mtt train` in a fresh process") from None
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: str) -> bool:
+    """Whether this process logs and writes outputs: always, except for non-chief workers of a cluster."""
+    if strategy != "multi_worker":
+        return True
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if task.get("type") == "chief":
+        return True
+    return task.get("type", "worker") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get(
+        "cluster", {})

@@ -1,0 +1,308 @@
+"""The train stage: one Keras run on the prepared splits, fully logged to MLflow, resumable.
+
+`run_train` sets the run up (`Trainer.build`: data, scaler from the validate reference, network), then
+`Trainer.start` opens (or resumes) the MLflow run and logs params and lineage, `Trainer.fit` trains with the
+per-epoch logger and checkpoints, `Trainer.finish` logs the headline figures, artifacts and model, and
+`Trainer.write` writes the DVC outputs. A run ends FAILED on an exception and KILLED on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtt.artifact import save_model_dir
+from mtt.config import TrainParams
+from mtt.dataset import open_split, split_path
+from mtt.errors import TrainError
+from mtt.io import atomic_file
+from mtt.metrics import median_bias, resolution, width_ratio
+from mtt.preprocessing import load_reference_scaler, save_scaler
+from mtt.train.callbacks import checkpointer, epoch_logger, restore
+from mtt.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
+from mtt.train.data import TrainingData, ValSet, load_training_data
+from mtt.train.setup import distribution_strategy, is_chief, make_optimizer
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where the stage reads and writes (all from dvc.yaml's command line)."""
+
+    prepared: Path
+    reference: Path
+    model: Path
+    metrics: Path | None = None
+    history: Path | None = None
+    checkpoints: Path | None = None
+    #: the validate stage's summary and Data Docs, attached to the run as its data checks
+    validation: Path | None = None
+    docs: Path | None = None
+
+
+def run_name(params: TrainParams, changes: dict[str, Any] | None) -> str:
+    """What differs: the preset and the overridden params, e.g. 'seed_baseline lr=0.01' (or 'default')."""
+    parts = [] if params.preset == "none" else [params.preset]
+    for key, value in _flatten(changes or {}).items():
+        if key != "preset":
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or "default"
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def dvc_lineage(root: Path) -> dict[str, str]:
+    """DVC hashes of the pipeline outputs training depends on (from dvc.lock), as tags."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return {}
+    import yaml
+
+    stages = yaml.safe_load(lock.read_text()).get("stages", {})
+    tags = {}
+    for stage in ("prepare", "validate"):
+        for out in stages.get(stage, {}).get("outs", []):
+            tags[f"dvc.{out['path']}"] = str(out.get("md5", ""))
+    return tags
+
+
+def _state_to_resume(params: TrainParams, checkpoint_dir: Path | None, fingerprint: str) -> TrainState | None:
+    """The interrupted run to continue (train.resume), or None; without resume an old state is discarded."""
+    if checkpoint_dir is None:
+        if params.resume:
+            raise TrainError("train.resume needs a checkpoint folder (mtt train --checkpoints)")
+        return None
+    if not params.resume:
+        discard(checkpoint_dir)
+        return None
+    state = state_to_resume(checkpoint_dir, params.model_dump(), fingerprint)
+    if state is None:
+        print(f"train: train.resume is set, but {checkpoint_dir} holds no interrupted run: starting a new run")
+    else:
+        print(f"train: resuming MLflow run {state.run_id} after epoch {state.epoch}")
+    return state
+
+
+@dataclass
+class Trainer:
+    """One training run: its inputs, the compiled network, and what it has recorded so far."""
+
+    params: TrainParams
+    paths: TrainPaths
+    spec: Any  # mtt.model.ModelSpec
+    data: TrainingData
+    val: ValSet
+    network: Any
+    predict: Any  # raw features -> GeV
+    state: TrainState | None
+    fingerprint: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.data.scaler.columns)
+
+    @property
+    def first_epoch(self) -> int:
+        return 0 if self.state is None else self.state.epoch + 1
+
+    @classmethod
+    def build(cls, params: TrainParams, paths: TrainPaths) -> Trainer:
+        """Read the data, take the scaler validate fitted, resume state if asked, build and compile the network."""
+        import keras
+
+        from mtt.model import ModelSpec, build_network, inference_model, preprocessing_layer
+
+        val_split = open_split(split_path(paths.prepared, "val"), params.feature_set)
+        features = val_split.features(params.feature_set)
+        x_val, m_val = val_split.arrays(features)
+        if len(x_val) == 0:
+            raise TrainError(f"{val_split.path}: empty val split")
+        scaler = load_reference_scaler(paths.reference, params.scaler, params.log_features, features)
+        strategy = distribution_strategy(params.strategy)
+        data = load_training_data(params, split_path(paths.prepared, "train"), scaler)
+        fingerprint = data_fingerprint(data.m_tt, len(features))
+        state = _state_to_resume(params, paths.checkpoints, fingerprint)
+        keras.utils.set_random_seed(params.seed)
+        spec = ModelSpec.of(params)
+        with strategy.scope():
+            network = build_network(len(features), spec, preprocessing_layer(scaler), params.seed)
+            network.compile(make_optimizer(params, int(np.ceil(data.n_rows / params.batch_size))),
+                            spec.loss_function())
+            if state is not None:
+                restore(network, state)
+        val = ValSet(x_val, m_val, data.target.forward(m_val).astype(np.float32))
+        history = [] if state is None else list(state.history)
+        return cls(params, paths, spec, data, val, network, inference_model(network, spec, data.target), state,
+                   fingerprint, history)
+
+    # --- the steps --------------------------------------------------------------------------------
+
+    def fit(self, logger: Any, extra: list[Any]) -> float:
+        """model.fit from the first epoch with the logger, early stopping and LR plateau; return its seconds."""
+        import keras
+
+        callbacks = [logger]
+        if self.params.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(patience=self.params.early_stopping))
+        if self.params.schedule == "reduce_on_plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=3))
+        start = time.perf_counter()
+        self.network.fit(**self.data.fit_arguments(self.params.batch_size, self.first_epoch),
+                         epochs=self.params.epochs, initial_epoch=self.first_epoch, callbacks=callbacks + extra,
+                         verbose=0)
+        return time.perf_counter() - start
+
+    def fit_silently(self) -> None:
+        """A non-chief cluster worker: train in step with the chief, log and write nothing."""
+        self.fit(epoch_logger(self.val, self.predict, self.network, self.spec.loss_function(), [], log=False), [])
+
+    @contextmanager
+    def start(self, name: str) -> Any:
+        """The MLflow run (new, resumed, or the one `mlflow run` started) with params and lineage; ends it
+        FAILED on an exception and KILLED on Ctrl-C."""
+        import mlflow
+
+        from mtt import tracking
+
+        tracking.configure()
+        experiment = tracking.ensure_experiment(self.params.experiment)
+        outer = os.environ.get("MLFLOW_RUN_ID")
+        start = ({"run_id": self.state.run_id} if self.state is not None else {"run_id": outer} if outer
+                 else {"experiment_id": experiment, "run_name": name})
+        with mlflow.start_run(**start) as run:
+            try:
+                self._log_start(name, outer is not None)
+                yield run
+            except KeyboardInterrupt:
+                mlflow.end_run(status="KILLED")
+                raise
+            except BaseException:
+                mlflow.end_run(status="FAILED")
+                raise
+
+    def _log_start(self, name: str, under_mlflow_run: bool) -> None:
+        import mlflow
+
+        from mtt import tracking
+
+        if self.state is not None:
+            mlflow.set_tags({"resumed_at_epoch": self.first_epoch, "resumed_epochs": self.params.epochs})
+            return
+        if under_mlflow_run:
+            mlflow.set_tag("mlflow.runName", name)
+        mlflow.log_params({**{f"train.{k}": (json.dumps(v) if isinstance(v, list) else v)
+                              for k, v in self.params.model_dump().items()},
+                           "train.n_features": len(self.features), "train.features": ",".join(self.features)})
+        root = tracking.repo_root()
+        mlflow.set_tags({**tracking.git_state(root), **dvc_lineage(root), "preset": self.params.preset,
+                         "n_train": self.data.n_rows, "n_val": len(self.val.x), "feature_set": self.params.feature_set,
+                         "input": self.data.mode, "strategy": self.params.strategy,
+                         "scaler": self.data.scaler.name})
+
+    def finish(self, run_id: str, fit_seconds: float, wall_seconds: float, best_weights: Any) -> dict[str, Any]:
+        """Best weights back in, headline figures, artifacts and the model logged; the summary returned."""
+        import mlflow
+
+        self.network.set_weights(best_weights)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.network.save_weights(Path(tmp) / "best.weights.h5")
+            mlflow.log_artifact(str(Path(tmp) / "best.weights.h5"), artifact_path="weights")
+        pred = np.asarray(self.predict(self.val.x)).reshape(len(self.val.x), -1)[:, 0]
+        frame = pd.DataFrame(self.history)
+        true = self.val.m_tt
+        summary = {"best_val_loss": float(frame.val_loss.min()),
+                   "best_epoch": int(frame.epoch[frame.val_loss.idxmin()]), "epochs": len(frame),
+                   "val_resolution": resolution(pred, true), "val_bias": median_bias(pred, true),
+                   "val_width_ratio": width_ratio(pred, true),
+                   "wall_time_s": wall_seconds,
+                   "train_samples_per_s": self.data.n_rows * (len(frame) - self.first_epoch) / max(fit_seconds, 1e-9)}
+        mlflow.log_metrics({f"final/{k}" if k in ("val_resolution", "val_bias", "val_width_ratio") else k: v
+                            for k, v in summary.items()})
+        self._log_artifacts(frame)
+        save_model_dir(self.paths.model, self.predict, self.data.scaler,
+                       {"features": self.features, "target_transform": asdict(self.data.target),
+                        "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary})
+        return {**summary, "run_id": run_id}
+
+    def _log_artifacts(self, frame: pd.DataFrame) -> None:
+        """Loss curve, history, preprocessing, data checks, and the model with its signature."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from mtt import plots, tracking
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            plots.loss_curve(frame, tmp / "loss_curve.png")
+            frame.to_csv(tmp / "history.csv", index=False)
+            save_scaler(self.data.scaler, tmp / "scaler.npz")
+            (tmp / "target_transform.json").write_text(json.dumps(asdict(self.data.target)))
+            for name in ("loss_curve.png", "history.csv"):
+                mlflow.log_artifact(str(tmp / name))
+            for name in ("scaler.npz", "target_transform.json"):
+                mlflow.log_artifact(str(tmp / name), artifact_path="preprocessing")
+        if self.paths.validation is not None and self.paths.validation.is_file():
+            tracking.log_data_checks(self.paths.validation, self.paths.docs)
+        example = self.val.x[:5]
+        signature = infer_signature(example, np.asarray(self.predict(example)))
+        mlflow.keras.log_model(self.predict, name="model", signature=signature)
+
+    def write(self, summary: dict[str, Any]) -> None:
+        """The DVC outputs: headline figures and the per-epoch history."""
+        if self.paths.checkpoints is not None:
+            discard(self.paths.checkpoints)
+        if self.paths.metrics is not None:
+            with atomic_file(self.paths.metrics) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        if self.paths.history is not None:
+            with atomic_file(self.paths.history) as tmp:
+                pd.DataFrame(self.history).to_csv(tmp, index=False)
+
+
+def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
+              callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train and log one run (or continue an interrupted one); return its headline figures."""
+    started = time.perf_counter()
+    trainer = Trainer.build(params, paths)
+    if not is_chief(params.strategy):
+        trainer.fit_silently()
+        return {}
+    with trainer.start(name) as run:
+        logger = epoch_logger(trainer.val, trainer.predict, trainer.network, trainer.spec.loss_function(),
+                              trainer.history, resumed=trainer.state)
+        extra = list(callbacks or [])
+        if paths.checkpoints is not None:
+            identity = {"run_id": run.info.run_id, "params": params.model_dump(), "data": trainer.fingerprint}
+            extra.insert(0, checkpointer(paths.checkpoints, logger, trainer.history, identity))
+        fit_seconds = trainer.fit(logger, extra)
+        summary = trainer.finish(run.info.run_id, fit_seconds, time.perf_counter() - started, logger.best_weights)
+    trainer.write(summary)
+    return summary
+
+
+def main(params: TrainParams, paths: TrainPaths, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Stage entry: train, print the headline figures."""
+    summary = run_train(params, paths, run_name(params, changes))
+    if not summary:
+        return summary
+    print(f"train: run {summary['run_id']}: best val_loss {summary['best_val_loss']:.4g} at epoch "
+          f"{summary['best_epoch']}, val resolution {summary['val_resolution']:.3f}, width ratio "
+          f"{summary['val_width_ratio']:.3f}, {summary['train_samples_per_s']:.0f} samples/s")
+    return summary
