@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run   -> creates .venv (first time only), installs the pinned set, runs `dvc repro`
-#   make test  -> same set-up, then the test suite
+#   make test  -> same set-up, then the fast test tier (<= 3 minutes on 2 cores)
+#   make test-all -> every test: slow real runs and integration (dvc repro, mlflow run) too; what CI runs
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,8 +12,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 help:
 	@echo "make run      - set up .venv and run the pipeline (dvc repro)"
-	@echo "make test     - set up .venv and run the tests (slow ones excluded)"
-	@echo "make test-all - all tests, slow ones included"
+	@echo "make test     - set up .venv and run the fast test tier (slow and integration tests excluded)"
+	@echo "make test-all - every test, slow and integration included (what CI runs), then the linters"
 	@echo "make ui       - MLflow UI on http://127.0.0.1:5000 for this project's runs"
 	@echo "make bench    - stage benchmarks (see benchmarks/RESULTS.md)"
 
@@ -27,13 +28,15 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow and not integration"
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest
+	$(MAKE) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import read_events
 
 from mtt.cli import build_parser, main
@@ -63,6 +64,7 @@ def test_prepare_bad_input_exits_2(tmp_path, capsys):
     assert "x.root: not a readable ROOT file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_validate_exits_1_on_a_failed_check_and_2_on_missing_input(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("simulate:\n  n_events: 1500\n  workers: 1\n  progress: false\n")

@@ -52,7 +52,7 @@ def test_feature_sets_nest_and_have_units():
 
 def test_the_split_hash_is_uniform_and_depends_on_identity_only():
     u = unit_interval_hash(np.ones(20_000), np.zeros(20_000), np.arange(20_000))
-    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
     assert unit_interval_hash([1], [0], [7])[0] == u[7]
 
 
@@ -80,7 +80,8 @@ def test_open_split_checks_file_metadata_feature_set_and_target(tmp_path):
         open_split(tmp_path / "junk.parquet")
     with pytest.raises(DataError, match="no feature set 'extended' in the file"):
         open_split(good, "extended")
-    swapped = write(tmp_path / "swapped.parquet", seed_frame(), {"feature_sets": {"seed": [SEED[1], SEED[0], *SEED[2:]]}})
+    reordered = [SEED[1], SEED[0], *SEED[2:]]
+    swapped = write(tmp_path / "swapped.parquet", seed_frame(), {"feature_sets": {"seed": reordered}})
     with pytest.raises(DataError, match=r"feature set 'seed' holds .* \(columns missing or reordered\)"):
         open_split(swapped, "seed")
     no_truth = write(tmp_path / "data.parquet", seed_frame().drop(columns="m_tt"), {"feature_sets": {"seed": SEED}})

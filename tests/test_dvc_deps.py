@@ -30,11 +30,8 @@ def module_file(name: str, src: Path = SRC) -> Path | None:
 
 def imported_modules(path: Path, src: Path = SRC) -> set[str]:
     """Every mtt module a file imports, at any depth in the file (lazy imports included)."""
-    package = ".".join(path.relative_to(src).with_suffix("").parts)
-    if path.name == "__init__.py":
-        package = package.removesuffix(".__init__")
-    else:
-        package = package.rpartition(".")[0]
+    module = ".".join(path.relative_to(src).with_suffix("").parts)
+    package = module.removesuffix(".__init__") if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

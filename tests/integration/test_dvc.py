@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from integration.conftest import run
+
+pytestmark = pytest.mark.integration
 
 
 def _files(folder):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import mlflow
+import pytest
 from integration.conftest import run
 from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.integration
 
 
 def test_mlflow_run_simulate_entry_point(repo_copy, tool_env, tmp_path):

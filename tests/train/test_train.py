@@ -74,12 +74,14 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     assert json.loads((tmp_path / "models" / "model.json").read_text())["mlflow_run_id"] == run.info.run_id
 
 
+@pytest.mark.slow
 def test_same_params_and_seed_give_the_same_val_loss(prepared, store, tmp_path):
     first = train(TINY, prepared, tmp_path / "a")
     second = train(TINY, prepared, tmp_path / "b")
     assert second["best_val_loss"] == pytest.approx(first["best_val_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
     from mtt.config import load_params
 
@@ -187,6 +189,7 @@ def test_bad_inputs(prepared, tmp_path):
         train(TINY, tmp_path / "nowhere", tmp_path / "m", reference=reference)
 
 
+@pytest.mark.slow
 def test_early_stopping_reads_the_logged_val_loss(prepared, store, tmp_path):
     params = TINY.model_copy(update={"epochs": 30, "early_stopping": 1, "schedule": "reduce_on_plateau",
                                      "learning_rate": 0.05})
@@ -252,6 +255,7 @@ def test_checkpoint_state_round_trip(tmp_path):
 # --- input pipeline and strategies -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_streamed_input_trains_and_logs_its_mode(prepared, store, tmp_path):
     summary = train(TINY.model_copy(update={"input": "stream", "sample_weights": "flat"}), prepared,
                         tmp_path / "models")
@@ -260,6 +264,7 @@ def test_streamed_input_trains_and_logs_its_mode(prepared, store, tmp_path):
     assert np.isfinite(summary["best_val_loss"])
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_with_the_same_code(prepared, store, tmp_path):
     summary = train(TINY.model_copy(update={"strategy": "mirrored", "epochs": 1}), prepared, tmp_path / "models")
     assert _only_run(store).data.tags["strategy"] == "mirrored" and summary["epochs"] == 1
@@ -271,6 +276,7 @@ def test_multi_worker_needs_tf_config(prepared, tmp_path, monkeypatch):
         train(TINY.model_copy(update={"strategy": "multi_worker"}), prepared, tmp_path / "models")
 
 
+@pytest.mark.slow
 def test_multi_worker_on_a_one_worker_cluster(prepared, tmp_path):
     """`mtt train` in a fresh process (the cluster must be set up before TensorFlow runs anything)."""
     import os
@@ -285,7 +291,8 @@ def test_multi_worker_on_a_one_worker_cluster(prepared, tmp_path):
     env = {**os.environ, "TF_CONFIG": json.dumps(cluster), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     result = subprocess.run(
         [sys.executable, "-m", "mtt", "train", "--params", str(_params_file()), "--prepared", str(prepared),
-         "--reference", str(prepared.parent / "reference"), "--model", str(tmp_path / "models"), "--metrics", str(tmp_path / "metrics.json"),
+         "--reference", str(prepared.parent / "reference"), "--model", str(tmp_path / "models"),
+         "--metrics", str(tmp_path / "metrics.json"),
          "--history", str(tmp_path / "history.csv"), "--checkpoints", str(tmp_path / "checkpoints"),
          "-S", "strategy=multi_worker", "-S", "epochs=1", "-S", "width=16", "-S", "depth=1"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
-from mtt.config import DriftParams, PrepareParams, ValidateParams
 from mtt.cli import new_data
+from mtt.config import DriftParams, PrepareParams, ValidateParams
 from mtt.errors import ValidationFailed
 from mtt.validate import run_validate, validate_new
 
@@ -23,6 +23,7 @@ def _fails(frame, reference, params=PARAMS, scaler="standard") -> str:
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_clean_prepared_data_passes_and_writes_reports(prepared, tmp_path):
     folder, _, features = prepared
     summary = run_validate(PARAMS, folder, tmp_path / "reference", tmp_path / "validation.json", tmp_path / "docs")
@@ -102,6 +103,7 @@ def test_a_missing_column_is_caught(prepared, reference):
     assert "new: schema: (table): expect_table_columns_to_match_ordered_list" in message
 
 
+@pytest.mark.slow
 def test_swapped_columns_are_caught(prepared, reference):
     _, frames, _ = prepared
     columns = list(frames["val"].columns)
@@ -149,6 +151,7 @@ def test_a_scaler_fitted_on_the_wrong_split_is_caught(prepared):
     assert scaler_check(frames["train"], right).success
 
 
+@pytest.mark.slow
 def test_every_scaler_kind_passes_on_clean_data(prepared, reference):
     """Long pT tails leave |z| > 5 under standard scaling on train too: allowed as often as train does."""
     _, frames, _ = prepared

@@ -39,7 +39,7 @@ def _numbers(text: str, count: int, what: str, where: str) -> list[float]:
         raise LHEError(f"{where}: {what}: not a number in {text.strip()!r}") from None
 
 
-def inspect_lhe(path: str | os.PathLike[str]) -> LHEInfo:
+def inspect_lhe(path: str | os.PathLike[str]) -> LHEInfo:  # noqa: C901  (one pass over a line-based format)
     """Check the LHE structure (header, init block, every event block); count the events."""
     path = Path(path)
     if not path.is_file():

@@ -23,10 +23,12 @@ from mtt.validate.scaling import allowed_range
 
 
 def check_split(runner: GXRunner, split: str, frame: pd.DataFrame, columns: list[str], features: list[str],
-                reference: dict[str, Any], scaler: Scaler, params: ValidateParams, with_drift: bool) -> list[Check]:
-    """Schema, physics and units on the raw table; drift against the profile; scaling on the transformed one."""
+                reference: dict[str, Any], params: ValidateParams, with_drift: bool) -> list[Check]:
+    """Schema, physics and units on the raw table; drift against the profile; scaling on the transformed one
+    (with the reference's `chosen` scaler: the one training uses)."""
     from mtt.validate import suites
 
+    scaler: Scaler = reference["chosen"]
     truth = truth_columns(list(frame.columns))
     checks = runner.run(split, f"{split}_schema", frame, suites.schema_expectations(columns, features, truth))
     # value checks on float64: GX's range check is vectorised only for float64 columns (float32 goes through
@@ -96,12 +98,12 @@ def run_validate(params: ValidateParams, prepared_dir: str | os.PathLike[str],
                                "reference")
     build_reference(train, features, params, reference_dir)
     reference = load_reference(reference_dir)
-    chosen = _reference_scaler(reference, scaler, reference_dir)
+    reference["chosen"] = chosen = _reference_scaler(reference, scaler, reference_dir)
     report = Report([scaler_check(train, chosen)])
     with _docs_into(docs_dir) as docs:
         runner = GXRunner(docs)
         for split, frame in frames.items():
-            report.checks += check_split(runner, split, frame, columns, features, reference, chosen, params,
+            report.checks += check_split(runner, split, frame, columns, features, reference, params,
                                          with_drift=split != "train")
     return finish(report, summary_path, time.perf_counter() - start, {"scaler": chosen.name})
 
@@ -113,13 +115,12 @@ def validate_new(params: ValidateParams, frame: pd.DataFrame, reference_dir: str
     """Check a new dataset against the reference: schema of its features, physics, units, drift, scaling."""
     start = time.perf_counter()
     reference = load_reference(reference_dir)
-    chosen = _reference_scaler(reference, scaler, reference_dir)
+    reference["chosen"] = chosen = _reference_scaler(reference, scaler, reference_dir)
     features = list(chosen.columns)
     identity = [c for c in IDENTITY if c in frame.columns]
     columns = [*features, *truth_columns(list(frame.columns)), *identity]
     with _docs_into(docs_dir) as docs:
-        checks = check_split(GXRunner(docs), name, frame, columns, features, reference, chosen, params,
-                             with_drift=True)
+        checks = check_split(GXRunner(docs), name, frame, columns, features, reference, params, with_drift=True)
     return finish(Report(checks), summary_path, time.perf_counter() - start, {"scaler": chosen.name})
 
 
