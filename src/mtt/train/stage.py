@@ -291,7 +291,10 @@ def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
         if paths.checkpoints is not None:
             identity = {"run_id": run.info.run_id, "params": params.model_dump(), "data": trainer.fingerprint}
             extra.insert(0, checkpointer(paths.checkpoints, logger, trainer.history, identity))
-        fit_seconds = trainer.fit(logger, extra)
+        try:
+            fit_seconds = trainer.fit(logger, extra)
+        finally:  # an interrupted or failed run keeps the metrics of the epochs it finished
+            logger.flush()
         summary = trainer.finish(run.info.run_id, fit_seconds, time.perf_counter() - started, logger.best_weights)
     trainer.write(summary)
     return summary
