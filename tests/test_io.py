@@ -40,3 +40,15 @@ def test_check_writable_dir(tmp_path):
         check_writable_dir(tmp_path / "f")
     with pytest.raises(OutputError, match="cannot write in"):
         check_writable_dir(tmp_path / "f" / "raw")
+
+
+def test_write_json_is_atomic_and_readable(tmp_path):
+    import json
+
+    import numpy as np
+
+    from mtt.io import write_json
+
+    write_json(tmp_path / "out" / "m.json", {"n": 3, "x": np.float64(0.5), "path": tmp_path})
+    assert json.loads((tmp_path / "out" / "m.json").read_text()) == {"n": 3, "x": 0.5, "path": str(tmp_path)}
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.json"]  # no temporary file left

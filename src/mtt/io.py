@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class OutputError(OSError):
@@ -69,3 +71,9 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, indent: int = 2) -> None:
+    """Write `data` as JSON atomically (numpy scalars and paths as strings), with a final newline."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=indent, default=str) + "\n")

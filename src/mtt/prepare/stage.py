@@ -22,7 +22,7 @@ import pyarrow as pa
 from mtt.config import PrepareParams
 from mtt.dataset import DIAGNOSTICS, FEATURE_SETS, METADATA_KEY, SPLITS, TARGET, feature_columns, unit
 from mtt.errors import PrepareError
-from mtt.io import atomic_dir, atomic_file, check_writable_dir
+from mtt.io import atomic_dir, check_writable_dir, write_json
 from mtt.prepare.features import build_table
 from mtt.prepare.inputs import (
     Step,
@@ -160,8 +160,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         metrics = cutflow_metrics(cutflow, nonfinite, writers.rows, truth)
     seconds = time.perf_counter() - start
     if metrics_path is not None:
-        with atomic_file(metrics_path) as tmp_metrics:
-            tmp_metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(metrics_path, metrics)
     return {**metrics, "seconds": seconds, "events_per_second": cutflow["all"] / seconds if seconds else 0.0}
 
 

@@ -24,7 +24,7 @@ from mtt.artifact import save_model_dir
 from mtt.config import TrainParams
 from mtt.dataset import open_split, split_path
 from mtt.errors import TrainError
-from mtt.io import atomic_file
+from mtt.io import atomic_file, write_json
 from mtt.metrics import median_bias, resolution, width_ratio
 from mtt.preprocessing import load_reference_scaler, save_scaler
 from mtt.train.callbacks import checkpointer, epoch_logger, restore
@@ -269,8 +269,7 @@ class Trainer:
         if self.paths.checkpoints is not None:
             discard(self.paths.checkpoints)
         if self.paths.metrics is not None:
-            with atomic_file(self.paths.metrics) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            write_json(self.paths.metrics, summary)
         if self.paths.history is not None:
             with atomic_file(self.paths.history) as tmp:
                 pd.DataFrame(self.history).to_csv(tmp, index=False)

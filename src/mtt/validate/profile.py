@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.io import atomic_file
+from mtt.io import write_json
 
 QUANTILE_GRID = np.linspace(0.0, 1.0, 401)
 
@@ -50,8 +50,7 @@ def build_profile(train: pd.DataFrame, columns: list[str], quantiles: list[float
 
 def save_profile(profile: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write the profile as JSON (atomically)."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(profile, indent=1) + "\n")
+    write_json(path, profile, indent=1)
 
 
 def load_profile(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from typing import Any
@@ -14,7 +13,7 @@ import pandas as pd
 from mtt.config import ValidateParams
 from mtt.dataset import IDENTITY, SPLITS, open_split, split_path, truth_columns
 from mtt.errors import ValidationFailed
-from mtt.io import atomic_dir, atomic_file
+from mtt.io import atomic_dir, write_json
 from mtt.preprocessing import Scaler
 from mtt.validate.gx import GXRunner
 from mtt.validate.reference import build_reference, load_reference, scaler_check
@@ -58,8 +57,7 @@ def finish(report: Report, summary_path: str | os.PathLike[str] | None, seconds:
     """Write the summary, print the table and the failures, raise on critical failures."""
     summary = {**report.summary(), **(extra or {}), "seconds": round(seconds, 3)}
     if summary_path is not None:
-        with atomic_file(summary_path) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        write_json(summary_path, summary)
     print(report.table())
     for check in report.failures(critical=False):
         print(f"validate: warning: {check.line()}")
