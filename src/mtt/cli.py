@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "reference instead.")
     validate.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
     validate.add_argument("--reference", default="data/reference", help="reference folder (default: data/reference)")
-    validate.add_argument("--summary", default="reports/validation.json", help="JSON summary (a DVC metric)")
-    validate.add_argument("--docs", default="reports/data_docs", help="Data Docs site folder")
+    validate.add_argument("--summary", default=None,
+                          help="JSON summary (default: reports/validation.json, a DVC metric; with --data: none, "
+                               "so checking new data never touches the pipeline's reports)")
+    validate.add_argument("--docs", default=None,
+                          help="Data Docs site folder (default: reports/data_docs; with --data: none)")
     validate.add_argument("--data", action="append", default=None, metavar="PATH",
                           help="new data to check against --reference: Parquet from prepare, or ROOT files")
     train = _stage(sub, "train", "Keras regression of m_tt, logged to MLflow",
@@ -117,7 +121,8 @@ def run_stage(args: argparse.Namespace) -> int:
             frame = new_data(args.data, load_params(args.params, "prepare"))
             validate_new(params, frame, args.reference, args.summary, args.docs, scaler=scaler)
         else:
-            validate_main(params, args.prepared, args.reference, args.summary, args.docs, scaler)
+            validate_main(params, args.prepared, args.reference, args.summary or "reports/validation.json",
+                          args.docs or "reports/data_docs", scaler)
     elif args.stage == "train":
         from mtt.train import TrainPaths
         from mtt.train import main as train_main
@@ -138,11 +143,23 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill` and batch systems send), handled like Ctrl-C: runs end KILLED, outputs stay whole."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the stage; clear one-line errors instead of tracebacks."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run_stage(args)
+    except Terminated:
+        print(f"mtt {args.stage}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"mtt {args.stage}: interrupted", file=sys.stderr)
         return 130
@@ -152,3 +169,5 @@ def main(argv: list[str] | None = None) -> int:
     except (MttError, ValueError, OSError, RuntimeError) as exc:
         print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ any section stops the pipeline before work starts, with a message that names the
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -257,6 +258,39 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: invalid params:\n  {problems}") from None
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML without YAML 1.1's silent surprises: a repeated key, or an integer with a leading zero (read as
+    octal: 010 is 8), is an error naming the key or value and its line."""
+
+
+def _no_duplicate_keys(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ParamsError(f"key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})"
+                              "; YAML would silently keep the last one")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+def _no_octal(loader: StrictLoader, node: yaml.ScalarNode) -> int:
+    text = str(node.value).replace("_", "")
+    if re.fullmatch(r"[-+]?0[0-9]+", text):
+        raise ParamsError(f"{node.value!r} (line {node.start_mark.line + 1}) has a leading zero, which YAML reads as "
+                          f"octal ({loader.construct_yaml_int(node)}); write {int(text)} or quote it")
+    return loader.construct_yaml_int(node)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _no_octal)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML with `StrictLoader`."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def parse_overrides(overrides: list[str] | None, section: str) -> dict[str, Any]:
     """Parse `key=value`, `section.key=value` or `nested.key=value` overrides into a nested mapping.
 
@@ -275,7 +309,13 @@ def parse_overrides(overrides: list[str] | None, section: str) -> dict[str, Any]
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ParamsError(f"override {item!r}: {part!r} is set both as a value and as a mapping")
-        target[path[-1]] = yaml.safe_load(value)
+        try:
+            target[path[-1]] = load_yaml(value)
+        except ParamsError as exc:
+            raise ParamsError(f"override {item!r}: {key.strip()}: {exc}") from None
+        except yaml.YAMLError:
+            raise ParamsError(f"override {item!r}: {key.strip()}: the value is not valid YAML (quote text: "
+                              f"-S '{key.strip()}=\"...\"')") from None
     return result
 
 
@@ -295,9 +335,14 @@ def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+    if raw is None:
+        raise ParamsError(f"{path}: the params file is empty; every stage reads its section from it (see the "
+                          "repository's params.yaml)")
     return raw
 
 

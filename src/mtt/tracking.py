@@ -31,6 +31,12 @@ def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
     return here
 
 
+def in_project(start: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `start` (default: cwd) lies in a project folder (dvc.yaml and MLproject)."""
+    root = repo_root(start)
+    return all((root / marker).exists() for marker in _MARKERS)
+
+
 def tracking_uri(start: str | os.PathLike[str] | None = None) -> str:
     """MLFLOW_TRACKING_URI if set, else the project's SQLite store as an absolute URI."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -40,12 +46,68 @@ def tracking_uri(start: str | os.PathLike[str] | None = None) -> str:
 
 
 def configure(start: str | os.PathLike[str] | None = None) -> str:
-    """Point MLflow at the project's tracking store and return the URI."""
+    """Point MLflow at the tracking store and return the URI; a new SQLite store is set up under a file lock.
+
+    Outside a project folder (and without MLFLOW_TRACKING_URI) it says where the runs will go instead of
+    silently creating a stray mlflow.db. Two processes creating the same SQLite store at once would race in
+    MLflow's schema migration; the lock makes the second wait for the first.
+    """
     import mlflow
 
     uri = tracking_uri(start)
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not in_project(start):
+        print(f"mtt: no project folder (with dvc.yaml and MLproject) at or above {Path(start or Path.cwd())}: "
+              f"MLflow runs go to {uri}; set MLFLOW_TRACKING_URI to log elsewhere")
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        from filelock import FileLock
+        from mlflow.tracking import MlflowClient
+
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(database) + ".lock", timeout=300):
+            MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema, once
     return uri
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: host, pid and the process' start time (pids are reused)."""
+    import socket
+
+    import psutil
+
+    return {"mtt.host": socket.gethostname(), "mtt.pid": str(os.getpid()),
+            "mtt.process_start": f"{psutil.Process().create_time():.3f}"}
+
+
+def _owner_gone(tags: dict[str, str]) -> bool:
+    """True if the run's process (on this host) no longer runs."""
+    import socket
+
+    import psutil
+
+    if tags.get("mtt.host") != socket.gethostname() or "mtt.pid" not in tags:
+        return False
+    try:
+        process = psutil.Process(int(tags["mtt.pid"]))
+        return abs(process.create_time() - float(tags.get("mtt.process_start", "0"))) > 1.0
+    except psutil.NoSuchProcess:
+        return True
+
+
+def mark_dead_runs(experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process that died without a word (SIGKILL, power loss): mark them KILLED."""
+    from mlflow.entities import RunStatus
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    dead = [run for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+            if _owner_gone(run.data.tags)]
+    for run in dead:
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        print(f"mtt: run {run.info.run_id} ({run.info.run_name}) was left RUNNING by process "
+              f"{run.data.tags['mtt.pid']}, which no longer runs: marked KILLED")
+    return [run.info.run_id for run in dead]
 
 
 def ensure_experiment(name: str, start: str | os.PathLike[str] | None = None) -> str:

@@ -55,6 +55,17 @@ def test_mev_units_are_caught(prepared, reference):
     assert "the input is in MeV" in message
 
 
+def test_a_rescaled_derived_feature_breaks_consistency_at_any_size(prepared, reference):
+    """m_vis x 1.02 on 200 events: far below what drift checks can see, but m_vis no longer equals the mass
+    of the four objects."""
+    _, frames, _ = prepared
+    frame = frames["val"].iloc[:200].copy()
+    frame["m_vis"] = frame["m_vis"] * np.float32(1.02)
+    message = _fails(frame, reference)
+    assert "new: consistency: m_vis_vs_objects: expect_column_values_to_be_between observed 100%" in message
+    assert "drift" not in message
+
+
 def test_a_shifted_feature_is_caught_as_drift(prepared, reference):
     _, frames, _ = prepared
     frame = frames["val"].copy()
@@ -68,13 +79,13 @@ def test_a_shifted_feature_is_caught_as_drift(prepared, reference):
 def test_drift_can_warn_instead_of_failing(prepared, reference, capsys):
     _, frames, _ = prepared
     frame = frames["val"].copy()
-    frame["m_vis"] = frame["m_vis"] * np.float32(1.1)
+    frame["ht"] = frame["ht"] * np.float32(1.1)  # ht: no other column fixes it
     params = PARAMS.model_copy(update={"drift": DriftParams(action="warn")})
     # minmax: a 10% shift stays within the allowed fraction outside [0, 1] (under z scaling its tail
     # beyond |z| = 5 would fail the scaling check too)
     summary = validate_new(params, frame, reference, scaler="minmax")
     assert summary["critical_failures"] == 0 and summary["warnings"] >= 2
-    assert "validate: warning: new: drift: m_vis" in capsys.readouterr().out
+    assert "validate: warning: new: drift: ht" in capsys.readouterr().out
 
 
 def test_a_feature_scaled_twice_is_caught(prepared, reference):

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from mtt.artifact import load_model_dir
+from mtt.checks import file_sha256, require_clean
 from mtt.config import EvaluateParams
-from mtt.dataset import OBJECT_COLUMNS, TARGET, open_split, split_path
+from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, TARGET, open_split, split_path
 from mtt.errors import EvaluateError
 from mtt.evaluate.estimators import evaluate
 from mtt.evaluate.tables import flat_metrics, per_bin_table, spectrum_table, summary_table
@@ -58,13 +59,40 @@ def write_outputs(folder: Path, figures: dict[str, Any], estimates: dict[str, np
         plots.loss_curve(history, folder / "plots" / "loss_curve.png")
 
 
-def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: str | None) -> bool:
-    """Log figures and plots to the training run (without reopening it); False if the run is unknown.
-
-    Under `mlflow run -e evaluate` (MLFLOW_RUN_ID set) they also go to the run that command started.
-    """
-    from mlflow.entities import Metric
+def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dict[str, str]) -> list[str]:
+    """Where the figures go: the training run when this is the model's own split (and the run that
+    `mlflow run -e evaluate` started); for other data a new run of the same experiment, tagged with the
+    model's run and the data's hash, so a finished training run never gets figures of data it was not
+    evaluated on."""
     from mlflow.exceptions import MlflowException
+
+    from mtt import tracking
+
+    targets = []
+    if model_run_id:
+        try:
+            training = client.get_run(model_run_id)
+        except MlflowException:
+            print(f"evaluate: MLflow run {model_run_id} is not in {tracking.tracking_uri()}: figures written to "
+                  "files only")
+            training = None
+        if training is not None and own_data:
+            targets.append(model_run_id)
+        elif training is not None:
+            run = client.create_run(training.info.experiment_id, run_name=f"evaluate {Path(data['path']).name} with "
+                                    f"{training.info.run_name}", tags={"eval.data_sha256": data["sha256"],
+                                                                       "eval.data_path": data["path"]})
+            targets.append(run.info.run_id)
+            print(f"evaluate: {data['path']} is not the split the model was trained next to: figures logged to a "
+                  f"new run {run.info.run_id}, not to the training run {model_run_id}")
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    return list(dict.fromkeys([*targets, *([outer] if outer else [])]))
+
+
+def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: str | None,
+               own_data: bool = True, data: dict[str, str] | None = None) -> bool:
+    """Log figures and plots (without reopening any run); False if there is no run to log into."""
+    from mlflow.entities import Metric, RunStatus
     from mlflow.tracking import MlflowClient
 
     from mtt import tracking
@@ -73,20 +101,16 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: 
     client = MlflowClient()
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures).items() if np.isfinite(v)]
-    logged = False
-    for target in dict.fromkeys(filter(None, [run_id, os.environ.get("MLFLOW_RUN_ID")])):
-        try:
-            client.get_run(target)
-        except MlflowException:
-            print(f"evaluate: MLflow run {target} is not in {tracking.tracking_uri()}: figures written to files only")
-            continue
+    targets = target_runs(client, run_id, own_data, data or {"path": "", "sha256": ""})
+    for target in targets:
         client.log_batch(target, metrics=metrics)
         client.set_tag(target, "eval.model_run_id", run_id or "")
         if rule:
             client.set_tag(target, "eval.ellipse_rule", rule)
         client.log_artifacts(target, str(folder), artifact_path="evaluate")
-        logged = True
-    return logged
+        if target not in (run_id, os.environ.get("MLFLOW_RUN_ID")):
+            client.set_terminated(target, RunStatus.to_string(RunStatus.FINISHED))
+    return bool(targets)
 
 
 def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str],
@@ -96,9 +120,13 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
     prepared_dir = Path(prepared_dir)
     artifact = load_model_dir(model_dir)
     features = artifact.features
-    columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET]))
+    columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET, *ID_COLUMNS]))
+    path = split_path(prepared_dir, params.split)
     test = read_split(prepared_dir, params.split, columns, params.max_events)
+    require_clean(test, features, artifact.meta.get("reference_medians", {}), str(path), "evaluate")
     train = read_split(prepared_dir, "train", [*OBJECT_COLUMNS, TARGET])
+    data = {"path": str(path.resolve()), "sha256": file_sha256(path)}
+    own_data = data["sha256"] == artifact.meta.get("data", {}).get(f"{params.split}_sha256")
     figures, estimates, tables = evaluate(test, train, artifact.model, features, params)
     rule = None
     if params.ellipse:
@@ -113,7 +141,7 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
             shutil.copy2(Path(out_dir) / ".gitignore", tmp / ".gitignore")
         if rule:
             (tmp / "ellipse_rule.txt").write_text(rule + "\n")
-    log_to_run(artifact.run_id, figures, Path(out_dir), rule)
+    log_to_run(artifact.run_id, figures, Path(out_dir), rule, own_data, data)
     return figures
 
 

@@ -37,6 +37,27 @@ def discover_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:
     return files
 
 
+def check_distinct(files: list[Path]) -> None:
+    """The same file twice (a folder given twice, or a file and its folder) would double every event."""
+    seen: dict[Path, Path] = {}
+    for path in files:
+        real = path.resolve()
+        if real in seen:
+            raise PrepareError(f"{path}: given twice as input (also as {seen[real]}): every event would be counted "
+                               "twice")
+        seen[real] = path
+
+
+def check_distinct_content(hashes: dict[str, str]) -> None:
+    """Two inputs with the same content (a copy under another name) would double their events."""
+    first: dict[str, str] = {}
+    for path, digest in hashes.items():
+        if digest in first:
+            raise PrepareError(f"{path}: same content (SHA-256 {digest[:12]}...) as {first[digest]}: every event "
+                               "would be counted twice; drop one of the copies")
+        first[digest] = path
+
+
 def open_tree(path: Path, tree_name: str) -> Any:
     """The input tree, or a PrepareError that names the file and what is wrong with it."""
     try:

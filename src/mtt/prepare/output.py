@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtt.dataset import SPLITS
+from mtt.dataset import ID_COLUMNS, SPLITS
+from mtt.errors import PrepareError
 from mtt.prepare.selection import CUTS
 
 #: dictionary-encode only the channel label: float features gain nothing from it, and it costs 2.7x the
@@ -46,6 +47,19 @@ class SplitWriters:
                 self.writers[name].close()
             else:  # an empty split still gets a file with the schema
                 pq.write_table(self.schema.empty_table(), self.folder / f"{name}.parquet", **PARQUET_OPTIONS)
+
+
+def check_unique_ids(folder: Path) -> None:
+    """Each (run, luminosityBlock, event) once: an event's split follows from its id, so a repeated event
+    sits twice in the same split (overlapping input files, or one sample read twice)."""
+    for name in SPLITS:
+        ids = pq.read_table(folder / f"{name}.parquet", columns=ID_COLUMNS).to_pandas()
+        repeated = ids.duplicated(keep=False)
+        if repeated.any():
+            example = tuple(int(v) for v in ids[repeated].iloc[0])
+            raise PrepareError(f"{int(repeated.sum())} selected events share their (run, luminosityBlock, event) "
+                               f"with another one, e.g. {example}: overlapping input files, or the same sample "
+                               "read twice")
 
 
 def format_cutflow(cutflow: dict[str, int]) -> str:

@@ -28,6 +28,8 @@ from mtt.prepare.inputs import (
     Step,
     cached_tree,
     check_branches,
+    check_distinct,
+    check_distinct_content,
     check_jagged,
     clear_open_trees,
     discover_inputs,
@@ -36,7 +38,7 @@ from mtt.prepare.inputs import (
     plan_steps,
     read_step,
 )
-from mtt.prepare.output import SplitWriters, cutflow_metrics, format_cutflow
+from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics, format_cutflow
 from mtt.prepare.schemas import SCHEMAS, to_objects
 from mtt.prepare.selection import CUTS, select
 from mtt.prepare.split import assign
@@ -108,6 +110,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     """Run the stage; return the cutflow metrics (also written to `metrics_path`)."""
     schema = SCHEMAS[params.schema_name]
     files = discover_inputs(inputs)
+    check_distinct(files)
     clear_open_trees()
     trees = [cached_tree(path, params.tree) for path in files]
     for path, tree in zip(files, trees, strict=True):
@@ -137,8 +140,13 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     start = time.perf_counter()
     with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(1) as hasher:
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
-        writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps(
-            {**metadata, "sources": {str(p): h.result() for p, h in zip(files, hashes, strict=True)}}).encode()})
+
+        def sources() -> dict[str, str]:
+            found = {str(p): h.result() for p, h in zip(files, hashes, strict=True)}
+            check_distinct_content(found)
+            return found
+
+        writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps({**metadata, "sources": sources()}).encode()})
         for result in _results(jobs, workers):
             for name, n in result.cutflow.items():
                 cutflow[name] += n
@@ -156,6 +164,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
                 f"{rows_dropped} of {selected} selected events have NaN/inf values ({nonfinite}), more than "
                 f"prepare.max_nonfinite_fraction = {params.max_nonfinite_fraction}")
         writers.close()
+        check_unique_ids(tmp)
         print(format_cutflow(cutflow))
         metrics = cutflow_metrics(cutflow, nonfinite, writers.rows, truth)
     seconds = time.perf_counter() - start

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from mtt.artifact import save_model_dir
+from mtt.checks import check_split_file, file_sha256, load_reference_medians
 from mtt.config import TrainParams
 from mtt.dataset import open_split, split_path
 from mtt.errors import TrainError
 from mtt.io import atomic_file, write_json
 from mtt.metrics import median_bias, resolution, width_ratio
-from mtt.preprocessing import load_reference_scaler, save_scaler
+from mtt.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_scaler
 from mtt.train.callbacks import checkpointer, epoch_logger, restore
 from mtt.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
 from mtt.train.data import TrainingData, ValSet, load_training_data
@@ -67,19 +68,33 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def dvc_lineage(root: Path) -> dict[str, str]:
-    """DVC hashes of the pipeline outputs training depends on (from dvc.lock), as tags."""
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return {}
-    import yaml
+@dataclass(frozen=True)
+class Lineage:
+    """What a run read: content hashes of the splits and the reference (the test split's too, so that
+    evaluate can tell the model's own test split from other data), and the train medians it checks against."""
 
-    stages = yaml.safe_load(lock.read_text()).get("stages", {})
-    tags = {}
-    for stage in ("prepare", "validate"):
-        for out in stages.get(stage, {}).get("outs", []):
-            tags[f"dvc.{out['path']}"] = str(out.get("md5", ""))
-    return tags
+    files: dict[str, str]
+    medians: dict[str, float]
+
+    @classmethod
+    def of(cls, paths: TrainPaths, medians: dict[str, float]) -> Lineage:
+        files = {f"{split}_sha256": file_sha256(split_path(paths.prepared, split))
+                 for split in ("train", "val", "test") if split_path(paths.prepared, split).is_file()}
+        files["reference_sha256"] = file_sha256(Path(paths.reference) / REFERENCE_SCALERS)
+        files["prepared"] = str(Path(paths.prepared).resolve())
+        return cls(files, medians)
+
+    def tags(self) -> dict[str, str]:
+        """Run tags: `data.train_sha256`, `data.val_sha256`, `data.reference_sha256`, `data.prepared`."""
+        return {f"data.{k}": v for k, v in self.files.items() if k != "test_sha256"}
+
+    def checked_by(self, summary: Path | None) -> bool:
+        """Whether the validate summary at `summary` checked exactly the train and val files this run read."""
+        if summary is None or not summary.is_file():
+            return False
+        inputs = json.loads(summary.read_text()).get("inputs", {})
+        return all(inputs.get(split, {}).get("sha256") == self.files.get(f"{split}_sha256")
+                   for split in ("train", "val"))
 
 
 def _state_to_resume(params: TrainParams, checkpoint_dir: Path | None, fingerprint: str) -> TrainState | None:
@@ -112,6 +127,7 @@ class Trainer:
     predict: Any  # raw features -> GeV
     state: TrainState | None
     fingerprint: str
+    lineage: Lineage
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -135,6 +151,11 @@ class Trainer:
         if len(x_val) == 0:
             raise TrainError(f"{val_split.path}: empty val split")
         scaler = load_reference_scaler(paths.reference, params.scaler, params.log_features, features)
+        medians = load_reference_medians(paths.reference, features)
+        train_split = open_split(split_path(paths.prepared, "train"), params.feature_set)
+        for split in (train_split, val_split):  # the data actually read, against the reference
+            check_split_file(split, features, medians, "train")
+        lineage = Lineage.of(paths, medians)
         strategy = distribution_strategy(params.strategy)
         data = load_training_data(params, split_path(paths.prepared, "train"), scaler)
         fingerprint = data_fingerprint(data.m_tt, len(features))
@@ -150,7 +171,7 @@ class Trainer:
         val = ValSet(x_val, m_val, data.target.forward(m_val).astype(np.float32))
         history = [] if state is None else list(state.history)
         return cls(params, paths, spec, data, val, network, inference_model(network, spec, data.target), state,
-                   fingerprint, history)
+                   fingerprint, lineage, history)
 
     # --- the steps --------------------------------------------------------------------------------
 
@@ -183,6 +204,7 @@ class Trainer:
 
         tracking.configure()
         experiment = tracking.ensure_experiment(self.params.experiment)
+        tracking.mark_dead_runs(experiment)
         outer = os.environ.get("MLFLOW_RUN_ID")
         start = ({"run_id": self.state.run_id} if self.state is not None else {"run_id": outer} if outer
                  else {"experiment_id": experiment, "run_name": name})
@@ -202,6 +224,7 @@ class Trainer:
 
         from mtt import tracking
 
+        mlflow.set_tags(tracking.process_tags())
         if self.state is not None:
             mlflow.set_tags({"resumed_at_epoch": self.first_epoch, "resumed_epochs": self.params.epochs})
             return
@@ -210,8 +233,8 @@ class Trainer:
         mlflow.log_params({**{f"train.{k}": (json.dumps(v) if isinstance(v, list) else v)
                               for k, v in self.params.model_dump().items()},
                            "train.n_features": len(self.features), "train.features": ",".join(self.features)})
-        root = tracking.repo_root()
-        mlflow.set_tags({**tracking.git_state(root), **dvc_lineage(root), "preset": self.params.preset,
+        mlflow.set_tags({**tracking.git_state(tracking.repo_root()), **self.lineage.tags(),
+                         "preset": self.params.preset,
                          "n_train": self.data.n_rows, "n_val": len(self.val.x), "feature_set": self.params.feature_set,
                          "input": self.data.mode, "strategy": self.params.strategy,
                          "scaler": self.data.scaler.name})
@@ -238,7 +261,8 @@ class Trainer:
         self._log_artifacts(frame)
         save_model_dir(self.paths.model, self.predict, self.data.scaler,
                        {"features": self.features, "target_transform": asdict(self.data.target),
-                        "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary})
+                        "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary,
+                        "data": self.lineage.files, "reference_medians": self.lineage.medians})
         return {**summary, "run_id": run_id}
 
     def _log_artifacts(self, frame: pd.DataFrame) -> None:
@@ -258,8 +282,14 @@ class Trainer:
                 mlflow.log_artifact(str(tmp / name))
             for name in ("scaler.npz", "target_transform.json"):
                 mlflow.log_artifact(str(tmp / name), artifact_path="preprocessing")
-        if self.paths.validation is not None and self.paths.validation.is_file():
+        if self.lineage.checked_by(self.paths.validation):
             tracking.log_data_checks(self.paths.validation, self.paths.docs)
+        elif self.paths.validation is None or not self.paths.validation.is_file():
+            mlflow.set_tag("data_checks", "no validate summary: only the fast critical checks of train ran")
+        else:
+            mlflow.set_tag("data_checks", "the validate summary does not describe these files: only the fast "
+                                          "critical checks of train ran on them")
+            print(f"train: {self.paths.validation} was not run on {self.paths.prepared}: not attached to the run")
         example = self.val.x[:5]
         signature = infer_signature(example, np.asarray(self.predict(example)))
         mlflow.keras.log_model(self.predict, name="model", signature=signature)

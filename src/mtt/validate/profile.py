@@ -39,7 +39,16 @@ def feature_profile(values: np.ndarray, quantiles: list[float], bins: int) -> di
         "quantile_grid": np.quantile(values, QUANTILE_GRID).tolist(),
         "bin_edges": edges.tolist(),
         "bin_weights": (counts / counts.sum()).tolist(),
+        **log_moments(values),
     }
+
+
+def log_moments(values: np.ndarray) -> dict[str, float]:
+    """Mean and standard deviation of log(x) for a positive feature (the scale-shift check); empty otherwise."""
+    if values.size == 0 or values.min() <= 0:
+        return {}
+    logged = np.log(values)
+    return {"log_mean": float(logged.mean()), "log_std": float(logged.std())}
 
 
 def build_profile(train: pd.DataFrame, columns: list[str], quantiles: list[float], bins: int) -> dict[str, Any]:

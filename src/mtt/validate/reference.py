@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtt.checks import REFERENCE_PROFILE
 from mtt.config import ScalingParams, ValidateParams
 from mtt.errors import ValidationFailed
 from mtt.io import atomic_dir
@@ -23,7 +24,7 @@ from mtt.validate.profile import build_profile, load_profile, save_profile
 from mtt.validate.report import Check
 from mtt.validate.scaling import out_of_range_fractions
 
-PROFILE = "profile.json"
+PROFILE = REFERENCE_PROFILE
 SCALERS_FILE = REFERENCE_SCALERS
 #: per scaler and feature, the fraction of train values outside the scaler's range (long tails under z scaling)
 OUTSIDE = "train_outside.json"
@@ -45,14 +46,19 @@ def train_outside(train: pd.DataFrame, scalers: dict[str, Scaler], params: Scali
     return out
 
 
+def write_reference(train: pd.DataFrame, features: list[str], params: ValidateParams, folder: Path) -> None:
+    """Write the train profile and the scalers into an (empty, temporary) folder."""
+    scalers = fit_scalers(train, features)
+    save_profile(build_profile(train, features, params.drift.quantiles, params.drift.bins), folder / PROFILE)
+    save_scalers(scalers, folder / SCALERS_FILE)
+    (folder / OUTSIDE).write_text(json.dumps(train_outside(train, scalers, params.scaling), indent=1) + "\n")
+
+
 def build_reference(train: pd.DataFrame, features: list[str], params: ValidateParams,
                     reference_dir: str | os.PathLike[str]) -> None:
     """Write the train profile and the scalers into `reference_dir`, replacing it as a whole."""
-    scalers = fit_scalers(train, features)
     with atomic_dir(reference_dir) as tmp:
-        save_profile(build_profile(train, features, params.drift.quantiles, params.drift.bins), tmp / PROFILE)
-        save_scalers(scalers, tmp / SCALERS_FILE)
-        (tmp / OUTSIDE).write_text(json.dumps(train_outside(train, scalers, params.scaling), indent=1) + "\n")
+        write_reference(train, features, params, tmp)
 
 
 def load_reference(reference_dir: str | os.PathLike[str]) -> dict[str, Any]:

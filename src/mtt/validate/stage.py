@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtt.checks import CONSISTENCY_TOLERANCE, consistency_residuals, file_sha256
 from mtt.config import ValidateParams
 from mtt.dataset import IDENTITY, SPLITS, open_split, split_path, truth_columns
 from mtt.errors import ValidationFailed
 from mtt.io import atomic_dir, write_json
-from mtt.preprocessing import Scaler
+from mtt.preprocessing import Scaler, momentum_like
 from mtt.validate.gx import GXRunner
-from mtt.validate.reference import build_reference, load_reference, scaler_check
+from mtt.validate.reference import SCALERS_FILE, load_reference, scaler_check, write_reference
 from mtt.validate.report import Check, Report
 from mtt.validate.scaling import allowed_range
 
@@ -35,11 +36,21 @@ def check_split(runner: GXRunner, split: str, frame: pd.DataFrame, columns: list
     present = [c for c in features if c in frame.columns]
     numeric = [c for c in [*present, *truth] if pd.api.types.is_float_dtype(frame[c])]
     values = frame.astype({c: np.float64 for c in numeric})
+    residuals = consistency_residuals(frame)
     expectations = (suites.physics_expectations(present, truth, params)
-                    + suites.units_expectations(present, params))
+                    + suites.units_expectations(present, params)
+                    + suites.consistency_expectations(list(residuals.columns), CONSISTENCY_TOLERANCE))
+    values = pd.concat([values, residuals], axis=1)
     if with_drift and len(frame):
         profile = {**reference["profile"], "features": {c: reference["profile"]["features"][c] for c in present}}
         expectations += suites.drift_expectations(profile, len(frame), params)
+        logs = {f"log_{c}": np.log(values[c].clip(lower=1e-30)) for c, momentum in zip(present, momentum_like(present),
+                                                                                      strict=True)
+                if momentum and "log_mean" in profile["features"][c]}
+        values = pd.concat([values, pd.DataFrame(logs, index=values.index)], axis=1)
+        expectations += suites.log_scale_expectations(
+            {"features": {c.removeprefix("log_"): profile["features"][c.removeprefix("log_")] for c in logs}},
+            len(frame), params.drift.action == "fail")
     checks += runner.run(split, split, values, expectations)
     if present == features and len(frame) and frame[features].notna().all().all():
         scaled = pd.DataFrame(scaler.transform(frame[features].to_numpy(np.float64)), columns=features)
@@ -52,19 +63,31 @@ def check_split(runner: GXRunner, split: str, frame: pd.DataFrame, columns: list
     return checks
 
 
-def finish(report: Report, summary_path: str | os.PathLike[str] | None, seconds: float,
-           extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the summary, print the table and the failures, raise on critical failures."""
+def summarize(report: Report, summary_path: str | os.PathLike[str] | None, seconds: float,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the summary, print the table and the warnings; return the summary."""
     summary = {**report.summary(), **(extra or {}), "seconds": round(seconds, 3)}
     if summary_path is not None:
         write_json(summary_path, summary)
     print(report.table())
     for check in report.failures(critical=False):
         print(f"validate: warning: {check.line()}")
+    return summary
+
+
+def raise_on_critical(report: Report, note: str = "") -> None:
+    """Stop with every critical failure: split, category, column, expectation, observed value."""
     critical = report.failures(critical=True)
     if critical:
         lines = "\n  ".join(c.line() for c in critical)
-        raise ValidationFailed(f"{len(critical)} critical check(s) failed:\n  {lines}")
+        raise ValidationFailed(f"{len(critical)} critical check(s) failed:\n  {lines}{note}")
+
+
+def finish(report: Report, summary_path: str | os.PathLike[str] | None, seconds: float,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the summary, print the table and the failures, raise on critical failures."""
+    summary = summarize(report, summary_path, seconds, extra)
+    raise_on_critical(report)
     return summary
 
 
@@ -84,26 +107,42 @@ def _reference_scaler(reference: dict[str, Any], scaler: str, where: Any) -> Sca
 def run_validate(params: ValidateParams, prepared_dir: str | os.PathLike[str],
                  reference_dir: str | os.PathLike[str], summary_path: str | os.PathLike[str] | None = None,
                  docs_dir: str | os.PathLike[str] | None = None, scaler: str = "standard") -> dict[str, Any]:
-    """The stage: build the reference from train, validate every split against it (scaling: with `scaler`)."""
+    """The stage: build the reference from train, validate every split against it (scaling: with `scaler`).
+
+    The new reference replaces the old one only when the train split passes its critical checks (a failed
+    run must not leave a reference built from bad data). The outputs are swapped in the order reference,
+    Data Docs, summary; the summary records the hashes of the files it describes.
+    """
     start = time.perf_counter()
     splits = {split: open_split(split_path(prepared_dir, split), need_target=False) for split in SPLITS}
     features = list(splits["train"].metadata["features"])
     frames = {split: opened.read() for split, opened in splits.items()}
-    columns = list(frames["train"].columns)
     train = frames["train"]
     if len(train) == 0 or train[features].isna().any().any():
         raise ValidationFailed(f"{splits['train'].path}: the train split is empty or has nulls; cannot build a "
                                "reference")
-    build_reference(train, features, params, reference_dir)
-    reference = load_reference(reference_dir)
-    reference["chosen"] = chosen = _reference_scaler(reference, scaler, reference_dir)
-    report = Report([scaler_check(train, chosen)])
-    with _docs_into(docs_dir) as docs:
-        runner = GXRunner(docs)
-        for split, frame in frames.items():
-            report.checks += check_split(runner, split, frame, columns, features, reference, params,
-                                         with_drift=split != "train")
-    return finish(report, summary_path, time.perf_counter() - start, {"scaler": chosen.name})
+    with atomic_dir(reference_dir) as new_reference:
+        write_reference(train, features, params, new_reference)
+        reference = load_reference(new_reference)
+        reference["chosen"] = chosen = _reference_scaler(reference, scaler, reference_dir)
+        report = Report([scaler_check(train, chosen)])
+        with _docs_into(docs_dir) as docs:
+            runner = GXRunner(docs)
+            for split, frame in frames.items():
+                report.checks += check_split(runner, split, frame, list(train.columns), features, reference, params,
+                                             with_drift=split != "train")
+        inputs = {split: {"path": str(opened.path.resolve()), "sha256": file_sha256(opened.path)}
+                  for split, opened in splits.items()}
+        train_failed = any(c.split == "train" for c in report.failures(critical=True))
+        if train_failed:  # leaving the block by an exception discards the new reference
+            summarize(report, summary_path, time.perf_counter() - start, {"scaler": chosen.name, "inputs": inputs,
+                                                                          "reference_updated": False})
+            raise_on_critical(report, f"\n{reference_dir} was not replaced: the train split failed")
+        extra = {"scaler": chosen.name, "inputs": inputs, "reference_updated": True,
+                 "reference_sha256": file_sha256(new_reference / SCALERS_FILE)}
+    summary = summarize(report, summary_path, time.perf_counter() - start, extra)
+    raise_on_critical(report)
+    return summary
 
 
 def validate_new(params: ValidateParams, frame: pd.DataFrame, reference_dir: str | os.PathLike[str],

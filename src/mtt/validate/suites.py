@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import beta
 
 from mtt.config import ValidateParams
-from mtt.dataset import CHANNELS, OBJECTS, TARGET
+from mtt.dataset import CHANNELS, ID_COLUMNS, OBJECTS, TARGET
 
 #: the columns every prepared table has besides features and truth
 IDENTITY_TYPES = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64", "weight": "float32"}
@@ -57,6 +57,9 @@ def schema_expectations(columns: list[str], features: list[str], truth_columns: 
             expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column, type_=dtype, meta=meta))
     if "channel" in columns:
         expectations.append(gxe.ExpectColumnValuesToBeInSet(column="channel", value_set=CHANNELS, meta=meta))
+    if set(ID_COLUMNS) <= set(columns):  # an event twice (the same input read twice) biases every figure
+        expectations.append(gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=ID_COLUMNS, meta=_meta("schema", True, why="each (run, luminosityBlock, event) once")))
     return expectations
 
 
@@ -163,6 +166,28 @@ def drift_expectations(profile: dict[str, Any], n_rows: int, params: ValidatePar
         out.append(gxe.ExpectColumnKLDivergenceToBeLessThan(
             column=column, partition_object={"bins": ref["bin_edges"], "weights": ref["bin_weights"]},
             threshold=drift.kl_max + SIGMAS * (n_bins - 1) / 2 * noise**2, tail_weight_holdout=1e-4, meta=meta))
+    return out
+
+
+def consistency_expectations(residual_columns: list[str], tolerance: float) -> list[Any]:
+    """Each derived feature agrees with its value recomputed from the objects (`mtt.checks`), in all but 0.1%
+    of the events: a column rescaled on its own fails this for any sample size."""
+    meta = _meta("consistency", True, why="a derived feature equals its value recomputed from the objects")
+    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=-tolerance, max_value=tolerance, mostly=0.999,
+                                              meta=meta) for c in residual_columns]
+
+
+def log_scale_expectations(profile: dict[str, Any], n_rows: int, critical: bool) -> list[Any]:
+    """The mean of log(x) of each positive momentum-like feature: the most sensitive test of a scale shift
+    (x -> 1.05 x moves it by log 1.05 = 0.049), bounded by SIGMAS standard errors of the comparison."""
+    meta = _meta("drift", critical, why="mean of log(x): a scale shift")
+    out = []
+    for column, ref in profile["features"].items():
+        if "log_mean" not in ref:
+            continue
+        bound = SIGMAS * ref["log_std"] * _noise(n_rows, ref["n"])
+        out.append(gxe.ExpectColumnMeanToBeBetween(column=f"log_{column}", min_value=ref["log_mean"] - bound,
+                                                   max_value=ref["log_mean"] + bound, meta=meta))
     return out
 
 
