@@ -76,7 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default="models", help="the train stage's model folder (default: models)")
     evaluate.add_argument("--out", default="eval", help="output folder (default: eval)")
     evaluate.add_argument("--history", default="reports/history.csv", help="training history, for the loss curve")
+    runs = sub.add_parser("runs", help="MLflow housekeeping: mark runs of dead processes KILLED",
+                          description="Runs left RUNNING by a process that died without a word (SIGKILL, a lost "
+                                      "node) are marked KILLED; `mtt train` does the same for its experiment.")
+    runs.add_argument("--cleanup", action="store_true", required=True, help="mark dead runs KILLED")
+    runs.add_argument("--experiment", default=None, help="experiment name (default: all experiments)")
     return parser
+
+
+def cleanup_runs(experiment: str | None) -> list[str]:
+    """Mark the dead RUNNING runs of one experiment (or all) KILLED; their ids."""
+    from mlflow.tracking import MlflowClient
+
+    from mtt import tracking
+
+    tracking.configure()
+    client = MlflowClient()
+    experiments = ([client.get_experiment_by_name(experiment)] if experiment else client.search_experiments())
+    if experiment and experiments[0] is None:
+        raise MttError(f"no MLflow experiment {experiment!r} in {tracking.tracking_uri()}")
+    killed = [run for e in experiments for run in tracking.mark_dead_runs(e.experiment_id)]
+    print(f"mtt runs: {len(killed)} run(s) of dead processes marked KILLED")
+    return killed
 
 
 def new_data(paths: list[str], prepare: Any) -> Any:
@@ -100,6 +121,9 @@ def new_data(paths: list[str], prepare: Any) -> Any:
 
 def run_stage(args: argparse.Namespace) -> int:
     """Load the stage's params (failing early on bad ones) and run it; the exit status."""
+    if args.stage == "runs":
+        cleanup_runs(args.experiment)
+        return 0
     changes = parse_overrides(args.overrides, args.stage)
     params = load_params(args.params, args.stage, changes)
     if args.stage == "simulate":

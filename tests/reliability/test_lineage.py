@@ -18,10 +18,11 @@ def file_sha256(path):
 
 
 def _summary(path, prepared):
-    """A validate summary of exactly these train and val files."""
+    """A validate summary of exactly these train and val files and the reference next to them."""
     inputs = {s: {"path": str(prepared / f"{s}.parquet"), "sha256": file_sha256(prepared / f"{s}.parquet")}
               for s in ("train", "val", "test")}
-    path.write_text(json.dumps({"critical_failures": 0, "warnings": 0, "inputs": inputs,
+    reference = file_sha256(prepared.parent / "reference" / "scalers.npz")
+    path.write_text(json.dumps({"critical_failures": 0, "warnings": 0, "inputs": inputs, "reference_sha256": reference,
                                 "splits": {s: {"evaluated": 10, "passed": 10, "failed": 0} for s in inputs}}))
     return path
 
@@ -47,3 +48,12 @@ def test_tags_hash_the_files_read_and_checks_attach_only_to_their_data(small_pre
     assert "data_checks/critical_failures" not in run.data.metrics  # the summary was not run on these files
     assert "does not describe these files" in run.data.tags["data_checks"]
     assert not any(key.startswith("dvc.") for key in run.data.tags)  # nothing read from ./dvc.lock
+
+
+def test_a_summary_of_another_reference_is_not_attached(small_prepared, store, tmp_path):
+    """An interrupted validate can leave a new summary next to the old reference: not attached either."""
+    summary = _summary(tmp_path / "validation.json", small_prepared)
+    stored = json.loads(summary.read_text())
+    summary.write_text(json.dumps({**stored, "reference_sha256": "0" * 64}))
+    run = store.get_run(_train(small_prepared, small_prepared.parent / "reference", tmp_path, summary)["run_id"])
+    assert "data_checks/critical_failures" not in run.data.metrics

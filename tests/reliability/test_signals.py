@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from reliability.conftest import temporary_outputs
 
-from mtt import tracking
+from mtt.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -109,10 +109,10 @@ def test_a_run_killed_without_a_word_is_marked_killed_later(small_prepared, tmp_
     client, run = _only_run(env["MLFLOW_TRACKING_URI"])
     assert run.info.status == "RUNNING"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-    tracking.configure()
-    assert tracking.mark_dead_runs(run.info.experiment_id) == [run.info.run_id]  # what the next `mtt train` does
+    assert main(["runs", "--cleanup", "--experiment", "mtt"]) == 0  # what the next `mtt train` does by itself
     assert client.get_run(run.info.run_id).info.status == "KILLED"
-    assert f"run {run.info.run_id}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"run {run.info.run_id}" in out and "1 run(s) of dead processes marked KILLED" in out
 
 
 def test_a_killed_prepare_leaves_no_partial_output_and_its_leftovers_are_removed(small_sim, tmp_path, env):

@@ -92,9 +92,11 @@ class Lineage:
         """Whether the validate summary at `summary` checked exactly the train and val files this run read."""
         if summary is None or not summary.is_file():
             return False
-        inputs = json.loads(summary.read_text()).get("inputs", {})
-        return all(inputs.get(split, {}).get("sha256") == self.files.get(f"{split}_sha256")
-                   for split in ("train", "val"))
+        stored = json.loads(summary.read_text())
+        inputs = stored.get("inputs", {})
+        same_reference = stored.get("reference_sha256") == self.files["reference_sha256"]  # not a half-swapped run
+        return same_reference and all(inputs.get(split, {}).get("sha256") == self.files.get(f"{split}_sha256")
+                                      for split in ("train", "val"))
 
 
 def _state_to_resume(params: TrainParams, checkpoint_dir: Path | None, fingerprint: str) -> TrainState | None:
