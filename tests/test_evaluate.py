@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mtt.config import EvaluateParams, TrainParams
-from mtt.errors import ArtifactError, DataError
+from mtt.errors import ArtifactError, DataError, EvaluateError
 from mtt.evaluate import run_evaluate
 from mtt.evaluate.estimators import momenta, visible_mass, visible_scale
 from mtt.evaluate.stage import read_split
@@ -74,9 +74,16 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     assert {"m_tt", "model_bias", "baseline_ellipse_resolution"} <= set(per_bin.columns)
     pngs = sorted(p.name for p in (root / "eval" / "plots").glob("*.png"))
     assert pngs == ["bias_resolution.png", "loss_curve.png", "residuals.png", "response_baseline_ellipse.png",
-                    "response_baseline_visible.png", "response_model.png", "spectrum.png"]
+                    "response_baseline_visible.png", "response_model.png", "spectrum.png", "unfolded.png"]
     assert all((root / "eval" / "plots" / p).stat().st_size > 5000 for p in pngs)
     assert "smallest m_tt" in (root / "eval" / "ellipse_rule.txt").read_text()
+    # the point head: unfolded model and ellipse spectra (response from val), the MDN estimators skipped
+    assert stored["head"] == "point" and "model_unfolded" in stored and "ellipse_unfolded" in stored
+    assert set(stored["skipped"]) == {"mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "quantile"}
+    unfolded = pd.read_csv(root / "eval" / "unfolded.csv")
+    assert {"truth", "model_unfolded", "model_unfolded_pull", "ellipse_unfolded_relative_uncertainty"} <= set(
+        unfolded.columns) and unfolded.truth.sum() <= n
+    assert stored["model"]["crps"] == pytest.approx(stored["model"]["mae"])  # a point forecast's CRPS
 
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
@@ -104,3 +111,36 @@ def test_bad_inputs_are_named(small_prepared, tmp_path):
     with pytest.raises(ValueError, match="m_tt_max"):
         EvaluateParams(m_tt_min=800.0, m_tt_max=500.0)
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.fixture(scope="module")
+def mdn(small_prepared, tmp_path_factory):
+    """A 2-epoch mixture density network on the tiny sample."""
+    root = tmp_path_factory.mktemp("mdn")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        paths = TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
+                           model=root / "models")
+        run_train(TrainParams(epochs=2, batch_size=64, width=16, depth=2, head="mdn", mdn_components=3), paths)
+    return root
+
+
+def test_an_mdn_gives_mode_mean_sample_expected_spectrum_and_calibration(small_prepared, mdn, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mdn}/mlflow.db")
+    figures = run_evaluate(EvaluateParams(split="val", ellipse=False, unfold_replicas=5), small_prepared,
+                           mdn / "models", mdn / "eval")
+    assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded"}
+    for name in ("mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded"):
+        assert np.isfinite(figures[name]["width_ratio"]), name
+    assert 0 < figures["mdn"]["coverage_68"] < figures["mdn"]["coverage_95"] <= 1 and figures["mdn"]["crps"] > 0
+    assert (mdn / "eval" / "plots" / "pit_mdn.png").is_file() and (mdn / "eval" / "plots" / "coverage.png").is_file()
+    per_bin = pd.read_csv(mdn / "eval" / "per_bin.csv")
+    assert "mdn_coverage_68" in per_bin.columns and "mdn_mode_resolution" in per_bin.columns
+
+
+def test_an_estimator_the_head_cannot_give_is_named(small_prepared, trained, tmp_path, monkeypatch):
+    root, uri, _ = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(EvaluateError, match=r"\['mdn_mode'\] not available: the model's head is 'point', which "
+                                            r"provides model_unfolded, ellipse_unfolded"):
+        run_evaluate(EvaluateParams(estimators=["mdn_mode"]), small_prepared, root / "models", tmp_path / "eval")

@@ -65,3 +65,34 @@ def test_figures_skip_events_without_a_prediction_and_per_bin_shows_the_pull_to_
     rows = per_bin(pred, true, np.array([300.0, 500.0, 700.0, 900.0]))
     assert [r["n_events"] for r in rows] == [95, 100, 100]
     assert [r["bias"] for r in rows] == pytest.approx([0.1, 0.0, -0.1])
+
+
+def test_crps_of_a_gaussian_forecast_equals_the_closed_form():
+    from scipy.stats import norm
+
+    from mtt.metrics import crps_gaussian_mixture, crps_point
+
+    y, mu, s = np.array([510.0, 300.0]), np.array([500.0, 420.0]), np.array([40.0, 60.0])
+    z = (y - mu) / s
+    closed = s * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))  # Gneiting & Raftery (2007)
+    ours = crps_gaussian_mixture(np.ones((2, 1)), mu[:, None], s[:, None], y)
+    np.testing.assert_allclose(ours, closed, rtol=1e-9)
+    np.testing.assert_allclose(crps_point(np.array([500.0, 420.0]), y), [10.0, 120.0])  # the absolute error
+
+
+def test_a_calibrated_forecast_has_nominal_coverage_and_a_flat_pit():
+    from scipy.stats import norm
+
+    from mtt.metrics import coverage, coverage_per_bin, pit_flatness
+
+    rng = np.random.default_rng(4)
+    mu = rng.uniform(350, 1200, 40_000)
+    true = mu + 50 * rng.standard_normal(mu.size)  # the forecast N(mu, 50) is calibrated
+    low, high = mu + 50 * norm.ppf(0.16), mu + 50 * norm.ppf(0.84)
+    assert coverage(low, high, true) == pytest.approx(0.68, abs=0.01)
+    per_bin = coverage_per_bin(low, high, true, np.linspace(300, 1300, 6))
+    assert np.nanmax(np.abs(per_bin - 0.68)) < 0.03
+    counts, chi2 = pit_flatness(norm.cdf(true, mu, 50))
+    assert chi2 < 3 and counts.min() > 0.9 * counts.mean()
+    _, skewed = pit_flatness(norm.cdf(true, mu, 25))  # too narrow: a U-shaped PIT
+    assert skewed > 100

@@ -193,6 +193,17 @@ class EvaluateParams(Section):
     m_w: float = Field(80.4, gt=0, description="W mass of the ellipse method (GeV)")
     m_t: float = Field(172.5, gt=0, description="top mass of the ellipse method (GeV)")
     max_events: int = Field(0, ge=0, description="evaluate on the first n events only; 0 = all")
+    estimators: list[str] = Field(["all"], min_length=1, description="'all' that the head provides, or names: "
+                                  "mdn_mode, mdn_mean, mdn_sample, mdn_expected, quantile, model_unfolded, "
+                                  "ellipse_unfolded")
+    unfold: bool = Field(True, description="unfold the model's and the ellipse method's spectra (response from val)")
+    unfold_ts_stopping: float = Field(1e-3, gt=0, description="stop iterating when the KS distance between "
+                                      "successive unfolded spectra is below this (prior: the val truth)")
+    unfold_max_iter: int = Field(100, ge=1, description="at most this many unfolding iterations")
+    unfold_replicas: int = Field(100, ge=2, description="Poisson replicas for the unfolded covariance")
+    unfold_min_events: int = Field(20, ge=1, description="unfolding bins: the m_tt bins merged until each holds this "
+                                   "many val events")
+    seed: int = Field(7, ge=0, lt=2**31, description="MDN sampling and unfolding replicas")
 
     @model_validator(mode="after")
     def _range(self) -> EvaluateParams:

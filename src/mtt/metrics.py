@@ -84,3 +84,78 @@ def per_bin(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> list[dict[
                      "bias": median_bias(pred[inside], true[inside]) if enough else float("nan"),
                      "resolution": resolution(pred[inside], true[inside]) if enough else float("nan")})
     return rows
+
+
+# --- distributional scores ---------------------------------------------------------------------------
+
+
+def crps_point(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """CRPS per event of a point forecast: its absolute error (GeV), via scoringrules."""
+    import scoringrules as sr
+
+    return np.asarray(sr.crps_ensemble(np.asarray(true, np.float64), np.asarray(pred, np.float64)[:, None]))
+
+
+def crps_gaussian_mixture(weights: np.ndarray, means: np.ndarray, widths: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """CRPS per event of a Gaussian-mixture forecast in GeV (closed form, scoringrules)."""
+    import scoringrules as sr
+
+    return np.asarray(sr.crps_mixnorm(np.asarray(true, np.float64), means, widths, weights))
+
+
+def crps_samples(samples: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """CRPS per event from (n, m) forecast samples (the ensemble estimator), GeV."""
+    import scoringrules as sr
+
+    return np.asarray(sr.crps_ensemble(np.asarray(true, np.float64), samples))
+
+
+def crps_quantiles(quantiles: np.ndarray, levels: list[float], true: np.ndarray) -> np.ndarray:
+    """CRPS per event approximated from predicted quantiles (the quantile score average, scoringrules)."""
+    import scoringrules as sr
+
+    return np.asarray(sr.crps_quantile(np.asarray(true, np.float64), quantiles, np.asarray(levels)))
+
+
+def coverage(low: np.ndarray, high: np.ndarray, true: np.ndarray) -> float:
+    """Fraction of events whose truth lies in [low, high]."""
+    return float(np.mean((true >= low) & (true <= high)))
+
+
+def coverage_per_bin(low: np.ndarray, high: np.ndarray, true: np.ndarray, edges: np.ndarray,
+                     min_events: int = 100) -> np.ndarray:
+    """Coverage in bins of true m_tt (NaN where a bin has fewer than `min_events`)."""
+    index = np.digitize(true, edges) - 1
+    out = np.full(len(edges) - 1, np.nan)
+    for k in range(len(edges) - 1):
+        inside = index == k
+        if inside.sum() >= min_events:
+            out[k] = coverage(low[inside], high[inside], true[inside])
+    return out
+
+
+def pit_flatness(pit: np.ndarray, bins: int = 10) -> tuple[np.ndarray, float]:
+    """(PIT histogram counts, its chi2/ndf against flat): a calibrated forecast gives a flat histogram."""
+    counts, _ = np.histogram(pit, bins=np.linspace(0.0, 1.0, bins + 1))
+    expected = len(pit) / bins
+    return counts, float(np.sum((counts - expected) ** 2 / expected) / (bins - 1))
+
+
+def histogram_figures(counts: np.ndarray, true: np.ndarray, edges: np.ndarray) -> dict[str, float]:
+    """Spectrum figures of an estimator that gives a histogram, not events (an expected or unfolded
+    spectrum): width ratio and Wasserstein-1 of the binned distributions, chi2/ndf with Poisson errors of both."""
+    from scipy.stats import wasserstein_distance
+
+    truth, _ = np.histogram(true, edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
+
+    def std(weights: np.ndarray) -> float:
+        mean = np.average(centres, weights=weights)
+        return float(np.sqrt(np.average((centres - mean) ** 2, weights=weights)))
+
+    filled = (counts + truth) > 0
+    return {"width_ratio": std(counts) / std(truth.astype(np.float64)),
+            "wasserstein": float(wasserstein_distance(centres, centres, counts, truth)),
+            "chi2_ndf": float(np.sum((counts[filled] - truth[filled]) ** 2 / (counts[filled] + truth[filled]))
+                              / filled.sum())}

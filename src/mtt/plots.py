@@ -36,16 +36,19 @@ def figure(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any,
             plt.close(fig)
 
 
-def spectrum(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray, path: Path) -> None:
-    """Predicted vs true m_tt spectra, with the ratio to the truth below: where the spectrum shrinks."""
+def spectrum(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray, path: Path,
+             histograms: dict[str, np.ndarray] | None = None) -> None:
+    """Predicted vs true m_tt spectra (events histogrammed, and spectra given as counts per bin), with the
+    ratio to the truth below: where the spectrum shrinks."""
     import mplhep
 
     with figure(path, nrows=2, figsize=(9, 9), sharex=True, gridspec_kw={"height_ratios": (3, 1)}) as (_, axes):
         top, ratio = axes
         truth, _ = np.histogram(true, edges)
         mplhep.histplot(truth, edges, ax=top, label="truth", histtype="fill", alpha=0.3, color="grey")
-        for name, pred in estimates.items():
-            counts, _ = np.histogram(pred[np.isfinite(pred)], edges)
+        spectra = {name: np.histogram(pred[np.isfinite(pred)], edges)[0] for name, pred in estimates.items()}
+        for name, counts in {**spectra, **(histograms or {})}.items():
+            counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
             mplhep.histplot(counts, edges, ax=top, label=name, yerr=np.sqrt(counts))
             with np.errstate(divide="ignore", invalid="ignore"):
                 mplhep.histplot(counts / truth, edges, ax=ratio, yerr=np.sqrt(counts) / truth)
@@ -114,3 +117,49 @@ def loss_curve(history: pd.DataFrame, path: Path) -> None:
         ax_width.axhline(1.0, color="grey", lw=0.8)
         ax_width.set_ylabel("std(pred) / std(true)")
         ax_width.set_xlabel("epoch")
+
+
+def pit_histogram(pit: np.ndarray, path: Path, name: str, bins: int = 20) -> None:
+    """The distribution of F_event(true m_tt): flat for a calibrated forecast; a hump means too wide, a U too
+    narrow, a slope a bias."""
+    with figure(path, figsize=(8, 6)) as (_, ax):
+        counts, edges = np.histogram(pit, bins=np.linspace(0.0, 1.0, bins + 1))
+        ax.stairs(counts, edges, label=name)
+        ax.axhline(len(pit) / bins, color="grey", lw=1, label="calibrated")
+        ax.set_xlabel(r"PIT = $F(m_{t\bar{t}}^{true})$")
+        ax.set_ylabel("events / bin")
+        ax.legend()
+
+
+def coverage_vs_mtt(edges: np.ndarray, coverages: dict[str, np.ndarray], path: Path) -> None:
+    """Fraction of events whose truth lies in the predicted 68% interval, per true m_tt bin."""
+    centres = (edges[:-1] + edges[1:]) / 2
+    with figure(path, figsize=(8, 6)) as (_, ax):
+        for name, values in coverages.items():
+            ax.plot(centres, values, "o-", label=name)
+        ax.axhline(0.68, color="grey", lw=1, label="nominal 68%")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("true " + LABEL)
+        ax.set_ylabel("coverage of the 68% interval")
+        ax.legend()
+
+
+def unfolded(truth: np.ndarray, spectra: dict[str, Any], edges: np.ndarray, path: Path) -> None:
+    """Unfolded spectra with their errors over the truth, pulls below, and the per-bin relative uncertainty."""
+    import mplhep
+
+    with figure(path, nrows=3, figsize=(9, 11), sharex=True, gridspec_kw={"height_ratios": (3, 1, 1)}) as (_, axes):
+        top, pulls, relative = axes
+        mplhep.histplot(truth, edges, ax=top, label="truth", histtype="fill", alpha=0.3, color="grey")
+        centres = (edges[:-1] + edges[1:]) / 2
+        for name, result in spectra.items():
+            total = np.sqrt(result.stat_err**2 + result.sys_err**2)
+            mplhep.histplot(result.counts, edges, ax=top, yerr=total, label=f"{name} ({result.iterations} it.)")
+            pulls.plot(centres, result.pulls(truth), "o", label=name)
+            relative.plot(centres, result.relative_uncertainty, "o-", label=name)
+        top.set_ylabel("events / bin")
+        top.legend()
+        pulls.axhline(0.0, color="grey", lw=1)
+        pulls.set_ylabel("pull")
+        relative.set_ylabel("rel. uncertainty")
+        relative.set_xlabel("true " + LABEL)

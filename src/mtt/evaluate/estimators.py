@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,20 @@ import pandas as pd
 
 from mtt.config import EvaluateParams
 from mtt.dataset import OBJECTS, TARGET
-from mtt.metrics import per_bin, spectrum_figures
+from mtt.distributions import Mixture
+from mtt.errors import EvaluateError
+from mtt.metrics import (
+    coverage,
+    coverage_per_bin,
+    crps_gaussian_mixture,
+    crps_point,
+    crps_quantiles,
+    crps_samples,
+    histogram_figures,
+    per_bin,
+    pit_flatness,
+    spectrum_figures,
+)
 
 MODEL = "model"
 VISIBLE = "baseline_visible"
@@ -58,22 +72,189 @@ def ellipse_mtt(table: pd.DataFrame, params: EvaluateParams) -> Any:
                            table.met_py.to_numpy(np.float64), m_w=params.m_w, m_t=params.m_t)
 
 
-def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list[str],
-             params: EvaluateParams) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, pd.DataFrame]]:
-    """(figures per estimator, predictions per estimator, per-bin tables) on the same test events."""
+#: what each head provides, beyond the point estimate (`model`) and the classical baselines
+PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected"], "quantile": ["quantile"]}
+UNFOLDED = ["model_unfolded", "ellipse_unfolded"]
+
+
+@dataclass
+class HeadOutput:
+    """The trained head's predictions for a set of events, in GeV."""
+
+    head: str
+    point: np.ndarray  # the MSE value, the mixture median, or the median quantile
+    mixture: Mixture | None = None
+    quantiles: np.ndarray | None = None  # (n, q)
+    levels: list[float] = field(default_factory=list)
+
+
+def head_output(model: Any, x: np.ndarray, meta: dict[str, Any]) -> HeadOutput:
+    """Run the saved inference model (and, for an MDN, its layer before `to_gev`) on x."""
+    import keras
+
+    layer = model.get_layer("to_gev")
+    config = layer.get_config()
+    head = config["head"]
+    if head == "mdn":
+        raw = np.asarray(keras.Model(model.input, layer.input)(x))
+        mixture = Mixture.from_head(raw, config["components"], config["kind"], config["mean"], config["std"])
+        return HeadOutput(head, mixture.median(), mixture=mixture)
+    out = np.asarray(model(x), dtype=np.float64).reshape(len(x), -1)
+    if head == "quantile":
+        levels = [float(q) for q in meta.get("params", {}).get("quantiles", [])]
+        if len(levels) != out.shape[1]:
+            raise EvaluateError(f"model.json lists quantiles {levels}, the model predicts {out.shape[1]} values")
+        median = out[:, int(np.argmin(np.abs(np.asarray(levels) - 0.5)))]
+        return HeadOutput(head, median, quantiles=np.sort(out, axis=1), levels=levels)
+    return HeadOutput(head, out[:, 0])
+
+
+def chosen_estimators(head: str, wanted: list[str], ellipse: bool, unfold: bool) -> tuple[list[str], dict[str, str]]:
+    """(estimators to compute, skipped ones with the reason); an estimator the head cannot give is an error."""
+    provided = PROVIDED[head] + (UNFOLDED if unfold else [])
+    every = [name for names in PROVIDED.values() for name in names] + UNFOLDED
+    if wanted != ["all"]:
+        unknown = [w for w in wanted if w not in provided]
+        if unknown:
+            raise EvaluateError(f"evaluate.estimators: {unknown} not available: the model's head is {head!r}, which "
+                                f"provides {', '.join(provided) or 'the point estimate only'}")
+        provided = list(wanted)
+    if not ellipse and "ellipse_unfolded" in provided:
+        provided.remove("ellipse_unfolded")
+    skipped = {name: f"the {head!r} head predicts " + ("one value per event" if head == "point" else
+                                                        "quantiles" if head == "quantile" else "a mixture")
+               for name in every if name not in provided and name not in UNFOLDED}
+    if not unfold:
+        skipped.update(dict.fromkeys(UNFOLDED, "evaluate.unfold is false"))
+    elif not ellipse:
+        skipped["ellipse_unfolded"] = "evaluate.ellipse is false"
+    return provided, skipped
+
+
+def distribution_figures(output: HeadOutput, true: np.ndarray, edges: np.ndarray,
+                         rng: np.random.Generator) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """CRPS, 68% and 95% coverage (overall, per true m_tt bin), PIT flatness of a distribution head."""
+    if output.mixture is not None:
+        mixture = output.mixture
+        gaussian = mixture.gaussian_in_gev()
+        if gaussian is not None:
+            crps = crps_gaussian_mixture(mixture.weights, gaussian[0], gaussian[1], true)
+        else:
+            crps = crps_samples(np.column_stack([mixture.sample(rng) for _ in range(100)]), true)
+        intervals = {68: (mixture.quantile(0.16), mixture.quantile(0.84)),
+                     95: (mixture.quantile(0.025), mixture.quantile(0.975))}
+        pit = mixture.cdf(true)
+        _, pit_chi2 = pit_flatness(pit)
+        extra = {"pit_chi2_ndf": pit_chi2}
+        arrays = {"pit": pit}
+    else:
+        quantiles, levels = output.quantiles, output.levels
+        crps = crps_quantiles(quantiles, levels, true)
+        level = {round(q, 4): quantiles[:, i] for i, q in enumerate(levels)}
+        intervals = {size: (level[low], level[high]) for size, (low, high) in
+                     ((68, (0.16, 0.84)), (95, (0.025, 0.975))) if low in level and high in level}
+        extra, arrays = {}, {}
+    figures = {"crps": float(np.mean(crps)), **extra}
+    for size, (low, high) in intervals.items():
+        figures[f"coverage_{size}"] = coverage(low, high, true)
+        arrays[f"coverage_{size}_per_bin"] = coverage_per_bin(low, high, true, edges)
+        figures[f"coverage_{size}_worst_bin"] = float(np.nanmax(np.abs(arrays[f"coverage_{size}_per_bin"]
+                                                                       - size / 100))) if np.isfinite(
+            arrays[f"coverage_{size}_per_bin"]).any() else float("nan")
+    return figures, arrays
+
+
+@dataclass
+class Evaluation:
+    """Everything `evaluate` computed on the same test events."""
+
+    figures: dict[str, Any]
+    estimates: dict[str, np.ndarray]  # per-event estimators, GeV
+    tables: dict[str, pd.DataFrame]  # per true m_tt bin
+    histograms: dict[str, np.ndarray] = field(default_factory=dict)  # spectra given as counts per bin
+    unfolded: dict[str, Any] = field(default_factory=dict)  # mtt.unfolding.Unfolded per estimator
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # PIT values, coverage per bin
+
+
+def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list[str], params: EvaluateParams,
+             meta: dict[str, Any] | None = None, val: pd.DataFrame | None = None) -> Evaluation:
+    """Every estimator the head supports, the baselines, and the unfolded spectra, on the same test events."""
+    meta = meta or {}
     edges = params.edges()
     true = test[TARGET].to_numpy(np.float64)
-    estimates = {MODEL: predict_mtt(model, test[features].to_numpy(np.float32)),
-                 VISIBLE: visible_scale(train) * visible_mass(momenta(test))}
-    figures: dict[str, Any] = {"n_events": len(test)}
+    output = head_output(model, test[features].to_numpy(np.float32), meta)
+    names, skipped = chosen_estimators(output.head, list(params.estimators), params.ellipse, params.unfold
+                                       and val is not None)
+    result = Evaluation({"n_events": len(test), "head": output.head, "estimators": names, "skipped": skipped},
+                        {MODEL: output.point, VISIBLE: visible_scale(train) * visible_mass(momenta(test))}, {})
     if params.ellipse:
-        result = ellipse_mtt(test, params)
-        estimates[ELLIPSE], exact = result.m_tt, result.exact
-        figures["ellipse_exact_fraction"] = float(exact.mean())
-        figures["ellipse_degenerate_fraction"] = float(result.degenerate.mean())
-        figures[ELLIPSE_EXACT] = spectrum_figures(estimates[ELLIPSE][exact], true[exact], edges)
-        figures[MODEL_ON_EXACT] = spectrum_figures(estimates[MODEL][exact], true[exact], edges)
-    for name, pred in estimates.items():
-        figures[name] = spectrum_figures(pred, true, edges)
-    tables = {name: pd.DataFrame(per_bin(pred, true, edges)) for name, pred in estimates.items()}
-    return figures, estimates, tables
+        ellipse = ellipse_mtt(test, params)
+        result.estimates[ELLIPSE], exact = ellipse.m_tt, ellipse.exact
+        result.figures["ellipse_exact_fraction"] = float(exact.mean())
+        result.figures["ellipse_degenerate_fraction"] = float(ellipse.degenerate.mean())
+        result.figures[ELLIPSE_EXACT] = spectrum_figures(result.estimates[ELLIPSE][exact], true[exact], edges)
+        result.figures[MODEL_ON_EXACT] = spectrum_figures(output.point[exact], true[exact], edges)
+    rng = np.random.default_rng(params.seed)
+    if output.mixture is not None:
+        _mixture_estimators(output.mixture, names, result, edges, rng)
+    for name, pred in result.estimates.items():
+        result.figures[name] = spectrum_figures(pred, true, edges)
+    result.figures[MODEL]["crps"] = float(np.mean(crps_point(output.point, true)))
+    if output.head != "point":
+        figures, arrays = distribution_figures(output, true, edges, rng)
+        result.figures[output.head] = figures
+        result.arrays.update({f"{output.head}_{k}": v for k, v in arrays.items()})
+    for name, counts in result.histograms.items():
+        result.figures[name] = histogram_figures(counts, true, edges)
+    if val is not None and any(n in names for n in UNFOLDED):
+        _unfold_estimators(val, test, model, features, params, meta, names, result)
+    result.tables = {name: pd.DataFrame(per_bin(pred, true, edges)) for name, pred in result.estimates.items()}
+    return result
+
+
+def _mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, edges: np.ndarray,
+                        rng: np.random.Generator) -> None:
+    """Mode, mean, one seeded draw per event, and the expected spectrum of an MDN."""
+    if "mdn_mode" in names:
+        result.estimates["mdn_mode"] = mixture.mode()
+    if "mdn_mean" in names:
+        result.estimates["mdn_mean"] = mixture.mean_gev()
+    if "mdn_sample" in names:
+        result.estimates["mdn_sample"] = mixture.sample(rng)
+    if "mdn_expected" in names:
+        result.histograms["mdn_expected"] = mixture.expected_spectrum(edges)
+
+
+def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, features: list[str],
+                       params: EvaluateParams, meta: dict[str, Any], names: list[str], result: Evaluation) -> None:
+    """The model's point estimate and the ellipse method through the same unfolding (response from val)."""
+    from mtt.unfolding import Response, merged_edges, unfold
+
+    true_val = val[TARGET].to_numpy(np.float64)
+    edges = merged_edges(params.edges(), true_val, params.unfold_min_events)
+    result.figures["unfolding_edges"] = [float(e) for e in edges]
+    truth_test, _ = np.histogram(test[TARGET].to_numpy(np.float64), edges)
+    inputs = {"model_unfolded": (head_output(model, val[features].to_numpy(np.float32), meta).point,
+                                 result.estimates[MODEL])}
+    if "ellipse_unfolded" in names:
+        inputs["ellipse_unfolded"] = (ellipse_mtt(val, params).m_tt, result.estimates[ELLIPSE])
+    for name, (reco_val, reco_test) in inputs.items():
+        if name not in names:
+            continue
+        response = Response.build(np.nan_to_num(reco_val, nan=-1.0), true_val, edges)
+        observed, _ = np.histogram(reco_test[np.isfinite(reco_test)], edges)
+        unfolded = unfold(observed, response, params.unfold_ts_stopping, params.unfold_max_iter,
+                          params.unfold_replicas, params.seed)
+        pulls = unfolded.pulls(truth_test)
+        result.unfolded[name] = unfolded
+        result.figures[name] = {**histogram_figures(unfolded.counts, test[TARGET].to_numpy(np.float64), edges),
+                                "chi2_ndf_errors": float(np.nanmean(pulls**2)), "mean_pull": float(np.nanmean(pulls)),
+                                "iterations": unfolded.iterations}
+    result.arrays["unfolding_edges"] = edges
+    if {"model_unfolded", "ellipse_unfolded"} <= set(result.unfolded):
+        centres = (edges[:-1] + edges[1:]) / 2
+        window = (centres > 350) & (centres < 1000)
+        ratio = (result.unfolded["model_unfolded"].relative_uncertainty
+                 / result.unfolded["ellipse_unfolded"].relative_uncertainty)[window]
+        result.figures["unfolded_uncertainty_ratio_350_1000"] = {"mean": float(np.nanmean(ratio)),
+                                                                 "max": float(np.nanmax(ratio))}

@@ -23,8 +23,8 @@ from mtt.checks import file_sha256, require_clean
 from mtt.config import EvaluateParams
 from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, TARGET, open_split, split_path
 from mtt.errors import EvaluateError
-from mtt.evaluate.estimators import evaluate
-from mtt.evaluate.tables import flat_metrics, per_bin_table, spectrum_table, summary_table
+from mtt.evaluate.estimators import Evaluation, evaluate
+from mtt.evaluate.tables import flat_metrics, per_bin_table, spectrum_table, summary_table, unfolded_table
 from mtt.io import atomic_dir
 
 
@@ -39,24 +39,35 @@ def read_split(prepared_dir: Path, split: str, columns: list[str], max_events: i
     return table
 
 
-def write_outputs(folder: Path, figures: dict[str, Any], estimates: dict[str, np.ndarray],
-                  tables: dict[str, pd.DataFrame], true: np.ndarray, params: EvaluateParams,
+def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: EvaluateParams,
                   history: pd.DataFrame | None) -> None:
     """metrics.json, per_bin.csv, spectrum.csv and the plots, into `folder`."""
     from mtt import plots
 
     edges = params.edges()
-    (folder / "metrics.json").write_text(json.dumps(figures, indent=2) + "\n")
-    per_bin_table(tables).to_csv(folder / "per_bin.csv", index=False)
-    spectrum_table(true, estimates, edges).to_csv(folder / "spectrum.csv", index=False)
-    (folder / "plots").mkdir()
-    plots.spectrum(true, estimates, edges, folder / "plots" / "spectrum.png")
-    for name, pred in estimates.items():
-        plots.response_matrix(pred, true, edges, folder / "plots" / f"response_{name}.png", name)
-    plots.bias_resolution(tables, folder / "plots" / "bias_resolution.png")
-    plots.residuals(true, estimates, folder / "plots" / "residuals.png")
+    plot = folder / "plots"
+    (folder / "metrics.json").write_text(json.dumps(result.figures, indent=2) + "\n")
+    coverages = {k: v for k, v in result.arrays.items() if k.endswith("_per_bin")}
+    per_bin_table(result.tables, coverages).to_csv(folder / "per_bin.csv", index=False)
+    spectrum_table(true, result.estimates, edges, result.histograms).to_csv(folder / "spectrum.csv", index=False)
+    plot.mkdir()
+    plots.spectrum(true, result.estimates, edges, plot / "spectrum.png", result.histograms)
+    for name, pred in result.estimates.items():
+        plots.response_matrix(pred, true, edges, plot / f"response_{name}.png", name)
+    plots.bias_resolution(result.tables, plot / "bias_resolution.png")
+    plots.residuals(true, result.estimates, plot / "residuals.png")
+    for name, pit in ((k.removesuffix("_pit"), v) for k, v in result.arrays.items() if k.endswith("_pit")):
+        plots.pit_histogram(pit, plot / f"pit_{name}.png", name)
+    if coverages:
+        plots.coverage_vs_mtt(edges, {k.removesuffix("_per_bin"): v for k, v in coverages.items()
+                                      if "coverage_68" in k}, plot / "coverage.png")
+    if result.unfolded:
+        unfolding_edges = result.arrays["unfolding_edges"]
+        truth = np.histogram(true, unfolding_edges)[0]
+        unfolded_table(unfolding_edges, truth, result.unfolded).to_csv(folder / "unfolded.csv", index=False)
+        plots.unfolded(truth, result.unfolded, unfolding_edges, plot / "unfolded.png")
     if history is not None:
-        plots.loss_curve(history, folder / "plots" / "loss_curve.png")
+        plots.loss_curve(history, plot / "loss_curve.png")
 
 
 def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dict[str, str]) -> list[str]:
@@ -127,7 +138,11 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
     train = read_split(prepared_dir, "train", [*OBJECT_COLUMNS, TARGET])
     data = {"path": str(path.resolve()), "sha256": file_sha256(path)}
     own_data = data["sha256"] == artifact.meta.get("data", {}).get(f"{params.split}_sha256")
-    figures, estimates, tables = evaluate(test, train, artifact.model, features, params)
+    val = None
+    if params.unfold:  # the unfolding's response comes from val (train would give a too sharp response)
+        val = read_split(prepared_dir, "val", list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET])))
+    result = evaluate(test, train, artifact.model, features, params, artifact.meta, val)
+    figures = result.figures
     rule = None
     if params.ellipse:
         from mtt.reco.ellipse import SOLUTION_RULE
@@ -136,7 +151,7 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
     history = pd.read_csv(history_path) if history_path and Path(history_path).is_file() else None
     true = test[TARGET].to_numpy(np.float64)
     with atomic_dir(out_dir) as tmp:
-        write_outputs(tmp, figures, estimates, tables, true, params, history)
+        write_outputs(tmp, result, true, params, history)
         if (Path(out_dir) / ".gitignore").is_file():  # DVC's entry for the cached plots folder stays
             shutil.copy2(Path(out_dir) / ".gitignore", tmp / ".gitignore")
         if rule:
@@ -154,4 +169,6 @@ def main(params: EvaluateParams, prepared_dir: str, model_dir: str, out_dir: str
         print(f"ellipse method: exact solution for {figures['ellipse_exact_fraction']:.1%} of events, nearest "
               f"approach for the rest ({figures['ellipse_degenerate_fraction']:.1%} with ellipses shrunk to points)")
     print(summary_table(figures))
+    for name, reason in figures.get("skipped", {}).items():
+        print(f"evaluate: skipped {name}: {reason}")
     return figures

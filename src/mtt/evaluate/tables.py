@@ -10,21 +10,37 @@ import pandas as pd
 from mtt.evaluate.estimators import ELLIPSE, ELLIPSE_EXACT, MODEL, MODEL_ON_EXACT, VISIBLE
 
 
-def spectrum_table(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray) -> pd.DataFrame:
-    """Histogram counts per m_tt bin of the truth and each estimator (the DVC spectrum plot)."""
+def spectrum_table(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray,
+                   histograms: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Counts per m_tt bin of the truth, each per-event estimator and each spectrum estimator (DVC plot)."""
     frame = pd.DataFrame({"m_tt": (edges[:-1] + edges[1:]) / 2, "truth": np.histogram(true, edges)[0]})
     for name, pred in estimates.items():
         frame[name] = np.histogram(pred[np.isfinite(pred)], edges)[0]
+    for name, counts in (histograms or {}).items():
+        frame[name] = np.asarray(counts, dtype=np.float64)
     return frame
 
 
-def per_bin_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def per_bin_table(tables: dict[str, pd.DataFrame], coverages: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per true m_tt bin: its edges, centre, events, and each estimator's bias and resolution."""
     first = next(iter(tables.values()))
     frame = first[["m_tt_low", "m_tt_high"]].assign(m_tt=(first.m_tt_low + first.m_tt_high) / 2,
                                                     n_events=first.n_events)
     for name, table in tables.items():
         frame[f"{name}_bias"], frame[f"{name}_resolution"] = table.bias, table.resolution
+    for name, values in (coverages or {}).items():
+        frame[name.removesuffix("_per_bin")] = values
+    return frame
+
+
+def unfolded_table(edges: np.ndarray, truth: np.ndarray, unfolded: dict[str, Any]) -> pd.DataFrame:
+    """Per unfolding bin: the truth, and each unfolded spectrum with its errors, relative uncertainty, pull."""
+    frame = pd.DataFrame({"m_tt_low": edges[:-1], "m_tt_high": edges[1:], "truth": truth})
+    for name, result in unfolded.items():
+        frame[name] = result.counts
+        frame[f"{name}_stat_err"], frame[f"{name}_sys_err"] = result.stat_err, result.sys_err
+        frame[f"{name}_relative_uncertainty"] = result.relative_uncertainty
+        frame[f"{name}_pull"] = result.pulls(truth)
     return frame
 
 
@@ -33,15 +49,16 @@ def flat_metrics(figures: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in figures.items():
         if isinstance(value, dict):
-            out.update({f"{key}/{k}": float(v) for k, v in value.items()})
-        else:
+            out.update({f"{key}/{k}": float(v) for k, v in value.items() if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)):
             out[f"eval/{key}"] = float(value)
     return out
 
 
 def summary_table(figures: dict[str, Any]) -> str:
     """The side-by-side table printed at the end of the stage."""
-    names = [n for n in (MODEL, VISIBLE, ELLIPSE, ELLIPSE_EXACT, MODEL_ON_EXACT) if n in figures]
+    names = [n for n in (MODEL, "mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded", VISIBLE,
+                         ELLIPSE, "ellipse_unfolded", ELLIPSE_EXACT, MODEL_ON_EXACT) if n in figures]
     keys = {"resolution": "resolution", "bias": "median bias", "rmse": "RMSE [GeV]", "within_20pct": "within 20%",
             "width_ratio": "width ratio", "wasserstein": "W1 [GeV]", "chi2_ndf": "chi2/ndf",
             "fraction_reconstructed": "with m_tt"}
