@@ -45,6 +45,7 @@ def test_evaluate_refuses_mev_inputs(small_prepared, trained, tmp_path, monkeypa
     assert not (tmp_path / "eval").exists()
 
 
+@pytest.mark.slow
 def test_other_data_never_overwrites_the_training_runs_figures(small_prepared, trained, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from reliability.conftest import rewrite
 
 from mtt.config import TrainParams
@@ -50,6 +51,7 @@ def test_tags_hash_the_files_read_and_checks_attach_only_to_their_data(small_pre
     assert not any(key.startswith("dvc.") for key in run.data.tags)  # nothing read from ./dvc.lock
 
 
+@pytest.mark.slow
 def test_a_summary_of_another_reference_is_not_attached(small_prepared, store, tmp_path):
     """An interrupted validate can leave a new summary next to the old reference: not attached either."""
     summary = _summary(tmp_path / "validation.json", small_prepared)

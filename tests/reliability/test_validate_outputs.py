@@ -30,6 +30,7 @@ def test_a_failed_train_split_does_not_replace_the_reference(small_prepared, tmp
     assert '"reference_updated": false' in (tmp_path / "validation.json").read_text()  # the report is written
 
 
+@pytest.mark.slow
 def test_checking_new_data_leaves_the_pipeline_reports_alone(small_prepared, tmp_path, monkeypatch):
     run_validate(PARAMS, small_prepared, tmp_path / "data" / "reference")
     reports = tmp_path / "reports"
