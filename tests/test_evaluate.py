@@ -54,7 +54,7 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     root, uri, run_id = trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(root)
-    params = EvaluateParams(split="val")
+    params = EvaluateParams(split="val", unfold_min_events=5)  # a tiny val split: unfold in coarse bins
     figures = run_evaluate(params, small_prepared, root / "models", root / "eval", root / "history.csv")
 
     stored = json.loads((root / "eval" / "metrics.json").read_text())
@@ -127,7 +127,7 @@ def mdn(small_prepared, tmp_path_factory):
 
 def test_an_mdn_gives_mode_mean_sample_expected_spectrum_and_calibration(small_prepared, mdn, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mdn}/mlflow.db")
-    figures = run_evaluate(EvaluateParams(split="val", ellipse=False, unfold_replicas=5), small_prepared,
+    figures = run_evaluate(EvaluateParams(split="val", ellipse=False, unfold_replicas=5, unfold_min_events=5), small_prepared,
                            mdn / "models", mdn / "eval")
     assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded"}
     for name in ("mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded"):
@@ -144,3 +144,12 @@ def test_an_estimator_the_head_cannot_give_is_named(small_prepared, trained, tmp
     with pytest.raises(EvaluateError, match=r"\['mdn_mode'\] not available: the model's head is 'point', which "
                                             r"provides model_unfolded, ellipse_unfolded"):
         run_evaluate(EvaluateParams(estimators=["mdn_mode"]), small_prepared, root / "models", tmp_path / "eval")
+
+
+def test_too_few_val_events_skip_the_unfolding_and_say_why(small_prepared, trained, tmp_path, monkeypatch):
+    root, uri, _ = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    figures = run_evaluate(EvaluateParams(ellipse=False, unfold_min_events=10_000), small_prepared, root / "models",
+                           tmp_path / "eval")
+    assert "too few to unfold" in figures["skipped"]["model_unfolded"] and "model_unfolded" not in figures
+    assert list(pd.read_csv(tmp_path / "eval" / "unfolded.csv").columns) == ["m_tt_low", "m_tt_high", "truth"]

@@ -177,8 +177,10 @@ def consistency_residuals(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _relative(stored: Any, recomputed: Any) -> np.ndarray:
+    """stored / recomputed - 1; infinite where the objects give no valid value (E < |p|): inconsistent too."""
     recomputed = np.asarray(recomputed, dtype=np.float64)
-    return np.asarray(stored, dtype=np.float64) / np.where(recomputed > 0, recomputed, np.nan) - 1.0
+    valid = np.isfinite(recomputed) & (recomputed > 0)
+    return np.where(valid, np.asarray(stored, dtype=np.float64) / np.where(valid, recomputed, 1.0) - 1.0, np.inf)
 
 
 def consistency_problems(frame: pd.DataFrame, allowed_fraction: float = 1e-3) -> list[str]:

@@ -151,11 +151,16 @@ def histogram_figures(counts: np.ndarray, true: np.ndarray, edges: np.ndarray) -
     counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
 
     def std(weights: np.ndarray) -> float:
+        if weights.sum() <= 0:
+            return float("nan")
         mean = np.average(centres, weights=weights)
         return float(np.sqrt(np.average((centres - mean) ** 2, weights=weights)))
 
     filled = (counts + truth) > 0
-    return {"width_ratio": std(counts) / std(truth.astype(np.float64)),
+    if counts.sum() <= 0 or truth.sum() <= 0 or not filled.any():
+        return {"width_ratio": float("nan"), "wasserstein": float("nan"), "chi2_ndf": float("nan")}
+    truth_std = std(truth.astype(np.float64))
+    return {"width_ratio": std(counts) / truth_std if truth_std > 0 else float("nan"),
             "wasserstein": float(wasserstein_distance(centres, centres, counts, truth)),
             "chi2_ndf": float(np.sum((counts[filled] - truth[filled]) ** 2 / (counts[filled] + truth[filled]))
                               / filled.sum())}

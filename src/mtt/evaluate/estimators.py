@@ -232,6 +232,13 @@ def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, featur
 
     true_val = val[TARGET].to_numpy(np.float64)
     edges = merged_edges(params.edges(), true_val, params.unfold_min_events)
+    if len(edges) < 4:  # fewer than three bins: nothing to unfold
+        for name in UNFOLDED:
+            if name in names:
+                names.remove(name)
+                result.figures["skipped"][name] = (f"{len(true_val)} val events give {len(edges) - 1} bin(s) of >= "
+                                                   f"{params.unfold_min_events} events: too few to unfold")
+        return
     result.figures["unfolding_edges"] = [float(e) for e in edges]
     truth_test, _ = np.histogram(test[TARGET].to_numpy(np.float64), edges)
     inputs = {"model_unfolded": (head_output(model, val[features].to_numpy(np.float32), meta).point,

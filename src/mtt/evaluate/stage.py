@@ -61,10 +61,10 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
     if coverages:
         plots.coverage_vs_mtt(edges, {k.removesuffix("_per_bin"): v for k, v in coverages.items()
                                       if "coverage_68" in k}, plot / "coverage.png")
+    unfolding_edges = result.arrays.get("unfolding_edges", edges)  # a DVC output: written even when skipped
+    truth = np.histogram(true, unfolding_edges)[0]
+    unfolded_table(unfolding_edges, truth, result.unfolded).to_csv(folder / "unfolded.csv", index=False)
     if result.unfolded:
-        unfolding_edges = result.arrays["unfolding_edges"]
-        truth = np.histogram(true, unfolding_edges)[0]
-        unfolded_table(unfolding_edges, truth, result.unfolded).to_csv(folder / "unfolded.csv", index=False)
         plots.unfolded(truth, result.unfolded, unfolding_edges, plot / "unfolded.png")
     if history is not None:
         plots.loss_curve(history, plot / "loss_curve.png")

@@ -16,7 +16,7 @@ def _observed(result: dict[str, Any]) -> Any:
         if isinstance(value, dict) and "values" in value:
             return value["values"]
         return value.item() if hasattr(value, "item") else value
-    if "unexpected_percent" in result:
+    if result.get("unexpected_percent") is not None:
         return f"{result['unexpected_percent']:.3g}% of values outside"
     return None
 
