@@ -127,8 +127,8 @@ def mdn(small_prepared, tmp_path_factory):
 
 def test_an_mdn_gives_mode_mean_sample_expected_spectrum_and_calibration(small_prepared, mdn, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mdn}/mlflow.db")
-    figures = run_evaluate(EvaluateParams(split="val", ellipse=False, unfold_replicas=5, unfold_min_events=5), small_prepared,
-                           mdn / "models", mdn / "eval")
+    params = EvaluateParams(split="val", ellipse=False, unfold_replicas=5, unfold_min_events=5)
+    figures = run_evaluate(params, small_prepared, mdn / "models", mdn / "eval")
     assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded"}
     for name in ("mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded"):
         assert np.isfinite(figures[name]["width_ratio"]), name
