@@ -96,3 +96,22 @@ def test_a_calibrated_forecast_has_nominal_coverage_and_a_flat_pit():
     assert chi2 < 3 and counts.min() > 0.9 * counts.mean()
     _, skewed = pit_flatness(norm.cdf(true, mu, 25))  # too narrow: a U-shaped PIT
     assert skewed > 100
+
+
+def test_coverage_is_nominal_per_predicted_bin_but_not_per_true_bin_for_an_exact_posterior():
+    """Prior N(500, 150), measurement x = m + N(0, 100): the exact posterior is N(w x + (1 - w) 500, 83)."""
+    from scipy.stats import norm
+
+    from mtt.metrics import coverage_per_bin
+
+    rng = np.random.default_rng(8)
+    true = rng.normal(500, 150, 200_000)
+    x = true + rng.normal(0, 100, true.size)
+    w = 150**2 / (150**2 + 100**2)
+    centre, width = w * x + (1 - w) * 500, np.sqrt(w) * 100
+    low, high = centre + width * norm.ppf(0.16), centre + width * norm.ppf(0.84)
+    edges = np.linspace(100, 900, 9)
+    by_prediction = coverage_per_bin(low, high, true, edges, by=centre)
+    by_truth = coverage_per_bin(low, high, true, edges)
+    assert np.nanmax(np.abs(by_prediction - 0.68)) < 0.02  # calibrated wherever the prediction lies
+    assert by_truth[0] < 0.45 and by_truth[-1] < 0.45 and by_truth[3] > 0.75  # tails under, bulk over

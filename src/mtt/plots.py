@@ -139,7 +139,7 @@ def coverage_vs_mtt(edges: np.ndarray, coverages: dict[str, np.ndarray], path: P
             ax.plot(centres, values, "o-", label=name)
         ax.axhline(0.68, color="grey", lw=1, label="nominal 68%")
         ax.set_ylim(0, 1)
-        ax.set_xlabel("true " + LABEL)
+        ax.set_xlabel(LABEL + " (true; predicted median for *_by_prediction)")
         ax.set_ylabel("coverage of the 68% interval")
         ax.legend()
 

@@ -158,6 +158,11 @@ def distribution_figures(output: HeadOutput, true: np.ndarray, edges: np.ndarray
     for size, (low, high) in intervals.items():
         figures[f"coverage_{size}"] = coverage(low, high, true)
         arrays[f"coverage_{size}_per_bin"] = coverage_per_bin(low, high, true, edges)
+        arrays[f"coverage_{size}_by_prediction_per_bin"] = by_prediction = coverage_per_bin(
+            low, high, true, edges, by=output.point)
+        off = np.abs(by_prediction - size / 100)
+        figures[f"coverage_{size}_by_prediction_worst_bin"] = float(np.nanmax(off)) if np.isfinite(off).any() \
+            else float("nan")
         figures[f"coverage_{size}_worst_bin"] = float(np.nanmax(np.abs(arrays[f"coverage_{size}_per_bin"]
                                                                        - size / 100))) if np.isfinite(
             arrays[f"coverage_{size}_per_bin"]).any() else float("nan")
