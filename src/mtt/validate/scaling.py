@@ -39,11 +39,3 @@ def out_of_range_fractions(scaled: np.ndarray, kind: str, params: ScalingParams)
     tolerance = 1e-6 * (high - low)
     return np.mean((scaled < low - tolerance) | (scaled > high + tolerance), axis=0)
 
-
-def check_scaled_inputs(scaled: np.ndarray, columns: list[str], kind: str, params: ScalingParams) -> list[str]:
-    """Problems with features that should already be scaled (not scaled, or scaled twice); empty if fine."""
-    low, high, mostly = allowed_range(kind, params)
-    fractions = out_of_range_fractions(scaled, kind, params)
-    return [f"{column}: {fraction:.1%} of values outside [{low:g}, {high:g}] after {kind} scaling "
-            f"(allowed {1 - mostly:.1%}): not scaled, or scaled twice?"
-            for column, fraction in zip(columns, fractions, strict=True) if fraction > 1 - mostly]
