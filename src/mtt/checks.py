@@ -8,7 +8,6 @@ the train median is MeV read as GeV). Each problem is named with the file and co
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.dataset import ID_COLUMNS
+from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS
 from mtt.errors import DataError
 from mtt.preprocessing import momentum_like
 
 #: a feature's median may differ from its train median by at most this factor before it counts as a unit error
 UNIT_FACTOR = 3.0
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Content hash of a file: what a run's lineage tags record of the data it read."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def reference_medians(profile: dict[str, Any], columns: list[str]) -> dict[str, float]:
@@ -65,13 +55,19 @@ def critical_problems(frame: pd.DataFrame, features: list[str], medians: dict[st
                 if frame[c].dtype != np.float32]
     bad = [c for c in features if not np.isfinite(frame[c].to_numpy(np.float64)).all()]
     problems += [f"NaN or inf: {c}: {int((~np.isfinite(frame[c].to_numpy(np.float64))).sum())} rows" for c in bad]
-    if set(ID_COLUMNS) <= set(frame.columns):
-        repeated = frame.duplicated(ID_COLUMNS, keep=False)
-        if repeated.any():
-            example = tuple(int(v) for v in frame.loc[repeated, ID_COLUMNS].iloc[0])
-            problems.append(f"event ids: {int(repeated.sum())} rows share (run, luminosityBlock, event) with "
-                            f"another, e.g. {example}")
-    return problems + unit_problems(frame, medians) + consistency_problems(frame)
+    return problems + repeated_ids(frame) + unit_problems(frame, medians) + consistency_problems(frame)
+
+
+def repeated_ids(frame: pd.DataFrame) -> list[str]:
+    """The problem of events that share (run, luminosityBlock, event), if any (and if the columns are there)."""
+    if not set(ID_COLUMNS) <= set(frame.columns):
+        return []
+    repeated = frame.duplicated(ID_COLUMNS, keep=False)
+    if not repeated.any():
+        return []
+    example = tuple(int(v) for v in frame.loc[repeated, ID_COLUMNS].iloc[0])
+    return [f"event ids: {int(repeated.sum())} rows share (run, luminosityBlock, event) with another, "
+            f"e.g. {example}"]
 
 
 def require_clean(frame: pd.DataFrame, features: list[str], medians: dict[str, float], where: str,
@@ -114,18 +110,15 @@ def check_split_file(split: Any, features: list[str], medians: dict[str, float],
     schema = split.parquet.schema_arrow
     problems = [f"schema: {c}: {schema.field(c).type}, expected float" for c in features
                 if schema.field(c).type != pa.float32()]
-    ids = split.read(ID_COLUMNS)
-    objects = [f"{o}_{k}" for o in ("lplus", "lminus", "b1", "b2") for k in ("pt", "eta", "phi", "e")]
-    columns = list(dict.fromkeys([*(c for c in medians if c in features), *(c for c in objects if c in features),
-                                  *(c for c in features if c.startswith("m_") or c.startswith("met_") or c == "ht")]))
+    derived = [c for c in features if c in OBJECT_COLUMNS or c.startswith(("m_", "met_")) or c == "ht"]
+    columns = list(dict.fromkeys([*(c for c in medians if c in features), *derived]))
     rows = []
     for batch in split.parquet.iter_batches(batch_size=65536, columns=columns or [features[0]]):
         rows.append(batch.to_pandas())
         if sum(len(r) for r in rows) >= UNITS_SAMPLE:
             break
     sample = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
-    problems += [p for p in critical_problems(ids, [], {}) if p.startswith("event ids")]
-    problems += unit_problems(sample, medians) + consistency_problems(sample)
+    problems += repeated_ids(split.read(ID_COLUMNS)) + unit_problems(sample, medians) + consistency_problems(sample)
     _refuse(problems, str(split.path), stage)
 
 
@@ -160,7 +153,7 @@ def consistency_residuals(frame: pd.DataFrame) -> pd.DataFrame:
         if name in have and a in p4 and b in p4:
             out[f"{name}_vs_objects"] = _relative(frame[name], (p4[a] + p4[b]).mass)
     if "m_vis" in have and len(p4) == len(OBJECTS):
-        out["m_vis_vs_objects"] = _relative(frame["m_vis"], sum(p4.values(), start=p4[OBJECTS[0]] * 0).mass)
+        out["m_vis_vs_objects"] = _relative(frame["m_vis"], (p4["lplus"] + p4["lminus"] + p4["b1"] + p4["b2"]).mass)
     if {"met_pt", "met_px", "met_py"} <= have:
         out["met_pt_vs_components"] = _relative(frame["met_pt"], np.hypot(frame["met_px"].to_numpy(np.float64),
                                                                           frame["met_py"].to_numpy(np.float64)))
@@ -188,9 +181,8 @@ def consistency_problems(frame: pd.DataFrame, allowed_fraction: float = 1e-3) ->
     problems = []
     for column, residual in consistency_residuals(frame).items():
         bad = ~(np.abs(residual.to_numpy()) <= CONSISTENCY_TOLERANCE)
-        finite = residual.notna().to_numpy()
-        if bad[finite].mean() > allowed_fraction if finite.any() else False:
-            problems.append(f"consistency: {column}: {bad[finite].mean():.1%} of events off by more than "
+        if len(bad) and bad.mean() > allowed_fraction:
+            problems.append(f"consistency: {column}: {bad.mean():.1%} of events off by more than "
                             f"{CONSISTENCY_TOLERANCE:g} (median {np.nanmedian(residual.to_numpy()):+.3g}): a column "
                             "was rescaled on its own")
     return problems

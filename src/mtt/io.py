@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -116,3 +117,12 @@ def write_json(path: str | os.PathLike[str], data: Any, indent: int = 2) -> None
     """Write `data` as JSON atomically (numpy scalars and paths as strings), with a final newline."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=indent, default=str) + "\n")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Content hash of a file: what outputs and run lineage record of the inputs actually read."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -33,13 +33,6 @@ ELLIPSE_EXACT = "baseline_ellipse_exact"
 MODEL_ON_EXACT = "model_on_ellipse_exact"
 
 
-def predict_mtt(model: Any, x: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """Predicted m_tt in GeV (the first output column: the point estimate or the mixture mean)."""
-    out = [np.asarray(model(x[i:i + batch])).reshape(min(batch, len(x) - i), -1)[:, 0]
-           for i in range(0, len(x), batch)]
-    return np.concatenate(out).astype(np.float64)
-
-
 def momenta(table: pd.DataFrame) -> dict[str, np.ndarray]:
     """(n, 4) px, py, pz, E of l+, l-, b1, b2 from their pt, eta, phi, E columns."""
     import vector
@@ -157,15 +150,12 @@ def distribution_figures(output: HeadOutput, true: np.ndarray, edges: np.ndarray
     figures = {"crps": float(np.mean(crps)), **extra}
     for size, (low, high) in intervals.items():
         figures[f"coverage_{size}"] = coverage(low, high, true)
-        arrays[f"coverage_{size}_per_bin"] = coverage_per_bin(low, high, true, edges)
-        arrays[f"coverage_{size}_by_prediction_per_bin"] = by_prediction = coverage_per_bin(
-            low, high, true, edges, by=output.point)
-        off = np.abs(by_prediction - size / 100)
-        figures[f"coverage_{size}_by_prediction_worst_bin"] = float(np.nanmax(off)) if np.isfinite(off).any() \
-            else float("nan")
-        figures[f"coverage_{size}_worst_bin"] = float(np.nanmax(np.abs(arrays[f"coverage_{size}_per_bin"]
-                                                                       - size / 100))) if np.isfinite(
-            arrays[f"coverage_{size}_per_bin"]).any() else float("nan")
+        for kind, by in (("", None), ("_by_prediction", output.point)):
+            per_bin_coverage = coverage_per_bin(low, high, true, edges, by=by)
+            arrays[f"coverage_{size}{kind}_per_bin"] = per_bin_coverage
+            off = np.abs(per_bin_coverage - size / 100)
+            figures[f"coverage_{size}{kind}_worst_bin"] = float(np.nanmax(off)) if np.isfinite(off).any() \
+                else float("nan")
     return figures, arrays
 
 

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from mtt.artifact import load_model_dir
-from mtt.checks import file_sha256, require_clean
+from mtt.checks import require_clean
 from mtt.config import EvaluateParams
 from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, TARGET, open_split, split_path
 from mtt.errors import EvaluateError
 from mtt.evaluate.estimators import Evaluation, evaluate
 from mtt.evaluate.tables import flat_metrics, per_bin_table, spectrum_table, summary_table, unfolded_table
-from mtt.io import atomic_dir
+from mtt.io import atomic_dir, file_sha256
 
 
 def read_split(prepared_dir: Path, split: str, columns: list[str], max_events: int = 0) -> pd.DataFrame:

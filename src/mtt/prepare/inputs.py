@@ -6,7 +6,6 @@ later names the file and the entries.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +143,3 @@ def read_step(step: Step, tree_name: str, branches: list[str]) -> ak.Array:
         raise PrepareError(f"{step.path}: cannot read entries {step.start}-{step.stop} (truncated or corrupt "
                            f"file?): {type(exc).__name__}: {exc}") from None
 
-
-def file_sha256(path: Path) -> str:
-    """Content hash of an input file, recorded with the output."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

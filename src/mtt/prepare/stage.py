@@ -22,7 +22,7 @@ import pyarrow as pa
 from mtt.config import PrepareParams
 from mtt.dataset import DIAGNOSTICS, FEATURE_SETS, METADATA_KEY, SPLITS, TARGET, feature_columns, unit
 from mtt.errors import PrepareError
-from mtt.io import atomic_dir, check_writable_dir, write_json
+from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
 from mtt.prepare.features import build_table
 from mtt.prepare.inputs import (
     Step,
@@ -33,7 +33,6 @@ from mtt.prepare.inputs import (
     check_jagged,
     clear_open_trees,
     discover_inputs,
-    file_sha256,
     has_truth,
     plan_steps,
     read_step,

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from mtt.artifact import save_model_dir
-from mtt.checks import check_split_file, file_sha256, load_reference_medians
+from mtt.checks import check_split_file, load_reference_medians
 from mtt.config import TrainParams
 from mtt.dataset import open_split, split_path
 from mtt.errors import TrainError
-from mtt.io import atomic_file, write_json
+from mtt.io import atomic_file, file_sha256, write_json
 from mtt.metrics import median_bias, resolution, width_ratio
 from mtt.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_scaler
 from mtt.train.callbacks import checkpointer, epoch_logger, restore

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.checks import CONSISTENCY_TOLERANCE, consistency_residuals, file_sha256
+from mtt.checks import CONSISTENCY_TOLERANCE, consistency_residuals
 from mtt.config import ValidateParams
 from mtt.dataset import IDENTITY, SPLITS, open_split, split_path, truth_columns
 from mtt.errors import ValidationFailed
-from mtt.io import atomic_dir, write_json
+from mtt.io import atomic_dir, file_sha256, write_json
 from mtt.preprocessing import Scaler, momentum_like
 from mtt.validate.gx import GXRunner
 from mtt.validate.reference import SCALERS_FILE, load_reference, scaler_check, write_reference
