@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtt.errors import EvaluateError
-from mtt.unfolding import Response, merged_edges, unfold
+from mtt.unfolding import Response, common_iterations, merged_edges, stopping_iterations, unfold
 
 EDGES = np.linspace(300.0, 1300.0, 11)
 
@@ -47,3 +47,22 @@ def test_sparse_bins_are_merged_until_each_holds_enough_events():
     true = np.array([310.0] * 30 + [420.0] * 5 + [460.0] * 20 + [800.0] * 3)
     edges = np.array([300.0, 400.0, 450.0, 500.0, 900.0, 1000.0])
     assert merged_edges(edges, true, 20).tolist() == [300.0, 400.0, 1000.0]
+
+
+def test_compared_methods_are_unfolded_with_one_iteration_count():
+    """The relative uncertainty grows with the iterations: a comparison needs the same count for both."""
+    rng = np.random.default_rng(3)
+    true = 345 + rng.exponential(150, 40_000)
+    sharp, broad = true * rng.normal(1, 0.05, true.size), true * rng.normal(1, 0.25, true.size)
+    inputs = [(np.histogram(reco[20_000:], EDGES)[0], Response.build(reco[:20_000], true[:20_000], EDGES))
+              for reco in (sharp, broad)]
+    own = [stopping_iterations(observed, response, 1e-3, 100) for observed, response in inputs]
+    common = common_iterations(inputs, 1e-3, 100)
+    assert common == max(own)
+    assert min(own) < common
+    results = [unfold(observed, response, replicas=5, iterations=common) for observed, response in inputs]
+    assert [r.iterations for r in results] == [common, common]
+    early = int(np.argmin(own))
+    stopped_early = unfold(*inputs[early], replicas=5)
+    assert stopped_early.iterations == own[early]
+    assert np.mean(stopped_early.relative_uncertainty) < np.mean(results[early].relative_uncertainty)

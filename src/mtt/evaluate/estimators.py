@@ -223,7 +223,7 @@ def _mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, 
 def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, features: list[str],
                        params: EvaluateParams, meta: dict[str, Any], names: list[str], result: Evaluation) -> None:
     """The model's point estimate and the ellipse method through the same unfolding (response from val)."""
-    from mtt.unfolding import Response, merged_edges, unfold
+    from mtt.unfolding import Response, common_iterations, merged_edges, stopping_iterations, unfold
 
     true_val = val[TARGET].to_numpy(np.float64)
     edges = merged_edges(params.edges(), true_val, params.unfold_min_events)
@@ -240,18 +240,21 @@ def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, featur
                                  result.estimates[MODEL])}
     if "ellipse_unfolded" in names:
         inputs["ellipse_unfolded"] = (ellipse_mtt(val, params).m_tt, result.estimates[ELLIPSE])
-    for name, (reco_val, reco_test) in inputs.items():
-        if name not in names:
-            continue
-        response = Response.build(np.nan_to_num(reco_val, nan=-1.0), true_val, edges)
-        observed, _ = np.histogram(reco_test[np.isfinite(reco_test)], edges)
-        unfolded = unfold(observed, response, params.unfold_ts_stopping, params.unfold_max_iter,
-                          params.unfold_replicas, params.seed)
+    histograms = {name: (np.histogram(reco_test[np.isfinite(reco_test)], edges)[0],
+                         Response.build(np.nan_to_num(reco_val, nan=-1.0), true_val, edges))
+                  for name, (reco_val, reco_test) in inputs.items() if name in names}
+    iterations = common_iterations(list(histograms.values()), params.unfold_ts_stopping, params.unfold_max_iter)
+    result.figures["unfolding_iterations"] = iterations
+    for name, (observed, response) in histograms.items():
+        unfolded = unfold(observed, response, replicas=params.unfold_replicas, seed=params.seed, iterations=iterations)
         pulls = unfolded.pulls(truth_test)
         result.unfolded[name] = unfolded
         result.figures[name] = {**histogram_figures(unfolded.counts, test[TARGET].to_numpy(np.float64), edges),
                                 "chi2_ndf_errors": float(np.nanmean(pulls**2)), "mean_pull": float(np.nanmean(pulls)),
-                                "iterations": unfolded.iterations}
+                                "iterations": unfolded.iterations,
+                                "own_stopping_iterations": stopping_iterations(observed, response,
+                                                                               params.unfold_ts_stopping,
+                                                                               params.unfold_max_iter)}
     result.arrays["unfolding_edges"] = edges
     if {"model_unfolded", "ellipse_unfolded"} <= set(result.unfolded):
         centres = (edges[:-1] + edges[1:]) / 2
