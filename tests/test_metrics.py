@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from mtt.metrics import (
+    calibrated_resolution,
     chi2_ndf,
     fraction_within,
     mae,
     median_bias,
     per_bin,
     resolution,
+    response_slope,
     rmse,
     spectrum_figures,
     wasserstein,
@@ -115,3 +117,16 @@ def test_coverage_is_nominal_per_predicted_bin_but_not_per_true_bin_for_an_exact
     by_truth = coverage_per_bin(low, high, true, edges)
     assert np.nanmax(np.abs(by_prediction - 0.68)) < 0.02  # calibrated wherever the prediction lies
     assert by_truth[0] < 0.45 and by_truth[-1] < 0.45 and by_truth[3] > 0.75  # tails under, bulk over
+
+
+def test_a_compressed_estimate_has_its_slope_and_the_resolution_of_the_uncompressed_one():
+    """pred = 200 + 0.5 true + N(0, 10 GeV) separates m_tt as well as true + N(0, 20 GeV)."""
+    rng = np.random.default_rng(5)
+    true = rng.uniform(400, 1000, 200_000)
+    noise = rng.standard_normal(true.size)
+    compressed = 200 + 0.5 * true + 10 * noise
+    edges = np.arange(400.0, 1001.0, 25.0)
+    assert response_slope(compressed, true, edges) == pytest.approx(0.5, abs=0.005)
+    expected = resolution(true + 20 * noise, true)
+    assert calibrated_resolution(compressed, true, edges) == pytest.approx(expected, rel=0.03)
+    assert response_slope(true, true, edges) == pytest.approx(1.0, abs=0.005)

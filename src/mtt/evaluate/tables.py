@@ -59,7 +59,8 @@ def summary_table(figures: dict[str, Any]) -> str:
     """The side-by-side table printed at the end of the stage."""
     names = [n for n in (MODEL, "mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded", VISIBLE,
                          ELLIPSE, "ellipse_unfolded", ELLIPSE_EXACT, MODEL_ON_EXACT) if n in figures]
-    keys = {"resolution": "resolution", "bias": "median bias", "rmse": "RMSE [GeV]", "within_20pct": "within 20%",
+    keys = {"resolution": "resolution", "calibrated_resolution": "calibrated", "response_slope": "slope",
+            "bias": "median bias", "rmse": "RMSE [GeV]", "within_20pct": "within 20%",
             "width_ratio": "width ratio", "wasserstein": "W1 [GeV]", "chi2_ndf": "chi2/ndf",
             "fraction_reconstructed": "with m_tt"}
     lines = [f"{'estimator':24s}" + "".join(f"{label:>13s}" for label in keys.values())]
