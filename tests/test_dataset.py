@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtt.dataset import (
+    ELLIPSE_FEATURES,
     EXTENDED,
     FEATURE_SETS,
     LOWLEVEL,
@@ -19,11 +20,13 @@ from mtt.dataset import (
     check_finite,
     feature_columns,
     nested_subset,
+    object_columns,
     open_split,
     read_metadata,
     split_path,
     unit,
     unit_interval_hash,
+    written_jets,
 )
 from mtt.errors import DataError
 
@@ -45,9 +48,32 @@ def seed_frame(n=5):
 def test_feature_sets_nest_and_have_units():
     assert len(SEED) == 7 and len(LOWLEVEL) == 18 and len(EXTENDED) == 41
     assert set(SEED) <= set(EXTENDED) and set(LOWLEVEL) <= set(EXTENDED)
-    assert feature_columns(["seed", "extended"])[:7] == SEED and len(feature_columns(list(FEATURE_SETS))) == 41
+    assert feature_columns(["seed", "extended"])[:7] == SEED
+    # objects: 2 leptons x 5 fields, 10 jets x 6 fields, 4 globals (met_px, met_py, n_jets, n_bjets shared)
+    assert len(object_columns()) == 74 and len(object_columns(3)) == 32 and written_jets(object_columns(3)) == 3
+    assert len(feature_columns(list(FEATURE_SETS))) == 41 + 70 + 6
+    assert feature_columns(["objects+ellipse"], max_jets=2) == [*object_columns(2), *ELLIPSE_FEATURES]
+    with pytest.raises(DataError, match=r"unknown feature set 'objects\+elipse'; known: .*ellipse"):
+        feature_columns(["objects+elipse"])
     assert (unit("b1_pt"), unit("b1_phi"), unit("dr_b1_b2"), unit("m_ll"), unit("event")) == (
         "GeV", "rad", "", "GeV", "")
+    assert (unit("jet3_loge"), unit("jet3_mask"), unit("jet3_px"), unit("ellipse1_exact")) == (
+        "log(E/GeV)", "", "GeV", "")
+
+
+def test_objects_are_read_with_as_many_jets_as_asked_and_no_more_than_written(tmp_path):
+    columns = [*object_columns(3), *ELLIPSE_FEATURES]
+    frame = pd.DataFrame({c: np.ones(4, np.float32) for c in columns}).assign(m_tt=np.full(4, 500.0, np.float32))
+    path = write(tmp_path / "train.parquet", frame,
+                 {"feature_sets": {"objects": object_columns(3), "ellipse": ELLIPSE_FEATURES}})
+    split = open_split(path)
+    assert split.features("objects") == object_columns(3)
+    assert split.features("objects+ellipse", max_jets=2) == [*object_columns(2), *ELLIPSE_FEATURES]
+    with pytest.raises(DataError, match=r"5 jets requested \(train.max_jets\) but prepare wrote 3 "
+                                        r"\(prepare.max_jets\)"):
+        split.features("objects", max_jets=5)
+    with pytest.raises(DataError, match=r"no feature set 'extended' in the file \(it holds objects, ellipse\)"):
+        split.features("objects+extended")
 
 
 def test_the_split_hash_is_uniform_and_depends_on_identity_only():
@@ -106,3 +132,12 @@ def test_split_paths():
     assert split_path("data/prepared", "val").as_posix() == "data/prepared/val.parquet"
     with pytest.raises(DataError, match="unknown split 'dev'"):
         split_path("data/prepared", "dev")
+
+
+def test_the_params_schema_knows_the_same_feature_sets_as_the_contract():
+    """config cannot import the contract (simulate would depend on it): the names are kept equal here."""
+    from typing import get_args
+
+    from mtt.config import FeatureSetName
+
+    assert set(get_args(FeatureSetName)) == set(FEATURE_SETS)

@@ -80,3 +80,35 @@ def test_missing_corrupt_and_absent_scalers_are_named(tmp_path):
     with pytest.raises(ArtifactError, match=r"no fit for columns \['m_ll'\]"):
         load_reference_scaler(tmp_path, "standard", False, ["b1_pt", "m_ll"])
     assert load_reference_scaler(tmp_path, "standard", False, ["m_bb"]).columns == ("m_bb",)
+
+
+@pytest.mark.parametrize("kind", SCALERS)
+def test_a_mask_column_passes_every_scaler_and_its_model_layer_unchanged(kind):
+    from mtt.model import preprocessing_layer
+
+    # jet0_mask is constant 1 in the data (two selected jets at least), jet3_mask a 0/1 padding mask
+    columns = [*COLUMNS, "jet0_mask", "jet3_mask"]
+    masks = np.column_stack([np.ones(len(X)), RNG.random(len(X)) < 0.3]).astype(np.float32)
+    x = np.hstack([X.astype(np.float32), masks])
+    scaler = Scaler.fit(kind, x, columns, log_features=True)
+    assert scaler.unscaled == (False, False, False, True, True)
+    np.testing.assert_array_equal(scaler.transform(x)[:, 3:], masks)
+    layer_out = np.asarray(preprocessing_layer(scaler)(x))
+    np.testing.assert_array_equal(layer_out[:, 3:], masks)
+    # the other columns are scaled as before
+    alone = Scaler.fit(kind, x[:, :3], COLUMNS, log_features=True)
+    np.testing.assert_allclose(scaler.transform(x)[:, :3], alone.transform(x[:, :3]))
+
+
+@pytest.mark.parametrize("kind", SCALERS)
+def test_jet_slots_share_one_fit_so_swapping_slots_swaps_the_scaled_columns(kind):
+    # the leading jet is harder than the third: fitted column by column they would be scaled differently
+    columns = ["jet0_px", "jet0_mask", "jet1_px", "jet1_mask", "m_bb"]
+    x = np.column_stack([RNG.normal(0, 90, 3000), np.ones(3000), RNG.normal(0, 40, 3000),
+                         RNG.random(3000) < 0.5, X[:, 2]])
+    scaler = Scaler.fit(kind, x, columns)
+    swapped = x[:, [2, 3, 0, 1, 4]]
+    np.testing.assert_allclose(scaler.transform(swapped), scaler.transform(x)[:, [2, 3, 0, 1, 4]], atol=1e-12)
+    pooled = Scaler.fit(kind, np.concatenate([x[:, 0], x[:, 2]])[:, None], ["px"])
+    np.testing.assert_allclose(scaler.transform(x)[:, 0], pooled.transform(x[:, :1])[:, 0], atol=1e-12)
+    assert scaler.fitted_on(x)[0]

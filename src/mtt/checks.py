@@ -166,7 +166,28 @@ def consistency_residuals(frame: pd.DataFrame) -> pd.DataFrame:
     if {"ht", "b1_pt", "b2_pt"} <= have:
         out["ht_below_b_jets"] = np.minimum(_relative(frame["ht"], frame["b1_pt"].to_numpy(np.float64)
                                                       + frame["b2_pt"].to_numpy(np.float64)), 0.0)
+    out.update(_object_set_residuals(frame, have))
     return pd.DataFrame(out, index=frame.index)
+
+
+def _object_set_residuals(frame: pd.DataFrame, have: set[str]) -> dict[str, np.ndarray]:
+    """The objects set against itself and the others: lepton E = |p| (exp(log E) from px, py, pz), the same
+    lepton energy as the lowlevel set, and as many filled jet slots as n_jets allows."""
+    from mtt.dataset import written_jets
+
+    out: dict[str, np.ndarray] = {}
+    for lepton in ("lplus", "lminus"):
+        if {f"{lepton}_{k}" for k in ("px", "py", "pz", "loge")} <= have:
+            energy = np.exp(frame[f"{lepton}_loge"].to_numpy(np.float64))
+            momentum = np.sqrt(sum(frame[f"{lepton}_{k}"].to_numpy(np.float64) ** 2 for k in ("px", "py", "pz")))
+            out[f"{lepton}_objects_e_vs_momentum"] = _relative(energy, momentum)
+            if f"{lepton}_e" in have:
+                out[f"{lepton}_objects_vs_lowlevel"] = _relative(energy, frame[f"{lepton}_e"].to_numpy(np.float64))
+    slots = written_jets(list(have))
+    if slots and "n_jets" in have:
+        filled = sum(frame[f"jet{i}_mask"].to_numpy(np.float64) for i in range(slots))
+        out["jet_slots_vs_n_jets"] = _relative(filled, np.minimum(frame["n_jets"].to_numpy(np.float64), slots))
+    return out
 
 
 def _relative(stored: Any, recomputed: Any) -> np.ndarray:

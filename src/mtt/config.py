@@ -9,12 +9,24 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mtt.errors import ParamsError
+
+#: the feature sets prepare can write (mtt.dataset.FEATURE_SETS holds their columns; a test keeps the two equal)
+FeatureSetName = Literal["seed", "lowlevel", "extended", "objects", "ellipse"]
+
+
+def set_names(feature_set: str) -> list[str]:
+    """The sets of a train.feature_set: one name, or several joined by '+' (e.g. `objects+ellipse`)."""
+    names = [n.strip() for n in feature_set.split("+")]
+    known = get_args(FeatureSetName)
+    if not feature_set or any(n not in known for n in names):
+        raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(known)} (join sets with '+')")
+    return names
 
 
 class Section(BaseModel):
@@ -96,8 +108,9 @@ class PrepareParams(Section):
     tree: str = Field("Events", min_length=1, description="TTree name")
     step_size: int = Field(100_000, gt=0, description="events read per step (bounds memory per worker)")
     workers: int = Field(0, ge=0, description="worker processes; 0 means all cores")
-    feature_sets: list[Literal["seed", "lowlevel", "extended"]] = Field(
-        ["seed", "lowlevel", "extended"], min_length=1, description="feature sets to write")
+    feature_sets: list[FeatureSetName] = Field(
+        ["seed", "lowlevel", "extended", "objects", "ellipse"], min_length=1, description="feature sets to write")
+    max_jets: int = Field(10, ge=2, le=30, description="jet slots of the objects set (leading jets by pT, padded)")
     selection: SelectionParams = SelectionParams()
     nanoaod: NanoAODParams = NanoAODParams()
     split: SplitParams = SplitParams()
@@ -147,7 +160,17 @@ class TrainParams(Section):
     """Keras regression of m_tt; every run logged to MLflow."""
 
     preset: str = Field("none", description="name of an overlay in `train_presets` applied on top of this section")
-    feature_set: Literal["seed", "lowlevel", "extended"] = Field("extended", description="inputs, by name")
+    feature_set: str = Field("extended", description="inputs, by name: seed, lowlevel, extended, objects, ellipse, "
+                             "or sets joined by '+' (objects+ellipse)")
+    architecture: Literal["dense", "set"] = Field(
+        "dense", description="dense: the Dense stack on the flat features; set: a transformer over the objects "
+        "(leptons, jets, MET as tokens) before the Dense stack (needs the objects set)")
+    max_jets: int = Field(0, ge=0, description="jet slots of the objects set read, the leading ones by pT; 0 = all "
+                          "that prepare wrote (prepare.max_jets)")
+    set_dim: int = Field(64, ge=4, le=1024, description="set: width of a token (the attention model dimension)")
+    set_layers: int = Field(2, ge=0, le=16, description="set: attention blocks; 0 = Deep Sets (per-object "
+                            "embedding and masked mean only)")
+    set_heads: int = Field(4, ge=1, le=64, description="set: attention heads; set_dim must be a multiple of it")
     scaler: Literal["minmax", "standard", "robust", "quantile"] = Field(
         "standard", description="fitted on train by validate (data/reference), checked there, built into the model")
     log_features: bool = Field(False, description="log1p of momentum-like features (pT, E, masses, HT, MET)")
@@ -180,6 +203,30 @@ class TrainParams(Section):
     resume: bool = Field(False, description="continue an interrupted run from its last epoch, in the same MLflow run")
     seed: int = Field(42, ge=0, lt=2**31)
     experiment: str = Field("mtt", min_length=1, description="MLflow experiment")
+
+    @field_validator("feature_set")
+    @classmethod
+    def _known_sets(cls, value: str) -> str:
+        set_names(value)  # a ValueError naming the known sets
+        return value
+
+    @field_validator("architecture")
+    @classmethod
+    def _set_reads_objects(cls, value: str, info: ValidationInfo) -> str:
+        feature_set = info.data.get("feature_set")  # absent when it failed its own check
+        if value == "set" and feature_set is not None and "objects" not in set_names(feature_set):
+            raise ValueError(f"the set architecture reads leptons, jets and MET as objects, but feature_set "
+                             f"{feature_set!r} has no `objects` set: use objects or objects+<other sets>")
+        return value
+
+    @field_validator("set_heads")
+    @classmethod
+    def _heads_divide_the_width(cls, value: int, info: ValidationInfo) -> int:
+        set_dim = info.data.get("set_dim")
+        if set_dim is not None and set_dim % value:
+            raise ValueError(f"set_dim ({set_dim}) must be a multiple of set_heads ({value}): each head gets "
+                             "set_dim / set_heads dimensions")
+        return value
 
 
 class EvaluateParams(Section):

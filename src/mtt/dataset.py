@@ -34,7 +34,33 @@ LOWLEVEL = [f"{o}_{k}" for o in OBJECTS for k in ("pt", "eta", "phi", "e")] + ["
 EXTENDED = (LOWLEVEL + [MASS_NAMES.get(m, m) for m in PAIR_MASSES] + ["met_pt"]
             + [f"{kind}_{a}_{b}" for a, b in PAIRS for kind in ("dr", "dphi")]
             + ["ht", "n_jets", "n_bjets", "m_vis"])
-FEATURE_SETS: dict[str, list[str]] = {"seed": SEED, "lowlevel": LOWLEVEL, "extended": EXTENDED}
+
+#: the `objects` set, for a network over objects: l+ and l- (their charge is the slot; flavour is `muon`),
+#: the leading `max_jets` jets by pT, padded with zeros and a 0 mask, MET and the multiplicities
+LEPTON_FIELDS = ("px", "py", "pz", "loge", "muon")
+JET_FIELDS = ("px", "py", "pz", "loge", "btag", "mask")
+LEPTON_SLOTS = ("lplus", "lminus")
+OBJECT_GLOBALS = ["met_px", "met_py", "n_jets", "n_bjets"]
+#: jets written by default (`prepare.max_jets`)
+MAX_JETS = 10
+
+
+def object_columns(max_jets: int = MAX_JETS) -> list[str]:
+    """Columns of the `objects` set with `max_jets` jet slots."""
+    leptons = [f"{slot}_{k}" for slot in LEPTON_SLOTS for k in LEPTON_FIELDS]
+    jets = [f"jet{i}_{k}" for i in range(max_jets) for k in JET_FIELDS]
+    return [*leptons, *jets, *OBJECT_GLOBALS]
+
+
+#: the ellipse method's answers per b/lepton pairing (1: b1 with l+, 2: b2 with l+) as inputs (hybrid):
+#: an exact solution exists (0/1), the smallest-m_tt solution (else the nearest approach's m_tt), the MET mismatch
+ELLIPSE_FIELDS = ("exact", "mtt", "mismatch")
+ELLIPSE_FEATURES = [f"ellipse{k}_{f}" for k in (1, 2) for f in ELLIPSE_FIELDS]
+
+FEATURE_SETS: dict[str, list[str]] = {"seed": SEED, "lowlevel": LOWLEVEL, "extended": EXTENDED,
+                                      "objects": object_columns(), "ellipse": ELLIPSE_FEATURES}
+#: columns every scaler passes through unchanged: a set network reads the padding mask as 0/1
+UNSCALED_SUFFIX = "_mask"
 #: the columns the classical estimators need: the four objects' momenta and MET (the lowlevel set)
 OBJECT_COLUMNS = LOWLEVEL
 
@@ -48,16 +74,38 @@ CHANNELS = ("ee", "emu", "mumu")
 
 def unit(column: str) -> str:
     """Unit of a column, for the metadata that travels with the data."""
-    if column.startswith(("dr_", "n_")) or column.endswith(("_eta", "_y")) or column in IDENTITY:
+    if column.endswith("_loge"):
+        return "log(E/GeV)"
+    if (column.startswith(("dr_", "n_")) or column.endswith(("_eta", "_y", "_muon", "_btag", "_mask", "_exact"))
+            or column in IDENTITY):
         return ""
     if column.endswith("_phi") or column.startswith("dphi_"):
         return "rad"
     return "GeV"
 
 
-def feature_columns(sets: list[str]) -> list[str]:
-    """Union of the named sets, in a stable order (first appearance)."""
-    return list(dict.fromkeys(c for name in sets for c in FEATURE_SETS[name]))
+def set_names(feature_set: str) -> list[str]:
+    """The sets of a feature-set name: one set, or several joined by '+' (e.g. `objects+ellipse`)."""
+    names = [n.strip() for n in feature_set.split("+")]
+    unknown = [n for n in names if n not in FEATURE_SETS]
+    if unknown or not feature_set:
+        raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)} (join sets with '+')")
+    return names
+
+
+def set_columns(name: str, max_jets: int = MAX_JETS) -> list[str]:
+    """Columns of one named set (`objects` with `max_jets` jet slots)."""
+    return object_columns(max_jets) if name == "objects" else FEATURE_SETS[name]
+
+
+def feature_columns(sets: list[str], max_jets: int = MAX_JETS) -> list[str]:
+    """Union of the named sets (each may join several with '+'), in a stable order (first appearance)."""
+    return list(dict.fromkeys(c for name in sets for part in set_names(name) for c in set_columns(part, max_jets)))
+
+
+def written_jets(columns: list[str]) -> int:
+    """How many jet slots an `objects` set holds."""
+    return sum(c.startswith("jet") and c.endswith("_mask") for c in columns)
 
 
 def truth_columns(columns: list[str]) -> list[str]:
@@ -151,20 +199,35 @@ class PreparedSplit:
     def has_truth(self) -> bool:
         return TARGET in self.columns
 
-    def features(self, feature_set: str) -> list[str]:
-        """The columns of `feature_set`, checked against what prepare stored and what this code expects."""
-        if feature_set not in FEATURE_SETS:
-            raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
-        expected = FEATURE_SETS[feature_set]
-        stored = self.metadata.get("feature_sets", {}).get(feature_set)
+    def features(self, feature_set: str, max_jets: int = 0) -> list[str]:
+        """The columns of `feature_set` (sets joined by '+'; `objects` with `max_jets` jets, 0 = all written),
+        checked against what prepare stored and what this code expects."""
+        columns: list[str] = []
+        for name in set_names(feature_set):
+            columns += self._set_features(name, max_jets)
+        columns = list(dict.fromkeys(columns))
+        self.require(columns)
+        return columns
+
+    def _set_features(self, name: str, max_jets: int) -> list[str]:
+        stored = self.metadata.get("feature_sets", {}).get(name)
         if stored is None:
-            raise DataError(f"{self.path}: no feature set {feature_set!r} in the file; re-run prepare with it in "
-                            "prepare.feature_sets")
-        if stored != expected:
-            raise DataError(f"{self.path}: feature set {feature_set!r} holds {stored}, but this code expects "
-                            f"{expected} (columns missing or reordered): re-run prepare")
-        self.require(expected)
-        return list(expected)
+            raise DataError(f"{self.path}: no feature set {name!r} in the file (it holds "
+                            f"{', '.join(self.metadata.get('feature_sets', {})) or 'none'}); re-run prepare with it "
+                            "in prepare.feature_sets")
+        if name != "objects":
+            if stored != FEATURE_SETS[name]:
+                raise DataError(f"{self.path}: feature set {name!r} holds {stored}, but this code expects "
+                                f"{FEATURE_SETS[name]} (columns missing or reordered): re-run prepare")
+            return list(stored)
+        written = written_jets(stored)
+        if stored != object_columns(written):
+            raise DataError(f"{self.path}: feature set 'objects' holds {stored}, but this code expects "
+                            f"{object_columns(written)}: re-run prepare")
+        if max_jets > written:
+            raise DataError(f"{self.path}: {max_jets} jets requested (train.max_jets) but prepare wrote {written} "
+                            "(prepare.max_jets): lower one or raise the other and re-run prepare")
+        return object_columns(max_jets or written)
 
     def require(self, columns: list[str], why: str = "") -> None:
         """Fail naming the columns of `columns` the file lacks (and why they are needed)."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mtt.dataset import UNSCALED_SUFFIX
 from mtt.errors import ArtifactError
 from mtt.io import atomic_file
 
@@ -34,6 +36,8 @@ PER_COLUMN = {
     "quantile": ("quantiles_",),
 }
 LOG_SUFFIX = "+log"
+#: a jet slot's field (jet3_px -> px): the slots of one field share one fit
+JET_SLOT_FIELD = re.compile(r"jet\d+_(\w+)")
 
 
 def momentum_like(columns: list[str]) -> list[bool]:
@@ -48,6 +52,23 @@ def log_momenta(x: np.ndarray, log_mask: list[bool] | tuple[bool, ...] | None) -
         mask = list(log_mask)
         out[:, mask] = np.log1p(np.maximum(out[:, mask], 0))
     return out
+
+
+def shared_fits(columns: list[str] | tuple[str, ...]) -> list[list[int]]:
+    """Indices of the columns fitted as one, a jet field over its slots (jet0_px, jet1_px, ...): a set network
+    reads a jet the same way whatever slot it sits in, so swapping two jet slots only permutes its tokens."""
+    groups: dict[str, list[int]] = {}
+    for i, column in enumerate(columns):
+        match = JET_SLOT_FIELD.fullmatch(column)
+        if match and not column.endswith(UNSCALED_SUFFIX):
+            groups.setdefault(match.group(1), []).append(i)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def fitted_state(fitted: Any) -> dict[str, np.ndarray]:
+    """The fitted attributes of a scikit-learn scaler as arrays."""
+    return {k: np.asarray(v) for k, v in vars(fitted).items()
+            if k.endswith("_") and not k.startswith("_") and isinstance(v, (np.ndarray, int, float, np.number))}
 
 
 def scaler_name(kind: str, log_features: bool) -> str:
@@ -85,11 +106,15 @@ class Scaler:
 
     @classmethod
     def fit(cls, kind: str, x: np.ndarray, columns: list[str], log_features: bool = False) -> Scaler:
-        """Fit a scaler of `kind` on (train) features `x` with these column names."""
+        """Fit a scaler of `kind` on (train) features `x` with these column names; the slots of a jet field are
+        fitted as one column (`shared_fits`)."""
         mask = tuple(momentum_like(columns)) if log_features else (False,) * len(columns)
-        fitted = make_sklearn(kind, len(x)).fit(log_momenta(x, mask))
-        state = {k: np.asarray(v) for k, v in vars(fitted).items()
-                 if k.endswith("_") and not k.startswith("_") and isinstance(v, (np.ndarray, int, float, np.number))}
+        logged = log_momenta(x, mask)
+        state = fitted_state(make_sklearn(kind, len(x)).fit(logged))
+        for group in shared_fits(columns):
+            pooled = fitted_state(make_sklearn(kind, len(x)).fit(logged[:, group].reshape(-1, 1)))
+            for key in PER_COLUMN[kind]:
+                state[key][..., group] = pooled[key]  # quantiles_: (n_quantiles, 1) into each column
         return cls(kind, tuple(columns), mask, state)
 
     def sklearn(self) -> Any:
@@ -99,9 +124,18 @@ class Scaler:
             setattr(scaler, key, value.item() if value.ndim == 0 else value)
         return scaler
 
+    @property
+    def unscaled(self) -> tuple[bool, ...]:
+        """Columns passed through as they are (padding masks): a set network must read them as 0/1."""
+        return tuple(c.endswith(UNSCALED_SUFFIX) for c in self.columns)
+
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Scaled features (float64), after log1p of the masked columns."""
-        return self.sklearn().transform(log_momenta(x, self.log_mask))
+        """Scaled features (float64), after log1p of the masked columns; `unscaled` columns unchanged."""
+        scaled = self.sklearn().transform(log_momenta(x, self.log_mask))
+        keep = list(self.unscaled)
+        if any(keep):
+            scaled[:, keep] = np.asarray(x, dtype=np.float64)[:, keep]
+        return scaled
 
     def subset(self, columns: list[str]) -> Scaler:
         """The same fit restricted to `columns` (each column is scaled on its own)."""
@@ -116,13 +150,15 @@ class Scaler:
         return Scaler(self.kind, tuple(columns), tuple(self.log_mask[i] for i in index), state)
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """(offset, scale) with scaled = (x - offset) / scale, for minmax, standard and robust."""
+        """(offset, scale) with scaled = (x - offset) / scale, for minmax, standard and robust (0 and 1 for the
+        `unscaled` columns, so that the model layer passes them through bit for bit)."""
         keys = {"minmax": ("data_min_", "data_range_"), "standard": ("mean_", "scale_"),
                 "robust": ("center_", "scale_")}
         if self.kind not in keys:
             raise ValueError(f"scaler {self.kind!r} is not affine")
-        offset, scale = keys[self.kind]
-        return self.state[offset], self.state[scale]
+        keep = np.asarray(self.unscaled, dtype=bool)
+        offset, scale = (np.asarray(self.state[key], dtype=np.float64) for key in keys[self.kind])
+        return np.where(keep, 0.0, offset), np.where(keep, 1.0, scale)
 
     def fitted_on(self, x: np.ndarray) -> tuple[bool, float]:
         """Whether this scaler was fitted on exactly these features: refit and compare the fitted state."""

@@ -37,8 +37,9 @@ def test_outputs_metadata_and_cutflow(tmp_path):
     assert metrics["cutflow"]["all"]["events"] == 320 and metrics["splits"]["train"] == len(splits["train"])
     assert json.loads((tmp_path / "cutflow.json").read_text())["cutflow"]["two_leptons"]["events"] == 300
     train = splits["train"]
-    columns = feature_columns(PARAMS.feature_sets)  # seed first, then lowlevel, then the rest of extended
-    assert list(train.columns[: len(columns)]) == columns and set(columns) == set(FEATURE_SETS["extended"])
+    columns = feature_columns(PARAMS.feature_sets)  # seed, lowlevel, the rest of extended, objects, ellipse
+    assert list(train.columns[: len(columns)]) == columns
+    assert set(columns) == {*FEATURE_SETS["extended"], *FEATURE_SETS["objects"], *FEATURE_SETS["ellipse"]}
     assert {"m_tt", "top_pt", "top_y", "antitop_pt", "antitop_y", "run", "event", "weight", "channel"} <= set(train)
     assert set(train.channel) == {"emu"}
     meta = read_metadata(tmp_path / "out" / "train.parquet")

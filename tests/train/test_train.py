@@ -298,3 +298,31 @@ def test_multi_worker_on_a_one_worker_cluster(prepared, tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1
+
+
+# --- the set architecture -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~10 s; the fast tier has tests/train/test_set_network.py
+def test_the_set_architecture_trains_on_the_prepared_objects(prepared, store, tmp_path):
+    from mtt.dataset import ELLIPSE_FEATURES, object_columns, open_split, written_jets
+
+    params = TINY.model_copy(update={"feature_set": "objects+ellipse", "architecture": "set", "max_jets": 4,
+                                     "set_dim": 16, "set_layers": 1, "set_heads": 2, "epochs": 1})
+    summary = train(params, prepared, tmp_path / "models", overrides=["architecture=set", "max_jets=4"])
+    run = _only_run(store)
+    assert run.info.status == "FINISHED" and run.info.run_name == "architecture=set max_jets=4"
+    features = object_columns(4) + ELLIPSE_FEATURES
+    assert run.data.params["train.architecture"] == "set" and run.data.params["train.max_jets"] == "4"
+    assert (run.data.params["train.set_dim"], run.data.params["train.set_heads"]) == ("16", "2")
+    assert run.data.params["train.features"] == ",".join(features) and run.data.tags["architecture"] == "set"
+    assert np.isfinite(summary["best_val_loss"])
+    import keras
+
+    val = pd.read_parquet(prepared / "val.parquet")
+    saved = np.asarray(keras.models.load_model(tmp_path / "models" / "model.keras")(
+        val[features].to_numpy(np.float32))).ravel()
+    assert np.isfinite(saved).all()
+    written = written_jets(open_split(prepared / "val.parquet").metadata["feature_sets"]["objects"])
+    with pytest.raises(DataError, match=rf"{written + 1} jets requested \(train.max_jets\) but prepare wrote "):
+        train(params.model_copy(update={"max_jets": written + 1}), prepared, tmp_path / "other")

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from mtt.config import PrepareParams
-from mtt.dataset import DIAGNOSTICS, FEATURE_SETS, METADATA_KEY, SPLITS, TARGET, feature_columns, unit
+from mtt.dataset import DIAGNOSTICS, METADATA_KEY, SPLITS, TARGET, feature_columns, set_columns, unit
 from mtt.errors import PrepareError
 from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
 from mtt.prepare.features import build_table
@@ -37,6 +37,7 @@ from mtt.prepare.inputs import (
     plan_steps,
     read_step,
 )
+from mtt.prepare.matching import B_TRUTH, b_candidate_match, match_summary
 from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics, format_cutflow
 from mtt.prepare.schemas import SCHEMAS, to_objects
 from mtt.prepare.selection import CUTS, select
@@ -61,28 +62,48 @@ class StepResult:
     cutflow: dict[str, int]
     parts: dict[str, pa.Table]
     nonfinite: dict[str, int]
+    b_match: dict[str, int]  # events, available, correct (simulated samples; empty without truth b quarks)
 
 
 def process_step(job: StepJob) -> StepResult:
     """Read, map to canonical objects, select, build features, drop non-finite rows, assign splits."""
     params = job.params
     schema = SCHEMAS[params.schema_name]
-    arrays = read_step(job.step, params.tree, schema.branches(job.truth))
+    arrays = read_step(job.step, params.tree, [*schema.branches(job.truth), *(B_TRUTH.values() if job.truth else [])])
     check_jagged(job.step.path, arrays, schema, job.step.start)
     # events with fewer than two leptons of any quality cannot pass: skip building their objects
+    n_all = len(arrays)
     n_leptons = ak.num(arrays[schema.electron["pt"]]) + ak.num(arrays[schema.muon["pt"]])
-    objects = to_objects(arrays[ak.to_numpy(n_leptons >= 2)], schema, params.units, params.nanoaod, job.truth)
+    arrays = arrays[ak.to_numpy(n_leptons >= 2)]
+    objects = to_objects(arrays, schema, params.units, params.nanoaod, job.truth)
     passed, cutflow, candidates = select(objects, params.selection)
-    cutflow["all"] = len(arrays)
+    b_match = _b_match(arrays[passed], candidates)
+    cutflow["all"] = n_all
     tops = objects.tops[passed] if objects.tops is not None else None
     ids = {k: v[passed] for k, v in objects.ids.items()}
-    table = build_table(candidates, list(job.columns), ids, objects.weight[passed], tops)
+    table = build_table(candidates, list(job.columns), ids, objects.weight[passed], tops, job.params.feature_sets,
+                        job.params.max_jets)
     checked = [*job.columns, *([TARGET, *DIAGNOSTICS] if job.truth else [])]
     table, nonfinite = drop_nonfinite(table, checked)
     splits = assign(table["run"], table["luminosityBlock"], table["event"], params.split)
     whole = pa.table(table)
     parts = {name: whole.filter(pa.array(splits == name)) for name in SPLITS}
-    return StepResult(cutflow, parts, nonfinite)
+    return StepResult(cutflow, parts, nonfinite, b_match)
+
+
+def _add(total: dict[str, int], part: dict[str, int]) -> None:
+    """Sum one step's counts into the totals."""
+    for name, n in part.items():
+        total[name] = total.get(name, 0) + n
+
+
+def _b_match(selected: ak.Array, candidates: Any) -> dict[str, int]:
+    """Counts of the b-candidate truth match, where the input has the truth b quarks."""
+    if not all(branch in selected.fields for branch in B_TRUTH.values()):
+        return {}
+    quarks = {key: ak.to_numpy(selected[branch]) for key, branch in B_TRUTH.items()}
+    available, correct = b_candidate_match(candidates.b1, candidates.b2, candidates.jets, quarks)
+    return {"events": int(available.size), "available": int(available.sum()), "correct": int(correct.sum())}
 
 
 def _results(jobs: list[StepJob], workers: int) -> Iterator[StepResult]:
@@ -116,13 +137,13 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         check_branches(path, tree, schema)
     truth = has_truth(trees[0], schema)
     out_dir = check_writable_dir(out_dir)
-    columns = feature_columns(params.feature_sets)
+    columns = feature_columns(params.feature_sets, params.max_jets)
     metadata = {
         "schema": schema.name,
         "units_in": params.units,
         "truth": truth,
         "features": columns,
-        "feature_sets": {name: FEATURE_SETS[name] for name in params.feature_sets},
+        "feature_sets": {name: set_columns(name, params.max_jets) for name in params.feature_sets},
         "target": TARGET if truth else None,
         "diagnostics": DIAGNOSTICS if truth else [],
         "units": {c: unit(c) for c in [*columns, *([TARGET, *DIAGNOSTICS] if truth else [])]},
@@ -132,8 +153,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     }
     if not truth:
         print(f"prepare: no truth in {files[0]} (schema {schema.name!r}): truth-less mode, features only")
-    cutflow = dict.fromkeys(CUTS, 0)
-    nonfinite: dict[str, int] = {}
+    cutflow, nonfinite, b_match = dict.fromkeys(CUTS, 0), {}, {}
     jobs = [StepJob(step, params, truth, tuple(columns)) for step in plan_steps(files, trees, params.step_size)]
     workers = resolve_workers(params.workers, len(jobs))
     start = time.perf_counter()
@@ -147,10 +167,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
 
         writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps({**metadata, "sources": sources()}).encode()})
         for result in _results(jobs, workers):
-            for name, n in result.cutflow.items():
-                cutflow[name] += n
-            for name, n in result.nonfinite.items():
-                nonfinite[name] = nonfinite.get(name, 0) + n
+            for total, part in ((cutflow, result.cutflow), (nonfinite, result.nonfinite), (b_match, result.b_match)):
+                _add(total, part)
             writers.write(result.parts)
         selected = cutflow[CUTS[-1]]
         if selected == 0:
@@ -166,6 +184,11 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         check_unique_ids(tmp)
         print(format_cutflow(cutflow))
         metrics = cutflow_metrics(cutflow, nonfinite, writers.rows, truth)
+        if b_match:
+            metrics["b_candidates"] = match_summary(b_match)
+            print("prepare: b-jet candidates are the jets of the true b quarks in "
+                  f"{metrics['b_candidates']['b_candidates_correct']:.1%} of selected events (both b quarks have a "
+                  f"selected jet in {metrics['b_candidates']['b_jets_available']:.1%})")
     seconds = time.perf_counter() - start
     if metrics_path is not None:
         write_json(metrics_path, metrics)

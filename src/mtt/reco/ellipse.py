@@ -505,10 +505,11 @@ def _mtt(b: np.ndarray, lplus: np.ndarray, nu: np.ndarray, bbar: np.ndarray, lmi
 
 
 def _reconstruct_chunk(lplus: np.ndarray, lminus: np.ndarray, b1: np.ndarray, b2: np.ndarray, met: np.ndarray,
-                       m_w: np.ndarray, m_t: np.ndarray, clamp: bool = True, shrink: bool = False) -> EllipseResult:
+                       m_w: np.ndarray, m_t: np.ndarray, clamp: bool = True, shrink: bool = False,
+                       both_pairings: bool = True) -> EllipseResult:
     """`reconstruct_mtt` on one chunk; `shrink` builds the ellipses with Z^2 clamped at 0."""
     n = len(met)
-    pairings = [(b1, b2), (b2, b1)]
+    pairings = [(b1, b2), (b2, b1)] if both_pairings else [(b1, b2)]
     ellipses = [neutrino_ellipse(b, lplus, m_w, m_t, clamp=shrink) + neutrino_ellipse(bbar, lminus, m_w, m_t,
                                                                                        clamp=shrink)
                 for b, bbar in pairings]
@@ -528,8 +529,8 @@ def _reconstruct_chunk(lplus: np.ndarray, lminus: np.ndarray, b1: np.ndarray, b2
         res = np.stack([np.where(np.isnan(x.residual), np.inf, x.residual) for x in near], axis=1)
         pick = np.argmin(res, axis=1)
         found = np.isfinite(res[np.arange(todo.size), pick])
-        nu = np.where((pick == 0)[:, None], near[0].nu, near[1].nu)
-        nubar = np.where((pick == 0)[:, None], near[0].nubar, near[1].nubar)
+        nu = np.where((pick == 0)[:, None], near[0].nu, near[-1].nu)
+        nubar = np.where((pick == 0)[:, None], near[0].nubar, near[-1].nubar)
         b = np.where((pick == 0)[:, None], b1[todo], b2[todo])
         bbar = np.where((pick == 0)[:, None], b2[todo], b1[todo])
         with np.errstate(invalid="ignore"):
@@ -541,7 +542,7 @@ def _reconstruct_chunk(lplus: np.ndarray, lminus: np.ndarray, b1: np.ndarray, b2
     left = np.flatnonzero(np.isnan(m_tt))
     if clamp and left.size:
         clamped = _reconstruct_chunk(lplus[left], lminus[left], b1[left], b2[left], met[left], m_w[left], m_t[left],
-                                     clamp=False, shrink=True)
+                                     clamp=False, shrink=True, both_pairings=both_pairings)
         m_tt[left], pairing[left], residual[left] = clamped.m_tt, clamped.pairing, clamped.met_residual
         degenerate[left] = np.isfinite(clamped.m_tt)
     return EllipseResult(m_tt=m_tt, exact=exact, pairing=pairing, n_solutions=valid.sum(axis=1),
@@ -550,15 +551,17 @@ def _reconstruct_chunk(lplus: np.ndarray, lminus: np.ndarray, b1: np.ndarray, b2
 
 def reconstruct_mtt(lplus: np.ndarray, lminus: np.ndarray, b1: np.ndarray, b2: np.ndarray, met_x: np.ndarray,
                     met_y: np.ndarray, m_w: Mass = M_W, m_t: Mass = M_T, *, chunk_size: int = CHUNK,
-                    clamp: bool = True) -> EllipseResult:
+                    clamp: bool = True, both_pairings: bool = True) -> EllipseResult:
     """m_tt by the ellipse method with both b-jet assignments, chosen by SOLUTION_RULE, in bounded chunks.
 
     With `clamp`, events where neither pairing has both ellipses are reconstructed once more with Z^2 clamped
     at 0 (nearest approach of the shrunken ellipses; `degenerate` marks them); without it they stay NaN.
+    With `both_pairings` false only b1 with l+ (and b2 with l-) is tried: the answers of one pairing.
     """
     lplus, lminus, b1, b2 = (np.asarray(p, dtype=np.float64).reshape(-1, 4) for p in (lplus, lminus, b1, b2))
     n = len(lplus)
     met, m_w, m_t = _met(met_x, met_y, n), _per_event(m_w, n), _per_event(m_t, n)
-    parts = [_reconstruct_chunk(lplus[s], lminus[s], b1[s], b2[s], met[s], m_w[s], m_t[s], clamp)
+    parts = [_reconstruct_chunk(lplus[s], lminus[s], b1[s], b2[s], met[s], m_w[s], m_t[s], clamp,
+                                both_pairings=both_pairings)
              for s in (slice(i, i + chunk_size) for i in range(0, max(n, 1), chunk_size))]
     return EllipseResult(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(EllipseResult)})

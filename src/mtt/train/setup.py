@@ -1,4 +1,5 @@
-"""What a training run is set up with: the optimizer and its schedule, and the tf.distribute strategy."""
+"""What a training run is set up with: the compiled network, the optimizer and its schedule, and the tf.distribute
+strategy."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from mtt.config import TrainParams
 from mtt.errors import TrainError
+from mtt.preprocessing import Scaler
 
 
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
@@ -31,6 +33,17 @@ def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
     if params.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, **clip)
     return keras.optimizers.SGD(rate, momentum=0.9, **clip)
+
+
+def compiled_network(params: TrainParams, features: list[str], scaler: Scaler, steps_per_epoch: int) -> tuple[Any, Any]:
+    """(network, ModelSpec): the train params' architecture and head with the scaler inside, compiled with the
+    optimizer and the head's loss; built inside the caller's tf.distribute scope."""
+    from mtt.model import ModelSpec, build_network, preprocessing_layer
+
+    spec = ModelSpec.of(params)
+    network = build_network(features, spec, preprocessing_layer(scaler), params.seed)
+    network.compile(make_optimizer(params, steps_per_epoch), spec.loss_function())
+    return network, spec
 
 
 def current_learning_rate(optimizer: Any) -> float:

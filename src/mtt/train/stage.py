@@ -31,7 +31,7 @@ from mtt.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_sca
 from mtt.train.callbacks import checkpointer, epoch_logger, restore
 from mtt.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
 from mtt.train.data import TrainingData, ValSet, load_training_data
-from mtt.train.setup import distribution_strategy, is_chief, make_optimizer
+from mtt.train.setup import compiled_network, distribution_strategy, is_chief
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,10 @@ class Trainer:
         """Read the data, take the scaler validate fitted, resume state if asked, build and compile the network."""
         import keras
 
-        from mtt.model import ModelSpec, build_network, inference_model, preprocessing_layer
+        from mtt.model import inference_model
 
         val_split = open_split(split_path(paths.prepared, "val"), params.feature_set)
-        features = val_split.features(params.feature_set)
+        features = val_split.features(params.feature_set, params.max_jets)
         x_val, m_val = val_split.arrays(features)
         if len(x_val) == 0:
             raise TrainError(f"{val_split.path}: empty val split")
@@ -163,11 +163,8 @@ class Trainer:
         fingerprint = data_fingerprint(data.m_tt, len(features))
         state = _state_to_resume(params, paths.checkpoints, fingerprint)
         keras.utils.set_random_seed(params.seed)
-        spec = ModelSpec.of(params)
         with strategy.scope():
-            network = build_network(len(features), spec, preprocessing_layer(scaler), params.seed)
-            network.compile(make_optimizer(params, int(np.ceil(data.n_rows / params.batch_size))),
-                            spec.loss_function())
+            network, spec = compiled_network(params, features, scaler, int(np.ceil(data.n_rows / params.batch_size)))
             if state is not None:
                 restore(network, state)
         val = ValSet(x_val, m_val, data.target.forward(m_val).astype(np.float32))
@@ -238,6 +235,7 @@ class Trainer:
         mlflow.set_tags({**tracking.git_state(tracking.repo_root()), **self.lineage.tags(),
                          "preset": self.params.preset,
                          "n_train": self.data.n_rows, "n_val": len(self.val.x), "feature_set": self.params.feature_set,
+                         "architecture": self.params.architecture,
                          "input": self.data.mode, "strategy": self.params.strategy,
                          "scaler": self.data.scaler.name})
 
