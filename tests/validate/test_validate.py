@@ -66,6 +66,19 @@ def test_a_rescaled_derived_feature_breaks_consistency_at_any_size(prepared, ref
     assert "drift" not in message
 
 
+def test_the_objects_set_in_another_unit_or_with_a_lost_jet_breaks_consistency(prepared, reference):
+    """The objects set's lepton momenta in MeV (energy and momentum scaled together, so E = |p| still holds)
+    and one jet slot emptied: the relations to the lowlevel set and to n_jets catch both on 200 events."""
+    _, frames, _ = prepared
+    frame = frames["val"].iloc[:200].copy()
+    frame[["lplus_px", "lplus_py", "lplus_pz"]] *= np.float32(1000)
+    frame["lplus_loge"] += np.float32(np.log(1000))
+    frame["jet1_mask"] = np.float32(0)
+    message = _fails(frame, reference)
+    assert "new: consistency: lplus_objects_vs_lowlevel: expect_column_values_to_be_between" in message
+    assert "new: consistency: jet_slots_vs_n_jets: expect_column_values_to_be_between" in message
+
+
 def test_a_shifted_feature_is_caught_as_drift(prepared, reference):
     _, frames, _ = prepared
     frame = frames["val"].copy()

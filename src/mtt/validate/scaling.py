@@ -18,7 +18,8 @@ def allowed_range(kind: str, params: ScalingParams, n_train: int | None = None,
     With sample sizes, the fraction allows for statistics: a min-max fit on n_train events leaves 2/(n_train+1)
     of new events outside [0, 1] on average, and an n-event sample scatters by 5 binomial standard errors.
     A feature whose train values already leave the range (|z| > z_max in a long pT tail) may leave it as
-    often as train does (`train_outside`).
+    often as train does (`train_outside`), plus one train event's worth: a rate measured on n_train events is
+    known to about 1/n_train (a heavy tail that 180 train events never reached is not a zero rate).
     """
     kind = kind.removesuffix("+log")
     if kind in ("minmax", "quantile"):
@@ -27,7 +28,7 @@ def allowed_range(kind: str, params: ScalingParams, n_train: int | None = None,
             fraction = max(fraction, 2.0 / (n_train + 1))
     else:
         low, high, fraction = -params.z_max, params.z_max, params.z_outside_max
-    fraction = max(fraction, train_outside)
+    fraction = max(fraction, train_outside + (1.0 / (n_train + 1) if n_train else 0.0))
     if n:
         fraction += 5.0 * np.sqrt(fraction * (1 - fraction) / n) + 1.0 / n
     return low, high, 1.0 - min(fraction, 1.0)

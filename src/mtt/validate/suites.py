@@ -110,6 +110,10 @@ def units_expectations(features: list[str], params: ValidateParams) -> list[Any]
 #: every statistical bound allows this many standard errors: ~200 drift checks per split stay quiet on clean
 #: data (two-sided tail 6e-7 each), while a 10% shift of one feature in a few thousand events stands far out
 SIGMAS = 5.0
+#: the KL divergence is compared only where every train-profile bin expects this many events of the sample:
+#: below it the statistic's noise is far from its large-sample form (a padded jet column with 40 events gave
+#: KL 0.70 where the bound assumes chi-square behaviour)
+MIN_EXPECTED_PER_BIN = 5.0
 TAIL = 2.9e-7  # one-sided normal tail at 5 sigma
 
 
@@ -163,6 +167,8 @@ def drift_expectations(profile: dict[str, Any], n_rows: int, params: ValidatePar
             "quantiles": list(drift.quantiles),
             "value_ranges": quantile_ranges(ref, drift.quantiles, drift.quantile_shift_max, n_rows)}, meta=meta))
         n_bins = len(ref["bin_weights"])
+        if n_rows * min(ref["bin_weights"]) < MIN_EXPECTED_PER_BIN:
+            continue  # too few events for a histogram comparison: the moments and quantiles above still apply
         out.append(gxe.ExpectColumnKLDivergenceToBeLessThan(
             column=column, partition_object={"bins": ref["bin_edges"], "weights": ref["bin_weights"]},
             threshold=drift.kl_max + SIGMAS * (n_bins - 1) / 2 * noise**2, tail_weight_holdout=1e-4, meta=meta))
