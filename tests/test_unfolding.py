@@ -57,8 +57,8 @@ def test_compared_methods_are_unfolded_with_one_iteration_count():
     inputs = [(np.histogram(reco[20_000:], EDGES)[0], Response.build(reco[:20_000], true[:20_000], EDGES))
               for reco in (sharp, broad)]
     own = [stopping_iterations(observed, response, 1e-3, 100) for observed, response in inputs]
-    common = common_iterations(inputs, 1e-3, 100)
-    assert common == max(own)
+    common, each = common_iterations(inputs, 1e-3, 100)
+    assert common == max(own) and each == own
     assert min(own) < common
     results = [unfold(observed, response, replicas=5, iterations=common) for observed, response in inputs]
     assert [r.iterations for r in results] == [common, common]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS
+from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, written_jets
 from mtt.errors import DataError
 from mtt.preprocessing import momentum_like
 
@@ -173,8 +173,6 @@ def consistency_residuals(frame: pd.DataFrame) -> pd.DataFrame:
 def _object_set_residuals(frame: pd.DataFrame, have: set[str]) -> dict[str, np.ndarray]:
     """The objects set against itself and the others: lepton E = |p| (exp(log E) from px, py, pz), the same
     lepton energy as the lowlevel set, and as many filled jet slots as n_jets allows."""
-    from mtt.dataset import written_jets
-
     out: dict[str, np.ndarray] = {}
     for lepton in ("lplus", "lminus"):
         if {f"{lepton}_{k}" for k in ("px", "py", "pz", "loge")} <= have:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtt import config
 from mtt.errors import DataError
 
 # --- column groups -----------------------------------------------------------------------------------
@@ -86,11 +87,10 @@ def unit(column: str) -> str:
 
 def set_names(feature_set: str) -> list[str]:
     """The sets of a feature-set name: one set, or several joined by '+' (e.g. `objects+ellipse`)."""
-    names = [n.strip() for n in feature_set.split("+")]
-    unknown = [n for n in names if n not in FEATURE_SETS]
-    if unknown or not feature_set:
-        raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)} (join sets with '+')")
-    return names
+    try:
+        return config.set_names(feature_set)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def set_columns(name: str, max_jets: int = MAX_JETS) -> list[str]:

@@ -13,3 +13,9 @@ def delta_phi(phi1: np.ndarray, phi2: np.ndarray) -> np.ndarray:
 def delta_r(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarray) -> np.ndarray:
     """Angular distance sqrt(deta^2 + dphi^2)."""
     return np.hypot(eta1 - eta2, delta_phi(phi1, phi2))
+
+
+def cartesian(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """(n, 4) px, py, pz, E from pT, eta, phi and E: what the ellipse method takes."""
+    pt, eta, phi = (np.asarray(v, dtype=np.float64) for v in (pt, eta, phi))
+    return np.column_stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), np.asarray(energy, np.float64)])

@@ -73,14 +73,21 @@ def median_response(pred: np.ndarray, true: np.ndarray, edges: np.ndarray, min_e
 def response_slope(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> float:
     """d(median prediction)/d(true m_tt): below 1 the estimate is compressed toward the bulk (an MSE fit's
     regression to the mean), and the spectrum it gives is narrower than the truth."""
-    centres, medians = median_response(pred, true, edges)
-    return float(np.polyfit(centres, medians, 1)[0]) if centres.size >= 2 else float("nan")
+    return _slope(*median_response(pred, true, edges))
 
 
 def calibrated_resolution(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> float:
     """The resolution after the median response is inverted (as a jet energy scale is): what separates m_tt
     values, and so what an unfolding of the estimate can resolve; a compressed estimate looks sharper than it is."""
-    centres, medians = median_response(pred, true, edges)
+    return _calibrated(pred, true, *median_response(pred, true, edges))
+
+
+def _slope(centres: np.ndarray, medians: np.ndarray) -> float:
+    return float(np.polyfit(centres, medians, 1)[0]) if centres.size >= 2 else float("nan")
+
+
+def _calibrated(pred: np.ndarray, true: np.ndarray, centres: np.ndarray, medians: np.ndarray) -> float:
+    """`calibrated_resolution` from a measured median response."""
     if centres.size < 2:
         return float("nan")
     increasing = np.maximum.accumulate(medians)
@@ -101,12 +108,12 @@ def spectrum_figures(pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> d
     pred, true = np.asarray(pred, dtype=np.float64)[ok], np.asarray(true, dtype=np.float64)[ok]
     if pred.size == 0:
         return {"fraction_reconstructed": 0.0}
+    response = median_response(pred, true, edges)
     return {"resolution": resolution(pred, true), "bias": median_bias(pred, true), "rmse": rmse(pred, true),
             "mae": mae(pred, true), "within_10pct": fraction_within(pred, true, 0.1),
             "within_20pct": fraction_within(pred, true, 0.2), "width_ratio": width_ratio(pred, true),
             "wasserstein": wasserstein(pred, true), "chi2_ndf": chi2_ndf(pred, true, edges),
-            "response_slope": response_slope(pred, true, edges),
-            "calibrated_resolution": calibrated_resolution(pred, true, edges),
+            "response_slope": _slope(*response), "calibrated_resolution": _calibrated(pred, true, *response),
             "fraction_reconstructed": float(ok.mean()), "n_events": int(ok.sum())}
 
 

@@ -111,9 +111,12 @@ def stopping_iterations(observed: np.ndarray, response: Response, ts_stopping: f
     return int(_unfold(np.asarray(observed, dtype=np.float64), response, ts_stopping, max_iter)["num_iterations"])
 
 
-def common_iterations(inputs: list[tuple[np.ndarray, Response]], ts_stopping: float, max_iter: int) -> int:
-    """One iteration count for methods that are compared: the largest of their own stopping points."""
-    return max(stopping_iterations(observed, response, ts_stopping, max_iter) for observed, response in inputs)
+def common_iterations(inputs: list[tuple[np.ndarray, Response]], ts_stopping: float,
+                      max_iter: int) -> tuple[int, list[int]]:
+    """(one iteration count for methods that are compared: the largest of their own stopping points, each
+    method's own stopping point)."""
+    own = [stopping_iterations(observed, response, ts_stopping, max_iter) for observed, response in inputs]
+    return max(own), own
 
 
 def unfold(observed: np.ndarray, response: Response, ts_stopping: float = 1e-3, max_iter: int = 100,

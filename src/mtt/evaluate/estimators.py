@@ -12,6 +12,7 @@ from mtt.config import EvaluateParams
 from mtt.dataset import OBJECTS, TARGET
 from mtt.distributions import Mixture
 from mtt.errors import EvaluateError
+from mtt.kinematics import cartesian
 from mtt.metrics import (
     coverage,
     coverage_per_bin,
@@ -35,14 +36,8 @@ MODEL_ON_EXACT = "model_on_ellipse_exact"
 
 def momenta(table: pd.DataFrame) -> dict[str, np.ndarray]:
     """(n, 4) px, py, pz, E of l+, l-, b1, b2 from their pt, eta, phi, E columns."""
-    import vector
-
-    out = {}
-    for name in OBJECTS:
-        v = vector.array({k: table[f"{name}_{k}"].to_numpy(np.float64) for k in ("pt", "eta", "phi")}
-                         | {"E": table[f"{name}_e"].to_numpy(np.float64)})
-        out[name] = np.column_stack([v.px, v.py, v.pz, v.E])
-    return out
+    return {name: cartesian(*(table[f"{name}_{k}"].to_numpy(np.float64) for k in ("pt", "eta", "phi", "e")))
+            for name in OBJECTS}
 
 
 def visible_mass(p4: dict[str, np.ndarray]) -> np.ndarray:
@@ -223,7 +218,7 @@ def _mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, 
 def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, features: list[str],
                        params: EvaluateParams, meta: dict[str, Any], names: list[str], result: Evaluation) -> None:
     """The model's point estimate and the ellipse method through the same unfolding (response from val)."""
-    from mtt.unfolding import Response, common_iterations, merged_edges, stopping_iterations, unfold
+    from mtt.unfolding import Response, common_iterations, merged_edges, unfold
 
     true_val = val[TARGET].to_numpy(np.float64)
     edges = merged_edges(params.edges(), true_val, params.unfold_min_events)
@@ -243,18 +238,15 @@ def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, featur
     histograms = {name: (np.histogram(reco_test[np.isfinite(reco_test)], edges)[0],
                          Response.build(np.nan_to_num(reco_val, nan=-1.0), true_val, edges))
                   for name, (reco_val, reco_test) in inputs.items() if name in names}
-    iterations = common_iterations(list(histograms.values()), params.unfold_ts_stopping, params.unfold_max_iter)
+    iterations, own = common_iterations(list(histograms.values()), params.unfold_ts_stopping, params.unfold_max_iter)
     result.figures["unfolding_iterations"] = iterations
-    for name, (observed, response) in histograms.items():
+    for (name, (observed, response)), own_iterations in zip(histograms.items(), own, strict=True):
         unfolded = unfold(observed, response, replicas=params.unfold_replicas, seed=params.seed, iterations=iterations)
         pulls = unfolded.pulls(truth_test)
         result.unfolded[name] = unfolded
         result.figures[name] = {**histogram_figures(unfolded.counts, test[TARGET].to_numpy(np.float64), edges),
                                 "chi2_ndf_errors": float(np.nanmean(pulls**2)), "mean_pull": float(np.nanmean(pulls)),
-                                "iterations": unfolded.iterations,
-                                "own_stopping_iterations": stopping_iterations(observed, response,
-                                                                               params.unfold_ts_stopping,
-                                                                               params.unfold_max_iter)}
+                                "iterations": unfolded.iterations, "own_stopping_iterations": own_iterations}
     result.arrays["unfolding_edges"] = edges
     if {"model_unfolded", "ellipse_unfolded"} <= set(result.unfolded):
         centres = (edges[:-1] + edges[1:]) / 2

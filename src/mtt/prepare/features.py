@@ -28,6 +28,7 @@ from mtt.dataset import (
     TARGET,
     set_names,
 )
+from mtt.kinematics import cartesian
 from mtt.prepare.selection import Candidates
 
 
@@ -88,7 +89,7 @@ def ellipse_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     approach's, with ellipses shrunk where none exist), the MET mismatch (0 when exact); 0 where none."""
     from mtt.reco.ellipse import reconstruct_mtt
 
-    p4 = {name: np.column_stack(_cartesian_from_columns(features, name)) for name in OBJECTS}
+    p4 = {name: cartesian(*(features[f"{name}_{k}"] for k in ("pt", "eta", "phi", "e"))) for name in OBJECTS}
     out: dict[str, np.ndarray] = {}
     for k, (b, bbar) in ((1, ("b1", "b2")), (2, ("b2", "b1"))):
         result = reconstruct_mtt(p4["lplus"], p4["lminus"], p4[b], p4[bbar], features["met_px"], features["met_py"],
@@ -96,13 +97,6 @@ def ellipse_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = {"exact": result.exact.astype(np.float64), "mtt": result.m_tt, "mismatch": result.met_residual}
         out.update({f"ellipse{k}_{f}": np.nan_to_num(v, nan=0.0) for f, v in values.items()})
     return {name: out[name] for name in ELLIPSE_FEATURES}
-
-
-def _cartesian_from_columns(features: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, ...]:
-    """(px, py, pz, E) of one of l+, l-, b1, b2 from its pt, eta, phi, E features."""
-    v = vector.array({"pt": features[f"{name}_pt"], "eta": features[f"{name}_eta"], "phi": features[f"{name}_phi"],
-                      "E": features[f"{name}_e"]})
-    return v.px, v.py, v.pz, v.E
 
 
 def truth_columns(tops: np.ndarray) -> dict[str, np.ndarray]:
