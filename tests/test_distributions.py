@@ -66,3 +66,15 @@ def test_from_head_reads_the_output_as_the_keras_head_does():
     np.testing.assert_allclose(mix.weights, weights, rtol=1e-5)
     np.testing.assert_allclose(mix.mu, mu, rtol=1e-6)
     np.testing.assert_allclose(mix.sigma, sigma, rtol=1e-5)
+
+
+def test_likelihood_maximum_undoes_an_exponential_prior_by_hand():
+    """Posterior N(600, 100) under a prior exp(-m / 100): the likelihood N(600, 100) / prior peaks at
+    mu + sigma^2 / lambda = 600 + 100 = 700 GeV, while the posterior mode stays at 600."""
+    mix = Mixture(np.array([[1.0], [1.0]]), np.array([[600.0], [450.0]]), np.array([[100.0], [50.0]]))
+    grid = np.arange(300.0, 1500.0, 1.0)
+    found = mix.likelihood_maximum(grid, -grid / 100.0)
+    np.testing.assert_allclose(found, [700.0, 475.0], atol=1.0)
+    np.testing.assert_allclose(mix.mode(), [600.0, 450.0], atol=1.0)
+    # a flat prior: the likelihood maximum is the mode
+    np.testing.assert_allclose(mix.likelihood_maximum(grid, np.zeros_like(grid)), [600.0, 450.0], atol=1.0)

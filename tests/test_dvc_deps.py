@@ -16,7 +16,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 DISPATCHER = {"mtt/__init__.py", "mtt/cli.py", "mtt/__main__.py"}
-STAGES = ("simulate", "prepare", "validate", "train", "evaluate")
+#: dvc.yaml stage -> the mtt package it runs (the Z' branch runs simulate and prepare again)
+STAGES = {"simulate": "simulate", "prepare": "prepare", "validate": "validate", "train": "train",
+          "evaluate": "evaluate", "simulate_zprime": "simulate", "prepare_zprime": "prepare"}
 
 
 def module_file(name: str, src: Path = SRC) -> Path | None:
@@ -79,7 +81,7 @@ def dvc_deps(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[str]:
 
 def mismatch(stage: str, deps: list[str], src: Path = SRC, repo: Path = REPO) -> tuple[set[str], set[str]]:
     """(imported but not declared, declared but not imported)."""
-    imported, listed = closure(f"mtt.{stage}", src), declared(deps, src, repo)
+    imported, listed = closure(f"mtt.{STAGES.get(stage, stage)}", src), declared(deps, src, repo)
     return imported - listed, listed - imported
 
 

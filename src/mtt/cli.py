@@ -26,6 +26,18 @@ def _stage(sub: Any, name: str, summary: str, description: str) -> argparse.Argu
     return parser
 
 
+def _add_child_paths(parser: argparse.ArgumentParser, out: str) -> None:
+    """The paths every child's train and evaluate read (as in dvc.yaml), and the folder children write under."""
+    parser.add_argument("--prepared", default="data/prepared", help="prepared splits (default: data/prepared)")
+    parser.add_argument("--reference", default="data/reference", help="the validate stage's reference "
+                        "(default: data/reference)")
+    parser.add_argument("--validation", default="reports/validation.json",
+                        help="the validate stage's summary, attached to each run (default: reports/validation.json)")
+    parser.add_argument("--docs", default="reports/data_docs", help="the validate stage's Data Docs, attached too")
+    parser.add_argument("--out", default=None, help=f"folder of the table, the plot and one folder per child run "
+                                                    f"(default: {out})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with a subcommand per stage."""
     parser = argparse.ArgumentParser(prog="mtt", description="m_tt regression pipeline: run one stage.")
@@ -76,11 +88,38 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default="models", help="the train stage's model folder (default: models)")
     evaluate.add_argument("--out", default="eval", help="output folder (default: eval)")
     evaluate.add_argument("--history", default="reports/history.csv", help="training history, for the loss curve")
+    evaluate.add_argument("--zprime", default=None, metavar="PREPARED",
+                          help="prepared Z' sample (data/prepared_zprime): inject it into the test split and fit "
+                               "the peak per estimator (prior robustness)")
+    sweep = sub.add_parser("sweep", help="train + evaluate once per value of one train param, as child runs",
+                           description="For each value of one train param (-S key=a,b,c) run `mtt train` then "
+                                       "`mtt evaluate` in a subprocess, logged into a child of one parent MLflow "
+                                       "run; a failed child is marked FAILED and the sweep goes on. Writes "
+                                       "sweep.csv and sweep.png to --out and to the parent run.")
+    sweep.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sweep.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a train param: one with comma-separated values is swept (-S n_train=1e4,3e4,1e5, "
+                            "-S head=point,mdn), any other is fixed for every child (-S epochs=5)")
+    _add_child_paths(sweep, "sweeps/<param>")
+    tune = _stage(sub, "tune", "Optuna search over train params (tune.space), each trial a child run",
+                  "Hyper-parameter search with Optuna's seeded TPE sampler over params.yaml's tune.space; each "
+                  "trial is `mtt train` + `mtt evaluate` logged into a child of one parent MLflow run; the "
+                  "objective is the val resolution at the best epoch. The parent gets best.<param>, best_value, "
+                  "tune.csv and tune.png.")
+    tune.add_argument("-T", "--train-set", dest="train_overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="a train param fixed for every trial, e.g. -T epochs=5")
+    _add_child_paths(tune, "sweeps/tune")
     runs = sub.add_parser("runs", help="MLflow housekeeping: mark runs of dead processes KILLED",
                           description="Runs left RUNNING by a process that died without a word (SIGKILL, a lost "
                                       "node) are marked KILLED; `mtt train` does the same for its experiment.")
     runs.add_argument("--cleanup", action="store_true", required=True, help="mark dead runs KILLED")
     runs.add_argument("--experiment", default=None, help="experiment name (default: all experiments)")
+    report = sub.add_parser("report", help="a study's results table and figures, rebuilt from tracked MLflow runs",
+                            description="Read a report spec (YAML: rows = run id + estimator, metric columns, "
+                                        "figures), write <out>/<spec stem>-table.md and <out>/figures/<name> "
+                                        "from the runs' metrics and artifacts, and print the table.")
+    report.add_argument("--spec", required=True, help="report spec, e.g. docs/bias-study.yaml")
+    report.add_argument("--out", default="docs", help="output folder (default: docs)")
     return parser
 
 
@@ -124,6 +163,13 @@ def run_stage(args: argparse.Namespace) -> int:
     if args.stage == "runs":
         cleanup_runs(args.experiment)
         return 0
+    if args.stage in ("sweep", "tune"):
+        return run_search(args)
+    if args.stage == "report":
+        from mtt.report import main as report_main
+
+        report_main(args.spec, args.out)
+        return 0
     changes = parse_overrides(args.overrides, args.stage)
     params = load_params(args.params, args.stage, changes)
     if args.stage == "simulate":
@@ -159,7 +205,21 @@ def run_stage(args: argparse.Namespace) -> int:
     elif args.stage == "evaluate":
         from mtt.evaluate import main as evaluate_main
 
-        evaluate_main(params, args.prepared, args.model, args.out, args.history)
+        evaluate_main(params, args.prepared, args.model, args.out, args.history, args.zprime)
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """`mtt sweep` and `mtt tune`: child runs of train + evaluate, which mtt.sweep starts as subprocesses."""
+    from mtt.sweep import StagePaths, run_sweep, run_tune
+
+    paths = StagePaths(params=Path(args.params), prepared=Path(args.prepared), reference=Path(args.reference),
+                       validation=_path(args.validation), docs=_path(args.docs), out=_path(args.out))
+    if args.stage == "sweep":
+        run_sweep(args.overrides, paths)
+    else:
+        run_tune(load_params(args.params, "tune", parse_overrides(args.overrides, "tune")), args.train_overrides,
+                 paths)
     return 0
 
 

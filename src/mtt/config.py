@@ -35,9 +35,21 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class ZprimeParams(Section):
+    """A Z' -> tt resonance (physics.md section 3): the prior-robustness test sample."""
+
+    mass: float = Field(750.0, gt=350, lt=10000, description="Z' pole mass in GeV")
+    width: float = Field(22.5, gt=0, description="Z' width in GeV, forced (Pythia would compute it from couplings)")
+    n_events: int = Field(20_000, gt=0, description="events the Z' branch of dvc.yaml generates")
+    seed: int = Field(54321, ge=0, lt=2**31, description="master seed of the Z' branch (its run number)")
+
+
 class SimulateParams(Section):
     """Pythia 8 tt -> dilepton generation and detector response."""
 
+    process: Literal["sm", "zprime"] = Field(
+        "sm", description="sm: gg/qqbar -> tt; zprime: ffbar -> Z' -> tt (settings in `zprime`)")
+    zprime: ZprimeParams = ZprimeParams()
     n_events: int = Field(200_000, gt=0, description="events to generate (or to shower from lhe_file)")
     seed: int = Field(12345, ge=0, lt=2**31, description="master seed; chunk seeds derive from it")
     sqrt_s: float = Field(13000.0, gt=0, description="centre-of-mass energy in GeV (ignored with lhe_file)")
@@ -51,6 +63,12 @@ class SimulateParams(Section):
     jet_radius: float = Field(0.4, gt=0, le=1.5, description="anti-kT distance parameter R")
     jet_pt_min: float = Field(20.0, ge=0, description="minimum reconstructed jet pT in GeV")
     progress: bool = Field(True, description="show a progress bar")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SimulateParams:
+        if self.process == "zprime" and self.lhe_file:
+            raise ValueError("process 'zprime' and lhe_file both choose the hard process: set one of them")
+        return self
 
 
 class SelectionParams(Section):
@@ -229,6 +247,75 @@ class TrainParams(Section):
         return value
 
 
+class SearchDimension(Section):
+    """One train param's search range for `mtt tune`: [low, high] (log-uniform with `log`), or `choices`."""
+
+    low: float | None = Field(None, description="lower bound, inclusive (with high)")
+    high: float | None = Field(None, description="upper bound, inclusive (with low)")
+    log: bool = Field(False, description="sample log-uniformly (needs low > 0)")
+    choices: list[bool | int | float | str] | None = Field(None, min_length=1, description="the values to pick from")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchDimension:
+        bounds = (self.low, self.high)
+        if self.choices is not None and bounds != (None, None):
+            raise ValueError("give either low and high, or choices, not both")
+        if self.choices is None and None in bounds:
+            raise ValueError("give low and high (a range), or choices")
+        if self.choices is None and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and (self.choices is not None or self.low <= 0):
+            raise ValueError("log needs a range with low > 0")
+        return self
+
+    def values(self, name: str) -> list[Any]:
+        """The values to check against TrainParams: the choices, or the bounds (as int for an int param)."""
+        if self.choices is not None:
+            return list(self.choices)
+        if TrainParams.model_fields[name].annotation is int:
+            if not (float(self.low).is_integer() and float(self.high).is_integer()):
+                raise ValueError(f"train.{name} is an integer: low and high must be integers")
+            return [int(self.low), int(self.high)]
+        return [float(self.low), float(self.high)]
+
+
+def _default_space() -> dict[str, SearchDimension]:
+    return {"width": SearchDimension(low=32, high=512, log=True), "depth": SearchDimension(low=2, high=8),
+            "learning_rate": SearchDimension(low=1e-4, high=1e-2, log=True),
+            "schedule": SearchDimension(choices=["constant", "cosine", "exponential", "reduce_on_plateau"])}
+
+
+class TuneParams(Section):
+    """`mtt tune`: Optuna's TPE search over train params, each trial one train + evaluate child run."""
+
+    n_trials: int = Field(20, ge=1, description="trials, each one `mtt train` + `mtt evaluate` run")
+    seed: int = Field(0, ge=0, lt=2**31, description="seed of the TPE sampler: the same seed proposes the same trials")
+    timeout_s: float = Field(0.0, ge=0, description="start no new trial after this many seconds; 0 = no limit")
+    space: dict[str, SearchDimension] = Field(
+        default_factory=_default_space, min_length=1, description="train param -> its range or choices")
+
+    @field_validator("space")
+    @classmethod
+    def _train_params(cls, space: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
+        for name, dimension in space.items():
+            if name not in TrainParams.model_fields:
+                raise ValueError(f"{name!r} is not a train param; known: {', '.join(TrainParams.model_fields)}")
+            for value in dimension.values(name):
+                try:
+                    TrainParams.model_validate({name: value})
+                except ValidationError as exc:
+                    raise ValueError(f"{name}: {value!r} is not a valid train.{name}: "
+                                     f"{exc.errors()[0]['msg']}") from None
+        return space
+
+
+class InjectionParams(Section):
+    """The injected set: the SM test split plus Z' events, and the fit of the Z' peak in it."""
+
+    fraction: float = Field(0.05, gt=0, lt=0.5, description="Z' share of the injected set: signal / (signal + SM)")
+    bin_width: float = Field(20.0, gt=0, description="bin width (GeV) of the histograms the peak is fitted in")
+
+
 class EvaluateParams(Section):
     """Resolution, bias and spectrum agreement on the test split, next to the classical baselines."""
 
@@ -250,7 +337,8 @@ class EvaluateParams(Section):
     unfold_replicas: int = Field(100, ge=2, description="Poisson replicas for the unfolded covariance")
     unfold_min_events: int = Field(20, ge=1, description="unfolding bins: the m_tt bins merged until each holds this "
                                    "many val events")
-    seed: int = Field(7, ge=0, lt=2**31, description="MDN sampling and unfolding replicas")
+    seed: int = Field(7, ge=0, lt=2**31, description="MDN sampling, unfolding replicas, the Z' events injected")
+    zprime: InjectionParams = InjectionParams()
 
     @model_validator(mode="after")
     def _range(self) -> EvaluateParams:
@@ -275,6 +363,8 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     #: named overlays for the train section (e.g. seed_baseline), applied by `train.preset`
     train_presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: `mtt tune`: the search space and budget of the hyper-parameter search
+    tune: TuneParams = TuneParams()
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 

@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+#: the record simulate writes next to its ROOT files (params, seeds, chunks); prepare carries its process on
+SIMULATION_MANIFEST = "simulation.json"
+
 
 class OutputError(OSError):
     """An output location that cannot be written."""

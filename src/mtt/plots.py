@@ -163,3 +163,31 @@ def unfolded(truth: np.ndarray, spectra: dict[str, Any], edges: np.ndarray, path
         pulls.set_ylabel("pull")
         relative.set_ylabel("rel. uncertainty")
         relative.set_xlabel("true " + LABEL)
+
+
+def injected_spectra(panels: dict[str, dict[str, np.ndarray]], edges: np.ndarray, mass: float, path: Path) -> None:
+    """The injected set per estimator: SM events and Z' events stacked (the signal highlighted), the fitted
+    background shape and background + peak, the Z' mass marked: how far each estimator moves the peak."""
+    import mplhep
+
+    n = len(panels)
+    columns = min(n, 3)
+    rows = -(-n // columns)
+    with figure(path, nrows=rows, ncols=columns, figsize=(5.5 * columns, 4.5 * rows), squeeze=False) as (_, axes):
+        for ax, (name, panel) in zip(axes.flat, panels.items(), strict=False):
+            if "signal" in panel:
+                mplhep.histplot([panel["sm"], panel["signal"]], edges, ax=ax, stack=True, histtype="fill",
+                                color=["lightgrey", "tab:red"], label=["SM", "Z'"])
+                ax.stairs(panel["signal"], edges, color="darkred", lw=1.5, label="Z' alone")
+            else:
+                mplhep.histplot(panel["total"], edges, ax=ax, histtype="fill", color="lightgrey", label="SM + Z'")
+            centres = (edges[:-1] + edges[1:]) / 2
+            ax.plot(centres, panel["fit_background"], color="black", ls=":", lw=1.5, label="SM shape (val)")
+            ax.plot(centres, panel["fit_total"], color="tab:blue", lw=1.5, label="fit: SM + Gaussian")
+            ax.axvline(mass, color="tab:red", ls="--", lw=1)
+            ax.set_title(name, fontsize=14)
+            ax.set_xlim(edges[0], min(edges[-1], 2.2 * mass))
+            ax.set_xlabel(LABEL, fontsize=12)
+            ax.legend(fontsize=9)
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)

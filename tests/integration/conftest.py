@@ -47,6 +47,7 @@ def repo_copy(tmp_path, tool_env) -> Path:
             shutil.copy2(source, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["simulate"].update(n_events=1500, events_per_chunk=750, workers=1, progress=False)
+    params["simulate"]["zprime"].update(n_events=1500)
     params["train"].update(epochs=2, width=16, depth=2)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest, tool_env)

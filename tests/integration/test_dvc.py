@@ -34,6 +34,12 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "scaler.npz"]
     assert "Running stage 'evaluate'" in first.stdout
     assert (repo_copy / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
+    # the Z' branch: simulated and prepared beside the SM sample, injected by evaluate
+    assert "Running stage 'simulate_zprime'" in first.stdout and "Running stage 'prepare_zprime'" in first.stdout
+    zprime_manifest = json.loads((repo_copy / "data" / "raw_zprime" / "simulation.json").read_text())
+    assert zprime_manifest["params"]["process"] == "zprime" and zprime_manifest["n_events"] == 1500
+    assert (repo_copy / "eval" / "plots" / "zprime_injected.png").stat().st_size > 5000
+    assert "model" in (repo_copy / "eval" / "zprime.csv").read_text()
     metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout
     assert "reports/train_metrics.json" in metrics and "best_val_loss" in metrics
     for figure in ("model.resolution", "model.bias", "model.width_ratio", "baseline_ellipse.resolution",

@@ -33,6 +33,7 @@ def _train(prepared, reference, tmp_path, summary):
     return run_train(TINY, paths)
 
 
+@pytest.mark.slow  # a full validate or train run: the slow tier
 def test_tags_hash_the_files_read_and_checks_attach_only_to_their_data(small_prepared, store, tmp_path):
     reference = small_prepared.parent / "reference"
     summary = _summary(tmp_path / "validation.json", small_prepared)  # describes the pipeline's splits

@@ -19,6 +19,7 @@ def _files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow  # a full validate or train run: the slow tier
 def test_a_failed_train_split_does_not_replace_the_reference(small_prepared, tmp_path):
     reference = tmp_path / "reference"
     run_validate(PARAMS, small_prepared, reference, tmp_path / "validation.json")

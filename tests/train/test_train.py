@@ -47,7 +47,8 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     assert params["train.epochs"] == "2"
     assert params["train.n_features"] == "41" and params["train.preset"] == "none"
     assert run.data.tags["feature_set"] == "extended" and int(run.data.tags["n_train"]) > 100
-    for name in ("loss", "val_loss", "learning_rate", "grad_norm", "val_resolution", "val_bias", "val_width_ratio"):
+    for name in ("loss", "val_loss", "learning_rate", "grad_norm", "val_resolution", "val_bias", "val_width_ratio",
+                 "dead_relu_fraction", "output_bias"):
         history = store.get_metric_history(run.info.run_id, name)
         assert [m.step for m in history] == [0, 1], name
     assert run.data.metrics["best_val_loss"] == pytest.approx(summary["best_val_loss"])

@@ -101,6 +101,7 @@ def test_drift_can_warn_instead_of_failing(prepared, reference, capsys):
     assert "validate: warning: new: drift: ht" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a full validate or train run: the slow tier
 def test_a_feature_scaled_twice_is_caught(prepared, reference):
     """A feature that arrives already min-max scaled leaves [0, 1] once the reference minmax scaler is applied;
     under the standard scaler it stays inside |z| < 5, and the drift checks catch it instead."""
@@ -189,6 +190,7 @@ def test_an_unknown_scaler_names_what_the_reference_holds(prepared, reference):
         validate_new(PARAMS, frames["val"], reference, scaler="zscore")
 
 
+@pytest.mark.slow  # a full validate or train run: the slow tier
 def test_critical_failure_keeps_the_reports(prepared, reference, tmp_path):
     _, frames, _ = prepared
     frame = frames["val"].copy()

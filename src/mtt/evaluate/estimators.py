@@ -61,7 +61,10 @@ def ellipse_mtt(table: pd.DataFrame, params: EvaluateParams) -> Any:
 
 
 #: what each head provides, beyond the point estimate (`model`) and the classical baselines
-PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected"], "quantile": ["quantile"]}
+PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood"],
+            "quantile": ["quantile"]}
+#: the likelihood maximum is searched on this grid step (GeV), inside the train truth's 0.1%-99.9% range
+LIKELIHOOD_STEP = 2.0
 UNFOLDED = ["model_unfolded", "ellipse_unfolded"]
 
 
@@ -186,7 +189,8 @@ def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list
         result.figures[MODEL_ON_EXACT] = spectrum_figures(output.point[exact], true[exact], edges)
     rng = np.random.default_rng(params.seed)
     if output.mixture is not None:
-        _mixture_estimators(output.mixture, names, result, edges, rng)
+        prior = likelihood_prior(names, result, train, meta)
+        mixture_estimators(output.mixture, names, result, edges, rng, prior)
     for name, pred in result.estimates.items():
         result.figures[name] = spectrum_figures(pred, true, edges)
     result.figures[MODEL]["crps"] = float(np.mean(crps_point(output.point, true)))
@@ -202,9 +206,36 @@ def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list
     return result
 
 
-def _mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, edges: np.ndarray,
-                        rng: np.random.Generator) -> None:
-    """Mode, mean, one seeded draw per event, and the expected spectrum of an MDN."""
+def likelihood_prior(names: list[str], result: Evaluation, train: pd.DataFrame, meta: dict[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The prior the MDN was trained under, or None (and the likelihood estimator skipped, with the reason)."""
+    if "mdn_likelihood" not in names:
+        return None
+    weights = meta.get("params", {}).get("sample_weights", "none")
+    if weights != "none":
+        names.remove("mdn_likelihood")
+        result.figures["skipped"]["mdn_likelihood"] = (f"trained with sample_weights={weights!r}: the prior is not "
+                                                       "the train spectrum")
+        return None
+    return training_prior(train[TARGET].to_numpy(np.float64))
+
+
+def training_prior(true_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, log density) of the train split's true m_tt: a Gaussian KDE in log m (smooth at the threshold),
+    on a grid that stays where the train spectrum has events (the likelihood is undefined where it has none)."""
+    from scipy.stats import gaussian_kde
+
+    low, high = np.quantile(true_train, [0.001, 0.999])
+    grid = np.arange(low, high + LIKELIHOOD_STEP, LIKELIHOOD_STEP)
+    kde = gaussian_kde(np.log(true_train))
+    return grid, np.log(np.maximum(kde(np.log(grid)), 1e-300)) - np.log(grid)
+
+
+def mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, edges: np.ndarray,
+                       rng: np.random.Generator, prior: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Mode, mean, one seeded draw per event, the expected spectrum and the likelihood maximum of an MDN."""
+    if "mdn_likelihood" in names and prior is not None:
+        result.estimates["mdn_likelihood"] = mixture.likelihood_maximum(*prior)
     if "mdn_mode" in names:
         result.estimates["mdn_mode"] = mixture.mode()
     if "mdn_mean" in names:

@@ -21,10 +21,17 @@ import pandas as pd
 from mtt.artifact import load_model_dir
 from mtt.checks import require_clean
 from mtt.config import EvaluateParams
-from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, TARGET, open_split, split_path
+from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, SPLITS, TARGET, open_split, read_metadata, split_path
 from mtt.errors import EvaluateError
 from mtt.evaluate.estimators import Evaluation, evaluate
-from mtt.evaluate.tables import flat_metrics, per_bin_table, spectrum_table, summary_table, unfolded_table
+from mtt.evaluate.tables import (
+    flat_metrics,
+    per_bin_table,
+    spectrum_table,
+    summary_table,
+    unfolded_table,
+    zprime_table,
+)
 from mtt.io import atomic_dir, file_sha256
 
 
@@ -68,6 +75,18 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
         plots.unfolded(truth, result.unfolded, unfolding_edges, plot / "unfolded.png")
     if history is not None:
         plots.loss_curve(history, plot / "loss_curve.png")
+
+
+def write_injection(folder: Path, injection: Any) -> None:
+    """zprime.csv (the fit per estimator) and the injected spectra's plot."""
+    from mtt import plots
+    from mtt.evaluate.injection import plot_panels
+
+    table = pd.DataFrame([{"estimator": name, **{k: v for k, v in row.items()}}
+                          for name, row in injection.figures.items() if isinstance(row, dict)])
+    table.to_csv(folder / "zprime.csv", index=False)
+    plots.injected_spectra(plot_panels(injection), injection.edges, injection.figures["mass"],
+                           folder / "plots" / "zprime_injected.png")
 
 
 def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dict[str, str]) -> list[str]:
@@ -124,9 +143,23 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: 
     return bool(targets)
 
 
+def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, prepared_dir: Path, artifact: Any,
+                 params: EvaluateParams, result: Evaluation) -> Any:
+    """The Z' sample (every split: the model saw none of it), checked like the test split, injected and fitted."""
+    from mtt.evaluate.injection import study, zprime_mass
+
+    features = artifact.features
+    columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET, *ID_COLUMNS]))
+    mass = zprime_mass(read_metadata(split_path(zprime_dir, "test")), str(zprime_dir))
+    zprime = pd.concat([read_split(zprime_dir, split, columns) for split in SPLITS], ignore_index=True)
+    require_clean(zprime, features, artifact.meta.get("reference_medians", {}), str(zprime_dir), "evaluate")
+    val = read_split(prepared_dir, "val", columns)
+    return study(test, zprime, val, train, mass, artifact, params, list(result.figures["estimators"]))
+
+
 def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str], history_path: str | os.PathLike[str] | None = None,
-                 ) -> dict[str, Any]:
+                 zprime_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Evaluate the model and the baselines on one split, write the outputs, log them; return the figures."""
     prepared_dir = Path(prepared_dir)
     artifact = load_model_dir(model_dir)
@@ -143,6 +176,10 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
         val = read_split(prepared_dir, "val", list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET])))
     result = evaluate(test, train, artifact.model, features, params, artifact.meta, val)
     figures = result.figures
+    injection = None
+    if zprime_dir is not None:
+        injection = zprime_study(Path(zprime_dir), test, train, prepared_dir, artifact, params, result)
+        figures["zprime"] = injection.figures
     rule = None
     if params.ellipse:
         from mtt.reco.ellipse import SOLUTION_RULE
@@ -152,6 +189,8 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
     true = test[TARGET].to_numpy(np.float64)
     with atomic_dir(out_dir) as tmp:
         write_outputs(tmp, result, true, params, history)
+        if injection is not None:
+            write_injection(tmp, injection)
         if (Path(out_dir) / ".gitignore").is_file():  # DVC's entry for the cached plots folder stays
             shutil.copy2(Path(out_dir) / ".gitignore", tmp / ".gitignore")
         if rule:
@@ -161,14 +200,16 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
 
 
 def main(params: EvaluateParams, prepared_dir: str, model_dir: str, out_dir: str,
-         history_path: str | None = None) -> dict[str, Any]:
+         history_path: str | None = None, zprime_dir: str | None = None) -> dict[str, Any]:
     """Stage entry: evaluate, print the comparison table."""
-    figures = run_evaluate(params, prepared_dir, model_dir, out_dir, history_path)
+    figures = run_evaluate(params, prepared_dir, model_dir, out_dir, history_path, zprime_dir)
     print(f"evaluate: {figures['n_events']} {params.split} events")
     if "ellipse_exact_fraction" in figures:
         print(f"ellipse method: exact solution for {figures['ellipse_exact_fraction']:.1%} of events, nearest "
               f"approach for the rest ({figures['ellipse_degenerate_fraction']:.1%} with ellipses shrunk to points)")
     print(summary_table(figures))
+    if "zprime" in figures:
+        print(zprime_table(figures["zprime"]))
     for name, reason in figures.get("skipped", {}).items():
         print(f"evaluate: skipped {name}: {reason}")
     return figures

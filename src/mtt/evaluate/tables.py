@@ -44,20 +44,38 @@ def unfolded_table(edges: np.ndarray, truth: np.ndarray, unfolded: dict[str, Any
     return frame
 
 
-def flat_metrics(figures: dict[str, Any]) -> dict[str, float]:
-    """{"model/resolution": ..., "baseline_ellipse/resolution": ...}: the MLflow metric names."""
+def flat_metrics(figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"model/resolution": ..., "zprime/model/position": ...}: the MLflow metric names (a figure at the top
+    level, like the event count, goes under `eval/`)."""
     out = {}
     for key, value in figures.items():
         if isinstance(value, dict):
-            out.update({f"{key}/{k}": float(v) for k, v in value.items() if isinstance(v, (int, float))})
+            out.update(flat_metrics(value, f"{prefix}{key}/"))
         elif isinstance(value, (int, float)):
-            out[f"eval/{key}"] = float(value)
+            out[f"{prefix or 'eval/'}{key}"] = float(value)
     return out
+
+
+def zprime_table(figures: dict[str, Any]) -> str:
+    """The Z' peak per estimator, printed by the stage."""
+    lines = [f"Z' at {figures['mass']:.0f} GeV, {figures['n_signal']} events injected into {figures['n_sm']} SM "
+             f"events; Gaussian fitted over each estimator's SM-only shape (val):",
+             f"{'estimator':24s}{'peak [GeV]':>12s}{'shift':>9s}{'width':>9s}{'yield':>9s}{'/injected':>10s}"
+             f"{'Z median':>10s}{'template yield':>16s}"]
+    for name, row in figures.items():
+        if isinstance(row, dict):
+            median = row.get("signal_median", float("nan"))
+            lines.append(f"{name:24s}{row['position']:12.1f}{row['position_shift']:+9.1%}{row['width']:9.1f}"
+                         f"{row['signal']:9.0f}{row['yield_ratio']:10.2f}{median:10.1f}"
+                         f"{row['template_yield']:9.0f} +- {row['template_yield_error']:3.0f}"
+                         + ("  (fit on a limit)" if row.get("at_bound") else ""))
+    return "\n".join(lines)
 
 
 def summary_table(figures: dict[str, Any]) -> str:
     """The side-by-side table printed at the end of the stage."""
-    names = [n for n in (MODEL, "mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded", VISIBLE,
+    names = [n for n in (MODEL, "mdn_mode", "mdn_likelihood", "mdn_mean", "mdn_sample", "mdn_expected",
+                         "model_unfolded", VISIBLE,
                          ELLIPSE, "ellipse_unfolded", ELLIPSE_EXACT, MODEL_ON_EXACT) if n in figures]
     keys = {"resolution": "resolution", "calibrated_resolution": "calibrated", "response_slope": "slope",
             "bias": "median bias", "rmse": "RMSE [GeV]", "within_20pct": "within 20%",

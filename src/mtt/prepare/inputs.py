@@ -6,6 +6,7 @@ later names the file and the entries.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import uproot
 
 from mtt.errors import PrepareError
+from mtt.io import SIMULATION_MANIFEST
 from mtt.prepare.schemas import NANOAOD, Schema
 
 
@@ -34,6 +36,22 @@ def discover_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise PrepareError(f"{path}: input not found")
     return files
+
+
+def generator_record(files: list[Path]) -> dict[str, Any] | None:
+    """The process behind the inputs, from simulate's manifest next to them (None for files from elsewhere)."""
+    folders = {path.resolve().parent for path in files}
+    manifests = [folder / SIMULATION_MANIFEST for folder in sorted(folders)]
+    if len(manifests) != 1 or not manifests[0].is_file():
+        return None
+    try:
+        params = json.loads(manifests[0].read_text())["params"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise PrepareError(f"{manifests[0]}: not a readable simulate manifest ({exc})") from None
+    record = {"process": params.get("process", "sm"), "seed": params.get("seed"), "level": params.get("level")}
+    if record["process"] == "zprime":
+        record["zprime"] = params.get("zprime")
+    return record
 
 
 def check_distinct(files: list[Path]) -> None:

@@ -33,6 +33,7 @@ from mtt.prepare.inputs import (
     check_jagged,
     clear_open_trees,
     discover_inputs,
+    generator_record,
     has_truth,
     plan_steps,
     read_step,
@@ -150,6 +151,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         "sources": {},  # filled from the background hashing below, before the first row is written
         "selection": params.selection.model_dump(mode="json"),
         "split": params.split.model_dump(),
+        "generator": generator_record(files),  # the process (sm, or a Z' with its mass) when simulate made them
     }
     if not truth:
         print(f"prepare: no truth in {files[0]} (schema {schema.name!r}): truth-less mode, features only")

@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.config import SimulateParams
-from mtt.io import atomic_dir, atomic_file, check_writable_dir
+from mtt.io import SIMULATION_MANIFEST, atomic_dir, atomic_file, check_writable_dir
 from mtt.simulate.detector import DetectorCard, reconstruct
 from mtt.simulate.generator import (
     GeneratorConfig,
@@ -34,7 +34,7 @@ from mtt.simulate.lhe import inspect_lhe
 from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
 from mtt.workers import resolve_workers
 
-MANIFEST = "simulation.json"
+MANIFEST = SIMULATION_MANIFEST
 #: events reconstructed at a time inside a chunk: bounds memory, large enough to amortise awkward overhead
 RECO_BATCH = 5000
 
@@ -142,7 +142,8 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> d
     out_dir = Path(out_dir)
     n_events = params.n_events
     generator = GeneratorConfig(level=params.level, sqrt_s=params.sqrt_s, top_mass=params.top_mass,
-                                lhe_file=None)
+                                lhe_file=None, process=params.process, zprime_mass=params.zprime.mass,
+                                zprime_width=params.zprime.width)
     lhe_info = None
     if params.lhe_file:
         lhe_info = inspect_lhe(params.lhe_file)
@@ -178,7 +179,7 @@ def main(params: SimulateParams, out_dir: str) -> dict[str, Any]:
     summary = run_simulation(params, out_dir)
     print(f"simulate: {summary['n_events']} events in {len(summary['chunks'])} file(s) -> {out_dir} "
           f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), "
-          f"level={params.level})")
+          f"level={params.level}, process={params.process})")
     if os.environ.get("MLFLOW_RUN_ID"):
         from mtt.tracking import log_stage_to_active_run
 

@@ -31,6 +31,9 @@ class GeneratorConfig:
     sqrt_s: float = 13000.0
     top_mass: float = 173.0
     lhe_file: str | None = None
+    process: str = "sm"
+    zprime_mass: float = 750.0
+    zprime_width: float = 22.5
 
 
 def chunk_seeds(master_seed: int, chunk_index: int) -> tuple[int, np.random.SeedSequence]:
@@ -57,7 +60,7 @@ def pythia_settings(cfg: GeneratorConfig, seed: int, skip_lhe_events: int = 0) -
         settings += ["Beams:frameType = 4", f"Beams:LHEF = {cfg.lhe_file}",
                      f"Beams:nSkipLHEFatInit = {skip_lhe_events}"]
     else:
-        settings += [f"Beams:eCM = {cfg.sqrt_s}", "Top:gg2ttbar = on", "Top:qqbar2ttbar = on"]
+        settings += [f"Beams:eCM = {cfg.sqrt_s}", *hard_process(cfg)]
     if cfg.level == "hard":
         settings += ["PartonLevel:ISR = off", "PartonLevel:FSR = off", "PartonLevel:MPI = off",
                      "BeamRemnants:primordialKT = off", "HadronLevel:all = off"]
@@ -66,6 +69,16 @@ def pythia_settings(cfg: GeneratorConfig, seed: int, skip_lhe_events: int = 0) -
     elif cfg.level != "full":
         raise GeneratorError(f"simulate.level: unknown level {cfg.level!r}; allowed: hard, parton, full")
     return settings
+
+
+def hard_process(cfg: GeneratorConfig) -> list[str]:
+    """Pythia's own tt process, or a pure Z' decaying only to tt (its width forced, not computed)."""
+    if cfg.process == "sm":
+        return ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on"]
+    if cfg.process != "zprime":
+        raise GeneratorError(f"simulate.process: unknown process {cfg.process!r}; allowed: sm, zprime")
+    return ["NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", f"32:m0 = {cfg.zprime_mass}",
+            "32:doForceWidth = on", f"32:mWidth = {cfg.zprime_width}", "32:onMode = off", "32:onIfAny = 6"]
 
 
 def make_pythia(settings: list[str]) -> Any:

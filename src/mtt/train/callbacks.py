@@ -46,15 +46,18 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     to_gev = predict.layers[-1]
     x_val, y_val = tf.constant(val.x), tf.constant(val.y)
 
+    probe, head = relu_probe(network), output_layer(network)
+
     @tf.function
-    def val_pass() -> tuple[Any, Any, Any]:
-        """Per-event val losses, GeV predictions and the global gradient norm on 1024 val events: one graph,
-        traced once, so the per-epoch cost is a few milliseconds."""
+    def val_pass() -> tuple[Any, Any, Any, Any]:
+        """Per-event val losses, GeV predictions, the global gradient norm and the dead-ReLU fraction on 1024
+        val events: one graph, traced once, so the per-epoch cost is a few milliseconds."""
         output = network(x_val, training=False)
         with tf.GradientTape() as tape:
             loss = loss_object(y_val[:1024], network(x_val[:1024], training=False))
         norm = tf.linalg.global_norm([g for g in tape.gradient(loss, network.trainable_weights) if g is not None])
-        return loss_object(y_val, output), to_gev(output), norm
+        dead = tf.constant(0.0) if probe is None else dead_fraction(probe(x_val[:1024], training=False))
+        return loss_object(y_val, output), to_gev(output), norm, dead
 
     class EpochLogger(keras.callbacks.Callback):
         best_loss = np.inf if resumed is None else resumed.best_loss
@@ -66,7 +69,7 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
                 self.model.stop_training = True
                 raise TrainError(f"the loss became {logs.get('loss')} at epoch {epoch}: diverged "
                                  "(lower train.learning_rate, set train.clipnorm, or standardise the target)")
-            losses, gev, norm = val_pass()
+            losses, gev, norm, dead = val_pass()
             logs["val_loss"] = val_loss = float(np.mean(np.asarray(losses)))
             if val_loss < self.best_loss:
                 self.best_loss, self.best_weights = val_loss, network.get_weights()
@@ -74,7 +77,8 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
             row = {"loss": float(logs["loss"]), "val_loss": val_loss,
                    "learning_rate": current_learning_rate(self.model.optimizer), "grad_norm": float(norm),
                    "val_resolution": resolution(pred, val.m_tt), "val_bias": median_bias(pred, val.m_tt),
-                   "val_width_ratio": width_ratio(pred, val.m_tt)}
+                   "val_width_ratio": width_ratio(pred, val.m_tt), "dead_relu_fraction": float(dead),
+                   "output_bias": float(np.mean(np.abs(keras.ops.convert_to_numpy(head.bias))))}
             history.append({"epoch": epoch, **row})
             if log:
                 now = int(time.time() * 1000)
@@ -96,6 +100,37 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     logger = EpochLogger()
     logger.pending, logger.flushed = [], time.monotonic()
     return logger
+
+
+def relu_probe(network: Any) -> Any:
+    """A model giving the outputs of the network's ReLU units (Dense with relu, or a relu activation layer):
+    a unit that is zero for every event is dead and no longer learns. None where there are none."""
+    import keras
+
+    def is_relu(layer: Any) -> bool:
+        activation = getattr(layer, "activation", None)
+        return isinstance(layer, (keras.layers.Dense, keras.layers.Activation)) and \
+            getattr(activation, "__name__", "") == "relu" or isinstance(layer, keras.layers.ReLU)
+
+    outputs = [layer.output for layer in network.layers if is_relu(layer)]
+    return keras.Model(network.inputs, outputs) if outputs else None
+
+
+def dead_fraction(activations: Any) -> Any:
+    """Share of ReLU units that are zero for every event of the batch."""
+    import tensorflow as tf
+
+    activations = activations if isinstance(activations, (list, tuple)) else [activations]
+    dead = [tf.reduce_all(tf.reshape(a, (tf.shape(a)[0], -1)) <= 0.0, axis=0) for a in activations]
+    flags = tf.concat(dead, axis=0)
+    return tf.reduce_mean(tf.cast(flags, tf.float32))
+
+
+def output_layer(network: Any) -> Any:
+    """The last Dense layer: its bias has to grow to the target's scale when the target is not standardised."""
+    import keras
+
+    return [layer for layer in network.layers if isinstance(layer, keras.layers.Dense)][-1]
 
 
 def checkpointer(folder: str | os.PathLike[str], logger: Any, history: list[dict[str, float]],
