@@ -44,7 +44,8 @@ def test_repo_params_file_is_valid_and_complete():
 
 def test_unknown_key_lists_the_allowed_ones(tmp_path):
     path = _write(tmp_path, "simulate:\n  n_event: 10\n")
-    with pytest.raises(ParamsError, match=r"simulate.n_event: unknown key; allowed keys: n_events, seed"):
+    with pytest.raises(ParamsError, match=r"simulate.n_event: unknown key; allowed keys: process, zprime, n_events, "
+                                          r"seed"):
         load_params(path, "simulate")
 
 

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from mtt.cli import main
-from mtt.report import MISSING, ReportError, load_spec, run_report
+from mtt.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, load_spec, run_report
 
 COLUMNS = {"resolution": {"header": "resolution", "format": ".3f"},
            "bias": {"header": "median bias", "format": "+.3f"},
@@ -114,7 +114,7 @@ def test_cli_prints_the_table_and_writes_table_and_figure(study, tmp_path, capsy
     assert main(["report", "--spec", str(spec), "--out", str(tmp_path / "docs")]) == 0
     out = capsys.readouterr().out
     assert "| MDN | 0.111 | +0.002 | – | – | 61 |" in out
-    assert "mtt report: – for row 'MDN'" in out and "wrote" in out
+    assert "mtt report: 3 cell(s) – (no such metric in the run), e.g. row 'MDN'" in out and "wrote" in out
     assert (tmp_path / "docs" / "bias-study-table.md").read_text() in out
     assert (tmp_path / "docs" / "figures" / "spectrum_default.png").is_file()
 
@@ -162,3 +162,36 @@ def test_a_missing_or_duplicated_spec_is_named(tmp_path):
     (tmp_path / "twice.yaml").write_text("rows: []\nrows: []\n")
     with pytest.raises(ReportError, match="twice.yaml: key 'rows' appears twice"):
         load_spec(tmp_path / "twice.yaml")
+
+
+def test_curves_overlay_the_runs_per_epoch_histories(study, tmp_path):
+    client, ids = study
+    for name, scale in (("mse", 1.0), ("mdn", 3.0)):
+        client.log_batch(ids[name], metrics=[Metric("loss", scale / (1 + e), 0, e) for e in range(5)]
+                         + [Metric("grad_norm", 0.1 * e, 0, e) for e in range(5)])
+    curves = [{"name": "dip.png", "runs": {"MSE": ids["mse"], "MDN": ids["mdn"]}, "metrics": ["loss", "grad_norm"],
+               "log_y": ["loss"], "normalise": ["loss"]}]
+    report = run_report(write_spec(tmp_path / "s.yaml", ids, figures=[], curves=curves), tmp_path / "docs",
+                        client=client)
+    assert report.figures == [tmp_path / "docs" / "figures" / "dip.png"]
+    with Image.open(report.figures[0]) as image:
+        assert image.width > 400 and image.height > 200
+    with pytest.raises(ReportError, match="curves 'dip.png': no MLflow run 'nope'"):
+        bad = [{**curves[0], "runs": {"MSE": "nope"}}]
+        run_report(write_spec(tmp_path / "t.yaml", ids, figures=[], curves=bad), tmp_path / "docs", client=client)
+
+
+def test_the_table_is_put_between_the_markers_of_the_document_and_the_prose_is_kept(study, tmp_path):
+    client, ids = study
+    document = tmp_path / "study.md"
+    document.write_text(f"# Study\n\nProse before.\n\n{TABLE_BEGIN}\nold table\n{TABLE_END}\n\nProse after.\n")
+    spec = write_spec(tmp_path / "s.yaml", ids, figures=[], document=str(document))
+    report = run_report(spec, tmp_path / "docs", client=client)
+    text = document.read_text()
+    assert text.startswith("# Study\n\nProse before.\n\n") and text.endswith(f"{TABLE_END}\n\nProse after.\n")
+    assert "old table" not in text and report.markdown.rstrip() in text
+    run_report(spec, tmp_path / "docs", client=client)
+    assert document.read_text() == text  # the same runs give the same document
+    document.write_text("no markers\n")
+    with pytest.raises(ReportError, match="no table markers"):
+        run_report(spec, tmp_path / "docs", client=client)

@@ -155,6 +155,20 @@ def test_trials_draw_from_the_space_reproducibly():
         assert 1e-4 <= values["learning_rate"] <= 1e-2 and values["schedule"] in space["schedule"].choices
 
 
+def test_a_trial_the_train_params_refuse_fails_without_a_run(tmp_path, capsys):
+    import optuna
+
+    from mtt.config import SearchDimension
+    from mtt.sweep import Study
+
+    tune = TuneParams(space={"architecture": SearchDimension(choices=["dense", "set"])})
+    study = Study(tune, ("epochs=1",), _paths(PARAMS, tmp_path / "prepared", tmp_path), tmp_path)
+    # the set architecture needs the objects feature set: no run is started (study.parent is not even set)
+    assert math.isnan(study.objective(optuna.trial.FixedTrial({"architecture": "set"}, number=4)))
+    assert study.rows == [{"trial": 4, "architecture": "set", "run_id": "", "status": "INVALID"}]
+    assert "trial 4: architecture=set: not a valid train setup: " in capsys.readouterr().err
+
+
 def test_the_command_line_has_sweep_and_tune():
     from mtt.cli import build_parser
 
@@ -236,7 +250,8 @@ def test_a_sweep_whose_children_all_fail_fails(small_prepared, store, tmp_path, 
     assert status != 0
     err = capsys.readouterr().err
     assert "prepared split missing" in err and "mtt sweep: error: every child run failed (2)" in err
-    (parent,) = store.search_runs([store.get_experiment_by_name("mtt").experiment_id], "tags.mtt.sweep.param = 'n_train'")
+    experiment = store.get_experiment_by_name("mtt").experiment_id
+    (parent,) = store.search_runs([experiment], "tags.mtt.sweep.param = 'n_train'")
     assert parent.info.status == "FAILED" and parent.data.metrics["n_failed"] == 2
     # train failed before it opened the run: the sweep marked the children FAILED
     assert {run.info.status for run in _children(store, parent).values()} == {"FAILED"}

@@ -297,6 +297,8 @@ class TuneParams(Section):
     @field_validator("space")
     @classmethod
     def _train_params(cls, space: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
+        """Each bound and choice has the train param's type and range; the rules that tie a param to others
+        (architecture=set needs the objects set) depend on the trial, which fails alone if it breaks them."""
         for name, dimension in space.items():
             if name not in TrainParams.model_fields:
                 raise ValueError(f"{name!r} is not a train param; known: {', '.join(TrainParams.model_fields)}")
@@ -304,8 +306,9 @@ class TuneParams(Section):
                 try:
                     TrainParams.model_validate({name: value})
                 except ValidationError as exc:
-                    raise ValueError(f"{name}: {value!r} is not a valid train.{name}: "
-                                     f"{exc.errors()[0]['msg']}") from None
+                    own = [e for e in exc.errors() if e["type"] != "value_error" or name == "feature_set"]
+                    if own:
+                        raise ValueError(f"{name}: {value!r} is not a valid train.{name}: {own[0]['msg']}") from None
         return space
 
 

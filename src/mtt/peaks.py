@@ -103,7 +103,8 @@ def fit_peak(counts: np.ndarray, template: np.ndarray, edges: np.ndarray) -> Pea
     best = None
     for start in excess_starts(counts, template, edges):
         theta0 = np.array([0.95 * n, 0.05 * n, start, 2 * bin_width])
-        found = minimize(nll, theta0, method="L-BFGS-B", bounds=bounds)
+        found = minimize(nll, theta0, method="L-BFGS-B", bounds=bounds,
+                         options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 10_000})
         if best is None or found.fun < best.fun:
             best = found
     assert best is not None
@@ -132,11 +133,19 @@ def fit_yield(counts: np.ndarray, background: np.ndarray, signal: np.ndarray) ->
     shapes = [np.asarray(t, dtype=np.float64) / np.sum(t) for t in (background, signal)]
     n = counts.sum()
 
+    basis = np.stack(shapes)
+
     def nll(theta: np.ndarray) -> float:
-        expected = np.maximum(theta[0] * shapes[0] + theta[1] * shapes[1], 1e-12)
+        expected = np.maximum(theta @ basis, 1e-12)
         return float(np.sum(expected - counts * np.log(expected)))
 
-    found = minimize(nll, np.array([0.95 * n, 0.05 * n]), method="L-BFGS-B", bounds=[(0.0, 2 * n), (0.0, n)])
+    def gradient(theta: np.ndarray) -> np.ndarray:
+        return basis @ (1.0 - counts / np.maximum(theta @ basis, 1e-12))
+
+    # the yields are linear in the model, so with the analytic gradient the fit converges from any start (with
+    # numerical gradients and two nearly equal shapes it stopped where it started)
+    found = minimize(nll, np.array([0.9 * n, 0.1 * n]), jac=gradient, method="L-BFGS-B",
+                     bounds=[(0.0, 2 * n), (0.0, n)], options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 10_000})
     steps = np.maximum(np.abs(found.x) * 1e-4, 1e-2)
     try:
         error = float(np.sqrt(max(np.linalg.inv(hessian(nll, found.x, steps))[1, 1], 0.0)))

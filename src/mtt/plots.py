@@ -191,3 +191,25 @@ def injected_spectra(panels: dict[str, dict[str, np.ndarray]], edges: np.ndarray
             ax.legend(fontsize=9)
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
+
+
+def metric_curves(histories: dict[str, dict[str, tuple[list[int], list[float]]]], metrics: list[str], path: Path,
+                  log_y: set[str], normalise: set[str]) -> None:
+    """Several runs' per-epoch metrics, a panel per metric, one line per run: what moves together."""
+    columns = min(len(metrics), 3)
+    rows = -(-len(metrics) // columns)
+    with figure(path, nrows=rows, ncols=columns, figsize=(5.5 * columns, 4.2 * rows), squeeze=False) as (_, axes):
+        for ax, metric in zip(axes.flat, metrics, strict=False):
+            for label, series in histories.items():
+                steps, values = series.get(metric, ([], []))
+                values = np.asarray(values, dtype=np.float64)
+                if metric in normalise and values.size and values[0] != 0:
+                    values = values / values[0]
+                ax.plot(steps, values, label=label, lw=1.5)
+            ax.set_title(metric + (" / epoch 0" if metric in normalise else ""), fontsize=13)
+            ax.set_xlabel("epoch", fontsize=12)
+            if metric in log_y:
+                ax.set_yscale("log")
+        axes.flat[0].legend(fontsize=9)
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.set_visible(False)

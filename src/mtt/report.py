@@ -28,6 +28,11 @@ MISSING = "–"
 PLACEHOLDER = "estimator"
 
 
+#: the markers around the generated table in a hand-written document
+TABLE_BEGIN = "<!-- mtt report: table begin -->"
+TABLE_END = "<!-- mtt report: table end -->"
+
+
 class ReportError(MttError):
     """A bad report spec, or a run, metric source or figure the spec names that the store does not have."""
 
@@ -114,6 +119,20 @@ class Figure(SpecModel):
         return value
 
 
+class Curves(SpecModel):
+    """Per-epoch metric histories of several runs overlaid, a panel per metric (e.g. what coincides with a dip
+    of the loss), drawn into `<out>/figures/<name>`."""
+
+    name: str = Field(min_length=1, description="file name under <out>/figures/, ending in .png")
+    runs: dict[str, str] = Field(min_length=1, description="legend label -> MLflow run id")
+    metrics: list[str] = Field(min_length=1, description="metric keys logged per epoch (step = epoch)")
+    log_y: list[str] = Field([], description="metrics drawn on a logarithmic axis")
+    normalise: list[str] = Field([], description="metrics divided by their first epoch's value (losses in "
+                                 "different units compare)")
+
+    _plain_png = field_validator("name")(Figure._plain_png.__func__)  # type: ignore[attr-defined]
+
+
 class ReportSpec(SpecModel):
     """What a study's table and figures are made of."""
 
@@ -123,6 +142,9 @@ class ReportSpec(SpecModel):
     extra_columns: list[ExtraColumn] = Field([], description="columns read with their full metric key")
     rows: list[Row] = Field(min_length=1, description="table rows, in order")
     figures: list[Figure] = Field([], description="plots to copy")
+    curves: list[Curves] = Field([], description="per-epoch histories of several runs, drawn together")
+    document: str | None = Field(None, description="a hand-written Markdown file whose table, between the lines "
+                                 f"{TABLE_BEGIN!r} and {TABLE_END!r}, is replaced by the generated one")
     max_width: int = Field(900, ge=100, le=4000, description="figures wider than this (pixels) are scaled down")
 
     @model_validator(mode="after")
@@ -324,6 +346,36 @@ def fetch_figure(runs: RunCache, figure: Figure, folder: Path, max_width: int) -
     return folder / figure.name
 
 
+def draw_curves(runs: RunCache, curves: Curves, folder: Path) -> Path:
+    """Fetch each run's per-epoch history of each metric and draw them together; the file written."""
+    from mtt import plots
+
+    who = f"curves {curves.name!r}"
+    histories: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for label, run_id in curves.runs.items():
+        runs.get(run_id, who)
+        histories[label] = {}
+        for metric in curves.metrics:
+            points = sorted(runs.client.get_metric_history(run_id, metric), key=lambda m: m.step)
+            histories[label][metric] = ([m.step for m in points], [m.value for m in points])
+    plots.metric_curves(histories, curves.metrics, folder / curves.name, set(curves.log_y), set(curves.normalise))
+    return folder / curves.name
+
+
+def insert_table(document: Path, markdown: str) -> None:
+    """Replace the table between the markers of a hand-written document, leaving the prose as it is."""
+    try:
+        text = document.read_text()
+    except OSError as exc:
+        raise ReportError(f"document {document}: cannot be read ({exc})") from None
+    begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise ReportError(f"document {document}: no table markers; put the lines {TABLE_BEGIN!r} and "
+                          f"{TABLE_END!r} where the table goes")
+    with atomic_file(document) as target:
+        target.write_text(f"{text[:begin]}{TABLE_BEGIN}\n{markdown.rstrip()}\n{text[end:]}")
+
+
 @dataclass
 class Report:
     """What `run_report` wrote."""
@@ -357,6 +409,7 @@ def run_report(spec_path: str | os.PathLike[str], out_dir: str | os.PathLike[str
     written = []
     with tempfile.TemporaryDirectory(prefix="mtt-report-") as tmp:
         staged = [fetch_figure(runs, figure, Path(tmp), spec.max_width) for figure in spec.figures]
+        staged += [draw_curves(runs, curves, Path(tmp)) for curves in spec.curves]
         for path in staged:
             with atomic_file(out_dir / "figures" / path.name) as target:
                 target.write_bytes(path.read_bytes())
@@ -364,6 +417,8 @@ def run_report(spec_path: str | os.PathLike[str], out_dir: str | os.PathLike[str
     table_path = out_dir / f"{spec_path.stem}-table.md"
     with atomic_file(table_path) as target:
         target.write_text(table.markdown)
+    if spec.document:
+        insert_table(Path(spec.document), table.markdown)
     return Report(table_path, written, table.markdown, table.missing)
 
 
@@ -371,8 +426,9 @@ def main(spec_path: str, out_dir: str) -> Report:
     """The command: build the report, print the table, say what was written and which metrics were absent."""
     report = run_report(spec_path, out_dir)
     print(report.markdown)
-    for note in report.missing:
-        print(f"mtt report: {MISSING} for {note}")
+    if report.missing:  # expected where an estimator has no such figure; the first few say which
+        shown = "; ".join(report.missing[:3])
+        print(f"mtt report: {len(report.missing)} cell(s) {MISSING} (no such metric in the run), e.g. {shown}")
     print(f"mtt report: wrote {report.table}" + (f" and {len(report.figures)} figure(s) in "
                                                  f"{Path(out_dir) / 'figures'}" if report.figures else ""))
     return report

@@ -20,7 +20,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +74,12 @@ def split_overrides(overrides: Sequence[str]) -> tuple[str, list[str], list[str]
         raise ParamsError("mtt sweep: give exactly one train param with comma-separated values, e.g. "
                           f"-S n_train=1e4,3e4,1e5 (got {len(swept)}: {', '.join(swept) or 'none'})")
     key, _, values = swept[0].partition("=")
-    return key.strip().removeprefix("train."), values.split(","), [item for item in overrides if item != swept[0]]
+    return key.strip().removeprefix("train."), values.split(","), fixed_overrides(o for o in overrides if o != swept[0])
+
+
+def fixed_overrides(overrides: Iterable[str]) -> list[str]:
+    """The overrides that set something: `-S epochs=` (an empty MLproject parameter) keeps params.yaml."""
+    return [item for item in overrides if item.partition("=")[2].strip()]
 
 
 def _lists_values(override: str) -> bool:
@@ -330,8 +335,9 @@ def run_child(parent: Parent, child: Child, paths: StagePaths) -> ChildResult:
     except KeyboardInterrupt:
         settle(parent.client, run_id, "KILLED")
         raise
+    finally:
+        parent.client.set_tag(run_id, "mlflow.runName", child.name)  # train names the run after its overrides
     status = settle(parent.client, run_id, "FAILED" if error else "FINISHED")
-    parent.client.set_tag(run_id, "mlflow.runName", child.name)  # train names the run after its overrides
     for log in sorted(child.folder.glob("*.out")) + sorted(child.folder.glob("*.err")):
         parent.client.log_artifact(run_id, str(log), artifact_path="logs")
     metrics = parent.client.get_run(run_id).data.metrics
@@ -517,7 +523,7 @@ def run_tune(tune: TuneParams, train_overrides: Sequence[str], paths: StagePaths
     import mlflow
     import optuna
 
-    fixed = tuple(train_overrides)
+    fixed = tuple(fixed_overrides(train_overrides))
     shared = parse_overrides(list(fixed), "train")
     clash = sorted(set(shared) & set(tune.space))
     if clash:
