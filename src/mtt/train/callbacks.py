@@ -46,17 +46,18 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     to_gev = predict.layers[-1]
     x_val, y_val = tf.constant(val.x), tf.constant(val.y)
 
-    probe, head = relu_probe(network), output_layer(network)
+    probed, head = relu_probe(network), output_layer(network)
 
     @tf.function
     def val_pass() -> tuple[Any, Any, Any, Any]:
-        """Per-event val losses, GeV predictions, the global gradient norm and the dead-ReLU fraction on 1024
-        val events: one graph, traced once, so the per-epoch cost is a few milliseconds."""
-        output = network(x_val, training=False)
+        """Per-event val losses, GeV predictions, the dead-ReLU fraction (from the same forward pass) and the
+        global gradient norm on 1024 val events: one graph, traced once, so the per-epoch cost is a few
+        milliseconds."""
+        output, *activations = probed(x_val, training=False)
         with tf.GradientTape() as tape:
             loss = loss_object(y_val[:1024], network(x_val[:1024], training=False))
         norm = tf.linalg.global_norm([g for g in tape.gradient(loss, network.trainable_weights) if g is not None])
-        dead = tf.constant(0.0) if probe is None else dead_fraction(probe(x_val[:1024], training=False))
+        dead = dead_fraction(activations) if activations else tf.constant(0.0)
         return loss_object(y_val, output), to_gev(output), norm, dead
 
     class EpochLogger(keras.callbacks.Callback):
@@ -103,8 +104,8 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
 
 
 def relu_probe(network: Any) -> Any:
-    """A model giving the outputs of the network's ReLU units (Dense with relu, or a relu activation layer):
-    a unit that is zero for every event is dead and no longer learns. None where there are none."""
+    """The network with the outputs of its ReLU units (Dense with relu, or a relu activation layer) after its
+    own output, sharing its weights: a unit that is zero for every val event is dead and no longer learns."""
     import keras
 
     def is_relu(layer: Any) -> bool:
@@ -113,14 +114,13 @@ def relu_probe(network: Any) -> Any:
             getattr(activation, "__name__", "") == "relu" or isinstance(layer, keras.layers.ReLU)
 
     outputs = [layer.output for layer in network.layers if is_relu(layer)]
-    return keras.Model(network.inputs, outputs) if outputs else None
+    return keras.Model(network.inputs, [network.outputs[0], *outputs])
 
 
 def dead_fraction(activations: Any) -> Any:
     """Share of ReLU units that are zero for every event of the batch."""
     import tensorflow as tf
 
-    activations = activations if isinstance(activations, (list, tuple)) else [activations]
     dead = [tf.reduce_all(tf.reshape(a, (tf.shape(a)[0], -1)) <= 0.0, axis=0) for a in activations]
     flags = tf.concat(dead, axis=0)
     return tf.reduce_mean(tf.cast(flags, tf.float32))
