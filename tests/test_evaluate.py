@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from mtt.config import EvaluateParams, TrainParams
+from mtt.dataset import TARGET
 from mtt.errors import ArtifactError, DataError, EvaluateError
 from mtt.evaluate import run_evaluate
-from mtt.evaluate.estimators import momenta, visible_mass, visible_scale
+from mtt.evaluate.estimators import Evaluation, likelihood_prior, momenta, visible_mass, visible_scale
 from mtt.evaluate.stage import read_split
 from mtt.train import TrainPaths, run_train
 
@@ -79,7 +80,8 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     assert "smallest m_tt" in (root / "eval" / "ellipse_rule.txt").read_text()
     # the point head: unfolded model and ellipse spectra (response from val), the MDN estimators skipped
     assert stored["head"] == "point" and "model_unfolded" in stored and "ellipse_unfolded" in stored
-    assert set(stored["skipped"]) == {"mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "quantile"}
+    assert set(stored["skipped"]) == {"mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood",
+                                      "quantile"}
     unfolded = pd.read_csv(root / "eval" / "unfolded.csv")
     assert {"truth", "model_unfolded", "model_unfolded_pull", "ellipse_unfolded_relative_uncertainty"} <= set(
         unfolded.columns) and unfolded.truth.sum() <= n
@@ -130,7 +132,7 @@ def test_an_mdn_gives_mode_mean_sample_expected_spectrum_and_calibration(small_p
     params = EvaluateParams(split="val", ellipse=False, unfold_replicas=5, unfold_min_events=5)
     figures = run_evaluate(params, small_prepared, mdn / "models", mdn / "eval")
     assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded"}
-    for name in ("mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "model_unfolded"):
+    for name in ("mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood", "model_unfolded"):
         assert np.isfinite(figures[name]["width_ratio"]), name
     assert 0 < figures["mdn"]["coverage_68"] < figures["mdn"]["coverage_95"] <= 1 and figures["mdn"]["crps"] > 0
     assert (mdn / "eval" / "plots" / "pit_mdn.png").is_file() and (mdn / "eval" / "plots" / "coverage.png").is_file()
@@ -153,3 +155,16 @@ def test_too_few_val_events_skip_the_unfolding_and_say_why(small_prepared, train
                            tmp_path / "eval")
     assert "too few to unfold" in figures["skipped"]["model_unfolded"] and "model_unfolded" not in figures
     assert list(pd.read_csv(tmp_path / "eval" / "unfolded.csv").columns) == ["m_tt_low", "m_tt_high", "truth"]
+
+
+def test_the_likelihood_needs_the_prior_the_mdn_was_trained_under():
+    """The train split's spectrum is the prior only for unweighted training: flat weights skip the estimator."""
+    train = pd.DataFrame({TARGET: np.random.default_rng(1).gamma(1.6, 115.0, 2000) + 345.0})
+    names = ["mdn_mode", "mdn_likelihood"]
+    result = Evaluation({"skipped": {}}, {}, {})
+    grid, log_prior = likelihood_prior(names, result, train, {"params": {"sample_weights": "none"}})
+    assert grid[0] >= train[TARGET].min() and grid[-1] <= train[TARGET].max() and np.all(np.diff(grid) == 2.0)
+    density = np.exp(log_prior)
+    assert np.sum(density) * 2.0 == pytest.approx(1.0, abs=0.02)  # a normalised density in GeV^-1 on the grid
+    assert likelihood_prior(names, result, train, {"params": {"sample_weights": "flat"}}) is None
+    assert names == ["mdn_mode"] and "sample_weights='flat'" in result.figures["skipped"]["mdn_likelihood"]
