@@ -17,6 +17,7 @@ import yaml
 from mtt.config import TuneParams, load_params, load_yaml
 from mtt.errors import ParamsError
 from mtt.sweep import (
+    Child,
     StagePaths,
     log_scale,
     parse_value,
@@ -24,6 +25,7 @@ from mtt.sweep import (
     plot_rows,
     run_sweep,
     run_tune,
+    stage_commands,
     suggest,
     write_table,
     yaml_text,
@@ -84,6 +86,16 @@ def test_a_sweep_plan_keeps_the_fixed_overrides():
     assert sweep.label("10000") == "n_train=10000"
     presets = plan_sweep(PARAMS, ["preset=none,seed_baseline", "batch_size=4096"])
     assert presets.values == ("none", "seed_baseline") and presets.fixed == ("batch_size=4096",)
+
+
+def test_children_evaluate_with_the_zprime_sample_only_when_given(tmp_path):
+    child = Child("n_train=10000", ("n_train=10000",), {"sweep.n_train": 10000}, tmp_path / "n_train=10000")
+    paths = StagePaths(params=Path("params.yaml"), prepared=Path("data/prepared"), reference=Path("data/reference"))
+    assert "--zprime" not in stage_commands(child, paths)["evaluate"]
+    with_zprime = StagePaths(**{**paths.__dict__, "zprime": Path("data/prepared_zprime")})
+    evaluate = stage_commands(child, with_zprime)["evaluate"]
+    assert evaluate[evaluate.index("--zprime") + 1] == "data/prepared_zprime"
+    assert "--zprime" not in stage_commands(child, with_zprime)["train"]
 
 
 # --- table and plot -----------------------------------------------------------------------------------------

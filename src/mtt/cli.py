@@ -36,6 +36,8 @@ def _add_child_paths(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--docs", default="reports/data_docs", help="the validate stage's Data Docs, attached too")
     parser.add_argument("--out", default=None, help=f"folder of the table, the plot and one folder per child run "
                                                     f"(default: {out})")
+    parser.add_argument("--zprime", default=None, metavar="PREPARED",
+                        help="prepared Z' sample: every child's evaluate injects it (e.g. data/prepared_zprime)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,7 +216,8 @@ def run_search(args: argparse.Namespace) -> int:
     from mtt.sweep import StagePaths, run_sweep, run_tune
 
     paths = StagePaths(params=Path(args.params), prepared=Path(args.prepared), reference=Path(args.reference),
-                       validation=_path(args.validation), docs=_path(args.docs), out=_path(args.out))
+                       validation=_path(args.validation), docs=_path(args.docs), out=_path(args.out),
+                       zprime=_path(args.zprime))
     if args.stage == "sweep":
         run_sweep(args.overrides, paths)
     else:

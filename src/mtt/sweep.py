@@ -62,6 +62,7 @@ class StagePaths:
     validation: Path | None = None
     docs: Path | None = None
     out: Path | None = None
+    zprime: Path | None = None  # a prepared Z' sample: each child's evaluate injects it (prior robustness)
 
 
 # --- values ------------------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def stage_commands(child: Child, paths: StagePaths) -> dict[str, list[str]]:
              "--checkpoints", str(folder / "checkpoints")]
     evaluate = [*mtt, "evaluate", "--params", str(paths.params), "--prepared", str(paths.prepared),
                 "--model", str(folder / "models"), "--out", str(folder / "eval"),
-                "--history", str(folder / "history.csv")]
+                "--history", str(folder / "history.csv"), *(["--zprime", str(paths.zprime)] if paths.zprime else [])]
     return {"train": train, "evaluate": evaluate}
 
 
