@@ -22,7 +22,7 @@ from pathlib import Path
 import uproot
 
 from mtt.config import PrepareParams, SimulateParams
-from mtt.prepare.schemas import NATIVE
+from mtt.events.schemas import NATIVE
 from mtt.simulate import MANIFEST, run_simulation
 
 WORK = Path(__file__).resolve().parent / ".work"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,20 @@ class ModelArtifact:
         return self.meta.get("mlflow_run_id")
 
 
-def save_model_dir(folder: str | os.PathLike[str], model: Any, scaler: Scaler, meta: dict[str, Any]) -> None:
+#: the train profile of the reference the model was trained against, copied into its folder: predict's drift
+#: checks need it wherever the model goes (a run, the registry)
+PROFILE_FILE = "profile.json"
+
+
+def save_model_dir(folder: str | os.PathLike[str], model: Any, scaler: Scaler, meta: dict[str, Any],
+                   profile: str | os.PathLike[str] | None = None) -> None:
     """Write the model folder as a whole (it replaces the old one only when complete)."""
     with atomic_dir(folder) as tmp:
         model.save(tmp / MODEL_FILE)
         save_scaler(scaler, tmp / SCALER_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if profile is not None and Path(profile).is_file():
+            shutil.copyfile(profile, tmp / PROFILE_FILE)
 
 
 def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:

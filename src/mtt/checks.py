@@ -21,6 +21,14 @@ from mtt.preprocessing import momentum_like
 
 #: a feature's median may differ from its train median by at most this factor before it counts as a unit error
 UNIT_FACTOR = 3.0
+#: spread of log(momentum) in a selected sample: the median of n events scatters by ~1.25 * 0.8 / sqrt(n) in log
+LOG_MOMENTUM_SPREAD = 0.8
+
+
+def unit_factor(n_events: int) -> float:
+    """UNIT_FACTOR widened by 5 standard errors of a median of n events: 3.1 at 24k events, 3.5 at 1k, 36 at 4.
+    A factor 1000 (MeV read as GeV) is caught from 2 events on; a loose selection's 4 events are not refused."""
+    return float(UNIT_FACTOR * np.exp(5 * 1.25 * LOG_MOMENTUM_SPREAD / np.sqrt(max(n_events, 1))))
 
 
 def reference_medians(profile: dict[str, Any], columns: list[str]) -> dict[str, float]:
@@ -35,14 +43,15 @@ def reference_medians(profile: dict[str, Any], columns: list[str]) -> dict[str, 
 
 
 def unit_problems(frame: pd.DataFrame, medians: dict[str, float]) -> list[str]:
-    """Momentum-like columns whose median is off the train median by more than UNIT_FACTOR."""
+    """Momentum-like columns whose median is off the train median by more than `unit_factor` of the sample."""
     problems = []
+    factor = unit_factor(len(frame))
     for column, reference in medians.items():
         if column not in frame.columns or reference <= 0:
             continue
         median = float(np.median(frame[column].to_numpy(np.float64)))
         ratio = median / reference
-        if not 1 / UNIT_FACTOR <= ratio <= UNIT_FACTOR:
+        if not 1 / factor <= ratio <= factor:
             hint = " (the input is in MeV?)" if 300 < ratio < 3000 else " (GeV read as MeV?)" if ratio < 0.003 else ""
             problems.append(f"units: {column}: median {median:.4g} against {reference:.4g} on train, x{ratio:.3g}"
                             f"{hint}")
@@ -205,3 +214,41 @@ def consistency_problems(frame: pd.DataFrame, allowed_fraction: float = 1e-3) ->
                             f"{CONSISTENCY_TOLERANCE:g} (median {np.nanmedian(residual.to_numpy()):+.3g}): a column "
                             "was rescaled on its own")
     return problems
+
+
+# --- drift of new data against the train profile (what predict prints before it predicts) -------------------
+
+
+def drift_rows(frame: pd.DataFrame, profile: dict[str, Any], features: list[str], mean_shift_max: float,
+               quantile_shift_max: float) -> list[dict[str, Any]]:
+    """Per feature, the mean shift (train sds) and the median's place in the train distribution, each against
+    its bound: the tolerance plus 5 standard errors of the comparison (validate's drift rule, its two sharpest
+    statistics, computed here without great-expectations)."""
+    n_train = int(profile.get("n_rows", 0)) or 1
+    rows = []
+    for column in features:
+        reference = profile.get("features", {}).get(column)
+        values = frame[column].to_numpy(np.float64)
+        values = values[np.isfinite(values)]
+        if reference is None or values.size == 0 or not reference.get("std"):
+            continue
+        noise = 5 * np.sqrt(1 / values.size + 1 / n_train)
+        shift = (values.mean() - reference["mean"]) / reference["std"]
+        grid = np.asarray(reference.get("quantile_grid", []), dtype=np.float64)
+        place = grid_place(grid, float(np.median(values)))
+        expected = grid_place(grid, float(reference["quantiles"].get("0.5", np.nan)))  # 0.5 unless discrete
+        rows.append({"feature": column, "mean_shift": float(shift), "mean_bound": mean_shift_max + noise,
+                     "median_quantile": place, "train_median_quantile": expected,
+                     "quantile_bound": quantile_shift_max + 0.5 * noise})
+        rows[-1]["drifted"] = bool(abs(shift) > rows[-1]["mean_bound"] or
+                                   abs(place - expected) > rows[-1]["quantile_bound"])
+    return rows
+
+
+def grid_place(grid: np.ndarray, value: float) -> float:
+    """Where `value` sits in the train distribution (its quantile grid): the middle of the grid points equal to
+    it, so a discrete feature's median has the same place in the train and in unshifted new data."""
+    if grid.size < 2 or not np.isfinite(value):
+        return 0.5
+    middle = (np.searchsorted(grid, value, "left") + np.searchsorted(grid, value, "right") - 1) / 2
+    return float(np.clip(middle / (grid.size - 1), 0.0, 1.0))

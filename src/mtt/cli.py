@@ -111,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("-T", "--train-set", dest="train_overrides", action="append", default=[],
                       metavar="KEY=VALUE", help="a train param fixed for every trial, e.g. -T epochs=5")
     _add_child_paths(tune, "sweeps/tune")
+    predict = _stage(sub, "predict", "a trained model on new ROOT files (simulated or CMS NanoAOD)",
+                     "Apply a trained model to ROOT files with the selection and features of its training data "
+                     "(carried in model.json): one row per input event, m_tt where it passes. -S changes the "
+                     "prepare section, e.g. -S selection.n_btag_min=0.")
+    predict.add_argument("--model", required=True,
+                         help="a models/ folder, runs:/<run id>, or models:/<name>@<alias> (or /<version>)")
+    predict.add_argument("--input", action="append", required=True, metavar="PATH",
+                         help="ROOT file or folder of .root files (repeatable)")
+    predict.add_argument("--output", required=True, help="file.parquet, or file.root (a friend tree of the input)")
+    predict.add_argument("--schema", choices=["native", "nanoaod"], default=None, help="input branch layout")
+    predict.add_argument("--units", choices=["GeV", "MeV"], default=None, help="energy unit of the input")
+    predict.add_argument("--reference", default=None,
+                         help="a reference folder whose train profile the drift checks use (default: the profile "
+                              "saved with the model)")
+    predict.add_argument("--strict", action="store_true", help="refuse, instead of warning, when features drifted")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
     runs = sub.add_parser("runs", help="MLflow housekeeping: mark runs of dead processes KILLED",
                           description="Runs left RUNNING by a process that died without a word (SIGKILL, a lost "
                                       "node) are marked KILLED; `mtt train` does the same for its experiment.")
@@ -122,7 +138,38 @@ def build_parser() -> argparse.ArgumentParser:
                                         "from the runs' metrics and artifacts, and print the table.")
     report.add_argument("--spec", required=True, help="report spec, e.g. docs/bias-study.yaml")
     report.add_argument("--out", default="docs", help="output folder (default: docs)")
+    promote = sub.add_parser("promote", help="move the registered model's alias champion to a better version",
+                             description="Move alias `champion` of a registered model to a version (--version, "
+                                         "--run, default: the one alias `candidate` names) when its metric is "
+                                         "lower than the champion's, or with --force; print what was done and why. "
+                                         "An empty value keeps the default (as `mlflow run -e promote` passes it).")
+    promote.add_argument("--params", default="params.yaml", help="params file: train.registered_model and "
+                         "train.promote_metric are the defaults (default: params.yaml)")
+    promote.add_argument("--name", default=None, help="registered model (default: train.registered_model)")
+    promote.add_argument("--version", default=None, help="the version to promote (default: alias candidate)")
+    promote.add_argument("--run", default=None, metavar="RUN_ID", help="promote the version this run registered "
+                         "(instead of --version)")
+    promote.add_argument("--metric", default=None, help="run metric to compare, lower is better (default: "
+                         "train.promote_metric, e.g. final/val_resolution; model/resolution once evaluate ran)")
+    promote.add_argument("--force", nargs="?", const="true", default="false", choices=["true", "false", ""],
+                         metavar="true|false", help="move champion whatever the metric says (--force, or --force=true)")
     return parser
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    """`mtt promote`: the name and metric default to params.yaml's train section (read only when needed)."""
+    from mtt.registry import main as promote_main
+
+    if args.version and args.run:
+        raise MttError("give --version or --run, not both")
+    train = load_params(args.params, "train") if not (args.name and args.metric) else None
+    name = args.name or train.registered_model
+    if not name:
+        raise MttError(f"no registered model to promote: train.registered_model is empty in {args.params}; "
+                       "give --name")
+    promote_main(name, args.metric or train.promote_metric, args.version or None, args.run or None,
+                 args.force == "true")
+    return 0
 
 
 def cleanup_runs(experiment: str | None) -> list[str]:
@@ -160,6 +207,21 @@ def new_data(paths: list[str], prepare: Any) -> Any:
         return pd.concat([pd.read_parquet(split_path(Path(tmp) / "prepared", s)) for s in SPLITS], ignore_index=True)
 
 
+def run_predict(args: argparse.Namespace) -> int:
+    """`mtt predict`: params.yaml's prepare section under the model's own, then the command line's changes."""
+    from mtt.predict import Request
+    from mtt.predict import main as predict_main
+
+    changes = parse_overrides(args.overrides, "prepare")
+    changes.update({k: v for k, v in (("schema", args.schema), ("units", args.units)) if v is not None})
+    load_params(args.params, "prepare", changes)  # a bad override stops here, naming the key
+    drift = load_params(args.params, "validate").drift
+    request = Request(args.model, args.input, Path(args.output), _path(args.reference), args.strict, args.overwrite)
+    predict_main(request, load_params(args.params, "prepare"), changes, (drift.mean_shift_max,
+                                                                         drift.quantile_shift_max))
+    return 0
+
+
 def run_stage(args: argparse.Namespace) -> int:
     """Load the stage's params (failing early on bad ones) and run it; the exit status."""
     if args.stage == "runs":
@@ -167,6 +229,10 @@ def run_stage(args: argparse.Namespace) -> int:
         return 0
     if args.stage in ("sweep", "tune"):
         return run_search(args)
+    if args.stage == "predict":
+        return run_predict(args)
+    if args.stage == "promote":
+        return run_promote(args)
     if args.stage == "report":
         from mtt.report import main as report_main
 

@@ -221,6 +221,12 @@ class TrainParams(Section):
     resume: bool = Field(False, description="continue an interrupted run from its last epoch, in the same MLflow run")
     seed: int = Field(42, ge=0, lt=2**31)
     experiment: str = Field("mtt", min_length=1, description="MLflow experiment")
+    registered_model: str = Field(
+        "mtt-mtt", description="MLflow registered model: each run's model becomes a new version of it with alias "
+        "`candidate` (`mtt promote` moves `champion`); empty = do not register")
+    promote_metric: str = Field(
+        "final/val_resolution", min_length=1, description="run metric `mtt promote` compares, lower is better "
+        "(recorded on each registered version); the val resolution at the best epoch keeps the test split honest")
 
     @field_validator("feature_set")
     @classmethod

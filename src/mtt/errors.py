@@ -37,3 +37,11 @@ class TrainError(MttError):
 
 class EvaluateError(MttError):
     """Missing model, split or columns for evaluation, named."""
+
+
+class RegistryError(MttError):
+    """A missing registered model, version, alias or metric in the MLflow model registry, named."""
+
+
+class PredictError(MttError):
+    """A model, input or output that `mtt predict` cannot use."""

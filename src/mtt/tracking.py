@@ -171,3 +171,72 @@ def log_data_checks(summary_path: str | os.PathLike[str], docs_dir: str | os.Pat
     mlflow.log_artifact(str(summary_path), artifact_path="data_checks")
     if docs_dir is not None and Path(docs_dir).is_dir():
         mlflow.log_artifacts(str(docs_dir), artifact_path="data_checks/data_docs")
+
+
+#: MLflow's dataset-input context of each prepared split
+SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+#: hex digits of the content SHA-256 kept as a dataset's digest (MLflow stores at most 36 characters)
+DIGEST_LENGTH = 16
+
+
+def split_dataset(path: str | os.PathLike[str], sha256: str) -> object:
+    """A prepared Parquet split as an MLflow dataset, without reading its rows: source the file's path, digest
+    the first DIGEST_LENGTH hex digits of its content SHA-256 (the hash the run's lineage already computed),
+    schema and row count from the Parquet footer; named <folder>/<file stem>, e.g. prepared/train."""
+    import json
+
+    import pyarrow.parquet as pq
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.types import ColSpec, Schema
+
+    class ParquetDataset(MetaDataset):
+        """A MetaDataset with the row count as its profile."""
+
+        def __init__(self, rows: int, **kwargs: object) -> None:
+            self.rows = rows
+            super().__init__(**kwargs)
+
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": self.rows}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    path = Path(path).resolve()
+    footer = pq.read_metadata(path)
+    schema = Schema([ColSpec(_mlflow_type(field.type), field.name) for field in footer.schema.to_arrow_schema()])
+    return ParquetDataset(footer.num_rows, source=LocalArtifactDatasetSource(str(path)), name=f"{path.parent.name}/"
+                          f"{path.stem}", digest=sha256[:DIGEST_LENGTH], schema=schema)
+
+
+def _mlflow_type(arrow_type: object) -> str:
+    """MLflow's column type for a Parquet column type (unsigned integers as long, categories as string)."""
+    import pyarrow as pa
+
+    if pa.types.is_float32(arrow_type) or pa.types.is_float16(arrow_type):
+        return "float"
+    if pa.types.is_floating(arrow_type):
+        return "double"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_integer(arrow_type):
+        small = arrow_type.bit_width < 32 or (arrow_type.bit_width == 32 and pa.types.is_signed_integer(arrow_type))
+        return "integer" if small else "long"
+    if pa.types.is_timestamp(arrow_type):
+        return "datetime"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "binary"
+    return "string"
+
+
+def log_split_inputs(splits: dict[str, tuple[str | os.PathLike[str], str]]) -> None:
+    """Log the prepared splits a run read (split -> (path, content SHA-256)) as its dataset inputs, with the
+    context training, validation or testing: the runs table's Dataset column then tells runs on different
+    data apart."""
+    import mlflow
+
+    datasets = [split_dataset(path, sha256) for path, sha256 in splits.values()]
+    mlflow.log_inputs(datasets, contexts=[SPLIT_CONTEXTS.get(split, split) for split in splits],
+                      tags_list=[None] * len(datasets))

@@ -13,7 +13,7 @@ import pytest
 
 from mtt.config import TrainParams
 from mtt.dataset import ELLIPSE_FEATURES, FEATURE_SETS, object_columns
-from mtt.model import ModelSpec, ObjectTokens, TargetTransform, build_network, inference_model
+from mtt.model import ModelSpec, ObjectTokens, TargetTransform, build_network, inference_model, object_tokens
 from mtt.preprocessing import Scaler
 from mtt.train.setup import compiled_network
 
@@ -121,7 +121,7 @@ def test_deep_sets_and_extra_globals():
 
 def test_tokens_hold_momenta_flags_and_type_and_padded_slots_are_zero():
     x = X[:16]
-    tokens, mask, globals_ = (np.asarray(t) for t in ObjectTokens(FEATURES)(x))
+    tokens, mask, globals_ = (np.asarray(t) for t in ObjectTokens(FEATURES, object_tokens(FEATURES))(x))
     assert tokens.shape == (16, 2 + MAX_JETS + 1, 10) and mask.shape == (16, 2 + MAX_JETS + 1)
     column = {name: x[:, i] for i, name in enumerate(FEATURES)}
     np.testing.assert_array_equal(tokens[:, 0, :6], np.column_stack(

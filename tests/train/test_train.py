@@ -73,6 +73,27 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
     assert list(pd.read_csv(tmp_path / "history.csv").epoch) == [0, 1]
     assert json.loads((tmp_path / "models" / "model.json").read_text())["mlflow_run_id"] == run.info.run_id
+    # registered as version 1 of train.registered_model, alias candidate, with the promotion metric recorded
+    version = store.get_model_version_by_alias(TINY.registered_model, "candidate")
+    assert str(version.version) == "1" and version.run_id == run.info.run_id
+    assert version.tags["promote.metric"] == TINY.promote_metric == "final/val_resolution"
+    assert float(version.tags["promote.value"]) == run.data.metrics["final/val_resolution"]
+    # the splits it read as MLflow datasets: source the path, digest the content hash, schema from the footer
+    from mtt.io import file_sha256
+
+    inputs = {tag.value: entry.dataset for entry in store.get_run(run.info.run_id).inputs.dataset_inputs
+              for tag in entry.tags if tag.key == "mlflow.data.context"}
+    assert set(inputs) == {"training", "validation", "testing"}
+    for context, split in (("training", "train"), ("validation", "val"), ("testing", "test")):
+        dataset, path = inputs[context], (prepared / f"{split}.parquet").resolve()
+        assert dataset.name == f"prepared/{split}" and dataset.source_type == "local"
+        assert json.loads(dataset.source) == {"uri": str(path)}
+        assert dataset.digest == file_sha256(path)[:16]
+        assert split == "test" or run.data.tags[f"data.{split}_sha256"].startswith(dataset.digest)  # lineage's hash
+        assert json.loads(dataset.profile) == {"num_rows": len(pd.read_parquet(path, columns=["m_tt"]))}
+        columns = {c["name"]: c["type"] for c in json.loads(dataset.schema)["mlflow_colspec"]}
+        assert (columns["m_tt"], columns["run"], columns["event"], columns["channel"]) == (
+            "float", "long", "long", "string")  # the footer's types: float32, uint32, uint64, string
 
 
 @pytest.mark.slow

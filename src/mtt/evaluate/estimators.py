@@ -12,6 +12,7 @@ from mtt.config import EvaluateParams
 from mtt.dataset import OBJECTS, TARGET
 from mtt.distributions import Mixture
 from mtt.errors import EvaluateError
+from mtt.inference import HeadOutput, head_output
 from mtt.kinematics import cartesian
 from mtt.metrics import (
     coverage,
@@ -66,38 +67,6 @@ PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_mean", "mdn_sample", "mdn_expe
 #: the likelihood maximum is searched on this grid step (GeV), inside the train truth's 0.1%-99.9% range
 LIKELIHOOD_STEP = 2.0
 UNFOLDED = ["model_unfolded", "ellipse_unfolded"]
-
-
-@dataclass
-class HeadOutput:
-    """The trained head's predictions for a set of events, in GeV."""
-
-    head: str
-    point: np.ndarray  # the MSE value, the mixture median, or the median quantile
-    mixture: Mixture | None = None
-    quantiles: np.ndarray | None = None  # (n, q)
-    levels: list[float] = field(default_factory=list)
-
-
-def head_output(model: Any, x: np.ndarray, meta: dict[str, Any]) -> HeadOutput:
-    """Run the saved inference model (and, for an MDN, its layer before `to_gev`) on x."""
-    import keras
-
-    layer = model.get_layer("to_gev")
-    config = layer.get_config()
-    head = config["head"]
-    if head == "mdn":
-        raw = np.asarray(keras.Model(model.input, layer.input)(x))
-        mixture = Mixture.from_head(raw, config["components"], config["kind"], config["mean"], config["std"])
-        return HeadOutput(head, mixture.median(), mixture=mixture)
-    out = np.asarray(model(x), dtype=np.float64).reshape(len(x), -1)
-    if head == "quantile":
-        levels = [float(q) for q in meta.get("params", {}).get("quantiles", [])]
-        if len(levels) != out.shape[1]:
-            raise EvaluateError(f"model.json lists quantiles {levels}, the model predicts {out.shape[1]} values")
-        median = out[:, int(np.argmin(np.abs(np.asarray(levels) - 0.5)))]
-        return HeadOutput(head, median, quantiles=np.sort(out, axis=1), levels=levels)
-    return HeadOutput(head, out[:, 0])
 
 
 def chosen_estimators(head: str, wanted: list[str], ellipse: bool, unfold: bool) -> tuple[list[str], dict[str, str]]:

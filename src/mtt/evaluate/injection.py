@@ -28,13 +28,13 @@ from mtt.evaluate.estimators import (
     VISIBLE,
     Evaluation,
     ellipse_mtt,
-    head_output,
     mixture_estimators,
     momenta,
     training_prior,
     visible_mass,
     visible_scale,
 )
+from mtt.inference import head_output
 from mtt.peaks import Peak, fit_peak, fit_yield
 
 SIGNAL = "is_signal"

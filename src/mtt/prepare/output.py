@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from mtt.dataset import ID_COLUMNS, SPLITS
 from mtt.errors import PrepareError
-from mtt.prepare.selection import CUTS
+from mtt.events.selection import CUTS
 
 #: dictionary-encode only the channel label: float features gain nothing from it, and it costs 2.7x the
 #: write time and 35% more bytes (measured on prepared tt events)
@@ -60,19 +60,6 @@ def check_unique_ids(folder: Path) -> None:
             raise PrepareError(f"{int(repeated.sum())} selected events share their (run, luminosityBlock, event) "
                                f"with another one, e.g. {example}: overlapping input files, or the same sample "
                                "read twice")
-
-
-def format_cutflow(cutflow: dict[str, int]) -> str:
-    """A readable cutflow table: events, efficiency of each cut, cumulative efficiency."""
-    lines = [f"{'cut':20s}{'events':>10s}{'eff':>8s}{'cumul':>8s}"]
-    previous = total = cutflow["all"]
-    for name in CUTS:
-        n = cutflow[name]
-        eff = n / previous if previous else 0.0
-        cumul = n / total if total else 0.0
-        lines.append(f"{name:20s}{n:10d}{eff:8.3f}{cumul:8.3f}")
-        previous = n
-    return "\n".join(lines)
 
 
 def cutflow_metrics(cutflow: dict[str, int], nonfinite: dict[str, int], rows: dict[str, int],

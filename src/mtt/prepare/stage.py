@@ -22,26 +22,24 @@ import pyarrow as pa
 from mtt.config import PrepareParams
 from mtt.dataset import DIAGNOSTICS, METADATA_KEY, SPLITS, TARGET, feature_columns, set_columns, unit
 from mtt.errors import PrepareError
-from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
-from mtt.prepare.features import build_table
-from mtt.prepare.inputs import (
+from mtt.events.inputs import (
     Step,
     cached_tree,
     check_branches,
     check_distinct,
     check_distinct_content,
-    check_jagged,
     clear_open_trees,
     discover_inputs,
     generator_record,
     has_truth,
     plan_steps,
-    read_step,
 )
-from mtt.prepare.matching import B_TRUTH, b_candidate_match, match_summary
-from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics, format_cutflow
-from mtt.prepare.schemas import SCHEMAS, to_objects
-from mtt.prepare.selection import CUTS, select
+from mtt.events.matching import B_TRUTH, b_candidate_match, match_summary
+from mtt.events.schemas import SCHEMAS
+from mtt.events.selection import CUTS, format_cutflow
+from mtt.events.step import select_step
+from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
+from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.prepare.split import assign
 from mtt.workers import resolve_workers
 
@@ -67,29 +65,16 @@ class StepResult:
 
 
 def process_step(job: StepJob) -> StepResult:
-    """Read, map to canonical objects, select, build features, drop non-finite rows, assign splits."""
+    """Read, map to canonical objects, select, build features (mtt.events), drop non-finite rows, assign splits."""
     params = job.params
-    schema = SCHEMAS[params.schema_name]
-    arrays = read_step(job.step, params.tree, [*schema.branches(job.truth), *(B_TRUTH.values() if job.truth else [])])
-    check_jagged(job.step.path, arrays, schema, job.step.start)
-    # events with fewer than two leptons of any quality cannot pass: skip building their objects
-    n_all = len(arrays)
-    n_leptons = ak.num(arrays[schema.electron["pt"]]) + ak.num(arrays[schema.muon["pt"]])
-    arrays = arrays[ak.to_numpy(n_leptons >= 2)]
-    objects = to_objects(arrays, schema, params.units, params.nanoaod, job.truth)
-    passed, cutflow, candidates = select(objects, params.selection)
-    b_match = _b_match(arrays[passed], candidates)
-    cutflow["all"] = n_all
-    tops = objects.tops[passed] if objects.tops is not None else None
-    ids = {k: v[passed] for k, v in objects.ids.items()}
-    table = build_table(candidates, list(job.columns), ids, objects.weight[passed], tops, job.params.feature_sets,
-                        job.params.max_jets)
+    selected = select_step(job.step, params, job.truth, job.columns, B_TRUTH.values() if job.truth else ())
+    b_match = _b_match(selected.arrays, selected.candidates)
     checked = [*job.columns, *([TARGET, *DIAGNOSTICS] if job.truth else [])]
-    table, nonfinite = drop_nonfinite(table, checked)
+    table, nonfinite = drop_nonfinite(selected.table, checked)
     splits = assign(table["run"], table["luminosityBlock"], table["event"], params.split)
     whole = pa.table(table)
     parts = {name: whole.filter(pa.array(splits == name)) for name in SPLITS}
-    return StepResult(cutflow, parts, nonfinite, b_match)
+    return StepResult(selected.cutflow, parts, nonfinite, b_match)
 
 
 def _add(total: dict[str, int], part: dict[str, int]) -> None:
@@ -150,6 +135,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         "units": {c: unit(c) for c in [*columns, *([TARGET, *DIAGNOSTICS] if truth else [])]},
         "sources": {},  # filled from the background hashing below, before the first row is written
         "selection": params.selection.model_dump(mode="json"),
+        "nanoaod": params.nanoaod.model_dump(mode="json"),
+        "max_jets": params.max_jets,
         "split": params.split.model_dump(),
         "generator": generator_record(files),  # the process (sm, or a Z' with its mass) when simulate made them
     }

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.artifact import save_model_dir
+from mtt.artifact import PROFILE_FILE, save_model_dir
 from mtt.checks import check_split_file, load_reference_medians
 from mtt.config import TrainParams
 from mtt.dataset import open_split, split_path
@@ -68,6 +68,14 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def prepare_settings(prepared: Path) -> dict[str, Any]:
+    """How the training data was made (schema, units, object quality, selection, jet slots): carried with the
+    model so predict builds new data the same way."""
+    metadata = open_split(split_path(prepared, "train")).metadata
+    return {key: metadata[key] for key in ("schema", "units_in", "selection", "nanoaod", "max_jets")
+            if key in metadata}
+
+
 @dataclass(frozen=True)
 class Lineage:
     """What a run read: content hashes of the splits and the reference (the test split's too, so that
@@ -87,6 +95,11 @@ class Lineage:
     def tags(self) -> dict[str, str]:
         """Run tags: `data.train_sha256`, `data.val_sha256`, `data.reference_sha256`, `data.prepared`."""
         return {f"data.{k}": v for k, v in self.files.items() if k != "test_sha256"}
+
+    def splits(self) -> dict[str, tuple[Path, str]]:
+        """The prepared splits read, with the content hashes computed once in `of`: split -> (path, SHA-256)."""
+        return {split: (split_path(Path(self.files["prepared"]), split), self.files[f"{split}_sha256"])
+                for split in ("train", "val", "test") if f"{split}_sha256" in self.files}
 
     def checked_by(self, summary: Path | None) -> bool:
         """Whether the validate summary at `summary` checked exactly the train and val files this run read."""
@@ -238,6 +251,7 @@ class Trainer:
                          "architecture": self.params.architecture,
                          "input": self.data.mode, "strategy": self.params.strategy,
                          "scaler": self.data.scaler.name})
+        tracking.log_split_inputs(self.lineage.splits())  # the runs table's Dataset column
 
     def finish(self, run_id: str, fit_seconds: float, wall_seconds: float, best_weights: Any) -> dict[str, Any]:
         """Best weights back in, headline figures, artifacts and the model logged; the summary returned."""
@@ -258,19 +272,28 @@ class Trainer:
                    "train_samples_per_s": self.data.n_rows * (len(frame) - self.first_epoch) / max(fit_seconds, 1e-9)}
         mlflow.log_metrics({f"final/{k}" if k in ("val_resolution", "val_bias", "val_width_ratio") else k: v
                             for k, v in summary.items()})
-        self._log_artifacts(frame)
+        model_info = self._log_artifacts(frame)
         save_model_dir(self.paths.model, self.predict, self.data.scaler,
                        {"features": self.features, "target_transform": asdict(self.data.target),
                         "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary,
-                        "data": self.lineage.files, "reference_medians": self.lineage.medians})
+                        "data": self.lineage.files, "reference_medians": self.lineage.medians,
+                        "prepare": prepare_settings(self.paths.prepared)},
+                       profile=self.paths.reference / PROFILE_FILE)
+        mlflow.log_artifacts(str(self.paths.model), artifact_path="models")  # `mtt predict --model runs:/<id>`
+        if self.params.registered_model:  # last: a version's run has every artifact
+            from mtt import registry
+
+            version = registry.register(model_info.model_uri, self.params.registered_model, run_id,
+                                        self.params.promote_metric)
+            print(f"train: registered as {self.params.registered_model} version {version.version}, alias "
+                  f"{registry.CANDIDATE} (`mtt promote` compares its {self.params.promote_metric})")
         return {**summary, "run_id": run_id}
 
-    def _log_artifacts(self, frame: pd.DataFrame) -> None:
-        """Loss curve, history, preprocessing, data checks, and the model with its signature."""
+    def _log_artifacts(self, frame: pd.DataFrame) -> Any:
+        """Loss curve, history, preprocessing, data checks, and the self-contained model (its ModelInfo)."""
         import mlflow
-        from mlflow.models import infer_signature
 
-        from mtt import plots, tracking
+        from mtt import plots, registry, tracking
 
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -290,9 +313,11 @@ class Trainer:
             mlflow.set_tag("data_checks", "the validate summary does not describe these files: only the fast "
                                           "critical checks of train ran on them")
             print(f"train: {self.paths.validation} was not run on {self.paths.prepared}: not attached to the run")
-        example = self.val.x[:5]
-        signature = infer_signature(example, np.asarray(self.predict(example)))
-        mlflow.keras.log_model(self.predict, name="model", signature=signature)
+        quantiles = [f"m_tt_q{q:g}" for q in self.params.quantiles]
+        metadata = {"features": self.features, "outputs": quantiles if self.params.head == "quantile" else ["m_tt"],
+                    "units": "GeV", "feature_set": self.params.feature_set, "head": self.params.head,
+                    "train_params": self.params.model_dump()}
+        return registry.log_model(self.predict, self.val.x[:5], metadata)
 
     def write(self, summary: dict[str, Any]) -> None:
         """The DVC outputs: headline figures and the per-epoch history."""

@@ -9,9 +9,9 @@ from root_events import ELECTRON_MASS, MUON_MASS, good_emu, write_events
 
 from mtt.config import NanoAODParams, SelectionParams
 from mtt.dataset import FEATURE_SETS, feature_columns, unit
-from mtt.prepare.features import all_features
-from mtt.prepare.schemas import NATIVE, to_objects
-from mtt.prepare.selection import select
+from mtt.events.features import all_features
+from mtt.events.schemas import NATIVE, to_objects
+from mtt.events.selection import select
 
 
 def _by_hand_mass(*objects: tuple[float, float, float, float]) -> float:

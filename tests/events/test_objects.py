@@ -11,10 +11,10 @@ from root_events import good_emu, write_events
 
 from mtt.config import NanoAODParams, SelectionParams
 from mtt.dataset import ELLIPSE_FEATURES, object_columns
-from mtt.prepare.features import all_features, ellipse_features, object_features
-from mtt.prepare.matching import b_candidate_match, match_summary
-from mtt.prepare.schemas import NATIVE, to_objects
-from mtt.prepare.selection import select
+from mtt.events.features import all_features, ellipse_features, object_features
+from mtt.events.matching import b_candidate_match, match_summary
+from mtt.events.schemas import NATIVE, to_objects
+from mtt.events.selection import select
 
 JETS = [(60.0, 1.0, -2.0, 10.0, True), (45.0, -1.2, 1.0, 8.0, False), (120.0, 0.2, 0.5, 12.0, False),
         (35.0, 2.0, 2.5, 5.0, False)]

@@ -8,8 +8,8 @@ import awkward as ak
 import numpy as np
 
 from mtt.config import SelectionParams
+from mtt.events.schemas import Objects
 from mtt.kinematics import delta_r
-from mtt.prepare.schemas import Objects
 
 #: cut names in the order they are applied; each cutflow entry counts events passing it and all before
 CUTS = ("all", "two_leptons", "opposite_sign", "leading_lepton_pt", "m_ll", "z_veto", "met_same_flavour",
@@ -101,3 +101,16 @@ def select(objects: Objects, sel: SelectionParams) -> tuple[np.ndarray, dict[str
         met_phi=objects.met_phi[passed],
     )
     return passed, cutflow, candidates
+
+
+def format_cutflow(cutflow: dict[str, int]) -> str:
+    """A readable cutflow table: events, efficiency of each cut, cumulative efficiency."""
+    lines = [f"{'cut':20s}{'events':>10s}{'eff':>8s}{'cumul':>8s}"]
+    previous = total = cutflow["all"]
+    for name in CUTS:
+        n = cutflow[name]
+        eff = n / previous if previous else 0.0
+        cumul = n / total if total else 0.0
+        lines.append(f"{name:20s}{n:10d}{eff:8.3f}{cumul:8.3f}")
+        previous = n
+    return "\n".join(lines)

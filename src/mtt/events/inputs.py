@@ -17,8 +17,8 @@ import numpy as np
 import uproot
 
 from mtt.errors import PrepareError
+from mtt.events.schemas import NANOAOD, Schema
 from mtt.io import SIMULATION_MANIFEST
-from mtt.prepare.schemas import NANOAOD, Schema
 
 
 def discover_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:

@@ -28,8 +28,8 @@ from mtt.dataset import (
     TARGET,
     set_names,
 )
+from mtt.events.selection import Candidates
 from mtt.kinematics import cartesian
-from mtt.prepare.selection import Candidates
 
 
 def _vectors(objects: ak.Array) -> vector.MomentumNumpy4D:

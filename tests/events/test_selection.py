@@ -8,8 +8,8 @@ import uproot
 from root_events import event, good_emu, write_events
 
 from mtt.config import NanoAODParams, SelectionParams
-from mtt.prepare.schemas import NATIVE, to_objects
-from mtt.prepare.selection import CUTS, select
+from mtt.events.schemas import NATIVE, to_objects
+from mtt.events.selection import CUTS, select
 
 SEL = SelectionParams()
 
