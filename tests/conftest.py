@@ -58,6 +58,14 @@ def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "prepared"
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri():
+    """`tracking.configure()` sets MLflow's process-wide tracking URI: without this, a test would log into (or
+    read the registry of) the store of a test before it, whatever MLFLOW_TRACKING_URI it sets."""
+    yield
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     """A fresh SQLite tracking store; the working directory is tmp_path, so artifacts land there."""
