@@ -31,7 +31,8 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
         "profile.json", "scalers.npz", "train_outside.json"]
     assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
     assert "Running stage 'train'" in first.stdout
-    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "scaler.npz"]
+    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "profile.json",
+                                                                     "scaler.npz"]
     assert "Running stage 'evaluate'" in first.stdout
     assert (repo_copy / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
     # the Z' branch: simulated and prepared beside the SM sample, injected by evaluate
