@@ -382,26 +382,45 @@ class Params(Section):
 SECTIONS: dict[str, str] = {field.alias or name: name for name, field in Params.model_fields.items()}
 
 
-def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The params model reached by following `path` (section, then nested keys) from the top."""
-    model: Any = Params
-    for key in path:
-        field = model.model_fields.get(key) or next(
-            (f for f in model.model_fields.values() if f.alias == key), None)
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return None
-        model = field.annotation
-    return model
+def model_at(path: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model reached from `root` by following an error location: field names or aliases, and
+    list indices or dict keys into a container's element type (None where the path leaves the models)."""
+    annotation: Any = root
+    for part in path:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found = annotation.model_fields.get(part) or next(
+                (f for f in annotation.model_fields.values() if f.alias == part), None)
+            if found is None:
+                return None
+            annotation = found.annotation
+        else:  # list[Row], dict[str, Column]: the element type
+            args = get_args(annotation)
+            if not args:
+                return None
+            annotation = args[-1]
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def error_location(loc: tuple[Any, ...]) -> str:
+    """'rows[1].run' from ('rows', 1, 'run'); 'simulate.n_events' from ('simulate', 'n_events')."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+    return text or "(top level)"
+
+
+def allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+    """The keys the model at `loc` takes (by alias where it has one): what a typo is told."""
+    model = model_at(loc, root)
+    return ", ".join(f.alias or name for name, f in model.model_fields.items()) if model else "?"
 
 
 def _describe(error: dict[str, Any]) -> str:
     """Turn one pydantic error into 'key: problem (got value)'."""
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
-        model = _model_at(tuple(error["loc"][:-1]))
-        allowed = ", ".join(f.alias or name for name, f in model.model_fields.items()) if model else "?"
-        return f"{key}: unknown key; allowed keys: {allowed}"
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+        return f"{error_location(loc)}: unknown key; allowed keys: {allowed_keys(loc[:-1], Params)}"
+    return f"{error_location(loc)}: {error['msg']} (got {error.get('input')!r})"
 
 
 def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:

@@ -14,11 +14,11 @@ import string
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mtt.config import load_yaml
+from mtt.config import allowed_keys, error_location, load_yaml
 from mtt.errors import MttError
 from mtt.io import atomic_file
 
@@ -163,42 +163,15 @@ class ReportSpec(SpecModel):
         return self
 
 
-def _model_at(path: tuple[Any, ...]) -> Any:
-    """The spec model reached by following a pydantic error location (fields, list indices, dict keys)."""
-    annotation: Any = ReportSpec
-    for part in path:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found = annotation.model_fields.get(part)
-            if found is None:
-                return None
-            annotation = found.annotation
-        else:  # list[Row] or dict[str, Column]: the element type
-            args = get_args(annotation)
-            if not args:
-                return None
-            annotation = args[-1]
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    """'rows[1].run' from ('rows', 1, 'run')."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
-    return text or "(top level)"
-
-
 def _describe(error: dict[str, Any]) -> str:
     """One pydantic error as 'key: problem (got value)', with the allowed keys for a typo."""
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        allowed = ", ".join(model.model_fields) if model else "?"
-        return f"{_where(loc)}: unknown key; allowed keys: {allowed}"
+        return f"{error_location(loc)}: unknown key; allowed keys: {allowed_keys(loc[:-1], ReportSpec)}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if not loc:  # a check across keys: its message names them, the input is the whole spec
         return message
-    return f"{_where(loc)}: {message} (got {error.get('input')!r})"
+    return f"{error_location(loc)}: {message} (got {error.get('input')!r})"
 
 
 def load_spec(path: str | os.PathLike[str]) -> ReportSpec:
