@@ -58,6 +58,25 @@ def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "prepared"
 
 
+@pytest.fixture(scope="session")
+def tiny_trained(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A 1-epoch, 8-unit model of the tiny sample in its own SQLite store (registered as its params say):
+    (folder holding `models/`, store URI, run id). For tests that need some trained model, not a good one."""
+    from mtt.config import TrainParams
+    from mtt.train import TrainPaths, run_train
+
+    root = tmp_path_factory.mktemp("tiny_trained")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(root)
+        paths = TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
+                           model=root / "models")
+        run_id = run_train(TrainParams(epochs=1, batch_size=64, width=8, depth=1), paths)["run_id"]
+    mlflow.set_tracking_uri(None)
+    return root, uri, run_id
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_tracking_uri():
     """`tracking.configure()` sets MLflow's process-wide tracking URI: without this, a test would log into (or

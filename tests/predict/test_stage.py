@@ -27,23 +27,10 @@ LOOSE = {"schema": "nanoaod",
                        "jet_lepton_dr_min": 0.0, "n_btag_min": 0}}
 
 
-@pytest.fixture(scope="module")
-def trained(small_prepared, tmp_path_factory):
-    """A 2-epoch model of the tiny sample, registered as `mtt-mtt` in its own store: (models/ folder, store URI)."""
-    root = tmp_path_factory.mktemp("predict_model")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.chdir(root)
-        run_train(TrainParams(epochs=2, batch_size=64, width=16, depth=2),
-                  TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
-                             model=root / "models"))
-    return root / "models", uri
-
-
 @pytest.fixture
-def model(trained):
-    return trained[0]
+def model(tiny_trained):
+    """The shared tiny model's folder (registered as `mtt-mtt` in its store)."""
+    return tiny_trained[0] / "models"
 
 
 def _request(model, inputs, output, **extra) -> Request:
@@ -123,10 +110,11 @@ def test_strict_refuses_drifted_features_and_the_cli_says_why(small_prepared, mo
     assert cli(args) == 0 and (tmp_path / "s.parquet").is_file()
 
 
-def test_a_run_or_a_registered_alias_gives_the_same_predictions(trained, small_prepared, tmp_path, monkeypatch):
+def test_a_run_or_a_registered_alias_gives_the_same_predictions(tiny_trained, small_prepared, tmp_path, monkeypatch):
     """The run logs its models/ folder (with the prepare settings and the train profile): `runs:/<id>` and
     `models:/mtt-mtt@candidate` predict exactly what the folder does; a missing alias is named."""
-    folder, uri = trained
+    root, uri, _ = tiny_trained
+    folder = root / "models"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     raw = small_prepared.parent / "raw"
     expected = main(_request(folder, [raw], tmp_path / "folder.parquet"), PrepareParams(workers=1), {}, DRIFT)

@@ -14,18 +14,6 @@ from mtt.train import TrainPaths, run_train
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 
 
-@pytest.fixture(scope="module")
-def trained(small_prepared, tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        paths = TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
-                           model=root / "models")
-        run_id = run_train(TINY, paths)["run_id"]
-    return root, uri, run_id
-
-
 def test_train_refuses_mev_inputs(small_prepared, store, tmp_path):
     bad = rewrite(small_prepared, tmp_path / "mev" / "prepared", mev)
     paths = TrainPaths(prepared=bad, reference=small_prepared.parent / "reference", model=tmp_path / "models")
@@ -36,8 +24,8 @@ def test_train_refuses_mev_inputs(small_prepared, store, tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_evaluate_refuses_mev_inputs(small_prepared, trained, tmp_path, monkeypatch):
-    root, uri, _ = trained
+def test_evaluate_refuses_mev_inputs(small_prepared, tiny_trained, tmp_path, monkeypatch):
+    root, uri, _ = tiny_trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     bad = rewrite(small_prepared, tmp_path / "mev" / "prepared", mev, splits=("test",))
     with pytest.raises(DataError, match=r"(?s)test.parquet: evaluate refuses this data.*units: b1_pt"):
@@ -46,10 +34,10 @@ def test_evaluate_refuses_mev_inputs(small_prepared, trained, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_other_data_never_overwrites_the_training_runs_figures(small_prepared, trained, tmp_path, monkeypatch):
+def test_other_data_never_overwrites_the_training_runs_figures(small_prepared, tiny_trained, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    root, uri, run_id = trained
+    root, uri, run_id = tiny_trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     other = rewrite(small_prepared, tmp_path / "other" / "prepared", lambda f: f.iloc[: len(f) // 2],
                     splits=("test",))
