@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import uproot
+from root_events import good_emu, write_events
 
 from mtt.artifact import load_model_dir
 from mtt.cli import main as cli
 from mtt.config import PrepareParams, TrainParams
 from mtt.dataset import ID_COLUMNS
-from mtt.errors import PredictError, PrepareError
+from mtt.errors import DataError, PredictError, PrepareError
 from mtt.inference import head_output
 from mtt.predict import Request, main
 from mtt.train import TrainPaths, run_train
@@ -153,3 +154,19 @@ def test_an_mdn_writes_its_mode_and_68_percent_interval(small_prepared, tmp_path
     chosen = result.table[result.table.selected]
     assert {"m_tt", "m_tt_mode", "m_tt_q16", "m_tt_q84"} <= set(chosen.columns)
     assert (chosen.m_tt_q16 <= chosen.m_tt).all() and (chosen.m_tt <= chosen.m_tt_q84).all()
+
+
+def test_mev_inputs_and_features_the_sets_do_not_build_are_refused(small_prepared, model, tmp_path):
+    """Hand-built e mu events written in MeV and read as GeV pass the selection (every pT is 1000x larger) and are
+    refused by the units check, naming the columns; feature sets without the model's inputs name them."""
+    events = [good_emu(electrons=[(30.0 + i % 50, 0.5, 0.01 * i, 1)]) for i in range(200)]
+    write_events(tmp_path / "mev.root", events, energy_scale=1000.0)
+    with pytest.raises(DataError, match=r"mev.root: predict refuses this data(.|\n)*units: \w+: median .*\(the "
+                                        r"input is in MeV\?\)"):
+        main(_request(model, [tmp_path / "mev.root"], tmp_path / "p.parquet"), PrepareParams(workers=1), {}, DRIFT)
+    raw = small_prepared.parent / "raw"
+    with pytest.raises(PredictError, match=r"the model reads \[.*\] \.\.\., which the feature sets \['seed'\] do "
+                                           r"not build"):
+        main(_request(model, [raw], tmp_path / "p.parquet"), PrepareParams(workers=1), {"feature_sets": ["seed"]},
+             DRIFT)
+    assert not (tmp_path / "p.parquet").exists()

@@ -143,9 +143,10 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: 
     return bool(targets)
 
 
-def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, prepared_dir: Path, artifact: Any,
-                 params: EvaluateParams, result: Evaluation) -> Any:
-    """The Z' sample (every split: the model saw none of it), checked like the test split, injected and fitted."""
+def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame | None,
+                 prepared_dir: Path, artifact: Any, params: EvaluateParams, result: Evaluation) -> Any:
+    """The Z' sample (every split: the model saw none of it), checked like the test split, injected and fitted
+    over the SM shapes of val (the val split the unfolding read, or read here when unfolding is off)."""
     from mtt.evaluate.injection import study, zprime_mass
 
     features = artifact.features
@@ -153,7 +154,8 @@ def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, prep
     mass = zprime_mass(read_metadata(split_path(zprime_dir, "test")), str(zprime_dir))
     zprime = pd.concat([read_split(zprime_dir, split, columns) for split in SPLITS], ignore_index=True)
     require_clean(zprime, features, artifact.meta.get("reference_medians", {}), str(zprime_dir), "evaluate")
-    val = read_split(prepared_dir, "val", columns)
+    if val is None:
+        val = read_split(prepared_dir, "val", list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET])))
     return study(test, zprime, val, train, mass, artifact, params, list(result.figures["estimators"]))
 
 
@@ -178,7 +180,7 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
     figures = result.figures
     injection = None
     if zprime_dir is not None:
-        injection = zprime_study(Path(zprime_dir), test, train, prepared_dir, artifact, params, result)
+        injection = zprime_study(Path(zprime_dir), test, train, val, prepared_dir, artifact, params, result)
         figures["zprime"] = injection.figures
     rule = None
     if params.ellipse:
