@@ -1,20 +1,22 @@
 # Two commands set everything up on a fresh machine:
 #   make run   -> creates .venv (first time only), installs the pinned set, runs `dvc repro`
 #   make test  -> same set-up, then the fast test tier (<= 3 minutes on 2 cores)
-#   make test-all -> every test: slow real runs and integration (dvc repro, mlflow run) too; what CI runs
+#   make test-all -> every test: slow real runs, integration (dvc repro, mlflow run) and the browser test of the
+#                    MLflow UI (Chromium installed by scripts/setup-browser.sh when missing); what CI runs
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help run test test-all lint ui bench clean
+.PHONY: help run test test-all lint ui browser bench clean
 
 help:
 	@echo "make run      - set up .venv and run the pipeline (dvc repro)"
 	@echo "make test     - set up .venv and run the fast test tier (slow and integration tests excluded)"
 	@echo "make test-all - every test, slow and integration included (what CI runs), then the linters"
-	@echo "make ui       - MLflow UI on http://127.0.0.1:5000 for this project's runs"
+	@echo "make ui       - MLflow UI on http://127.0.0.1:5000 for this project's runs (prints the runs page URL)"
+	@echo "make browser  - install Debian's Chromium for the browser tests (make test-all does it)"
 	@echo "make bench    - stage benchmarks (see benchmarks/RESULTS.md)"
 
 # Reinstalls only when the lock or the package metadata changed.
@@ -30,7 +32,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not integration"
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest
 	$(MAKE) lint
 
@@ -39,7 +41,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mtt ui
+
+# Debian's Chromium for the browser tests (only when missing)
+browser:
+	bash scripts/setup-browser.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py

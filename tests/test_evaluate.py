@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,8 @@ def trained(small_prepared, tmp_path_factory):
     return root, uri, summary["run_id"]
 
 
-def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_prepared, trained, monkeypatch):
+def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_prepared, trained, monkeypatch,
+                                                                         tmp_path):
     from mlflow.tracking import MlflowClient
 
     root, uri, run_id = trained
@@ -90,9 +92,16 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"  # logged into, not reopened
-    assert run.data.metrics["baseline_ellipse/resolution"] == pytest.approx(stored["baseline_ellipse"]["resolution"])
-    assert run.data.metrics["model/width_ratio"] == pytest.approx(stored["model"]["width_ratio"])
-    assert "smallest m_tt" in run.data.tags["eval.ellipse_rule"]
+    metrics, tags = run.data.metrics, run.data.tags
+    # one UI section per split (here val): <split>/<estimator>.<figure>
+    assert metrics["val/baseline_ellipse.resolution"] == pytest.approx(stored["baseline_ellipse"]["resolution"])
+    assert metrics["val/model.width_ratio"] == pytest.approx(stored["model"]["width_ratio"])
+    assert metrics["val/n_events"] == n and not any(k.startswith(("model/", "baseline_")) for k in metrics)
+    # the settings as tags, the rule as an artifact (not a paragraph-long tag), a sentence in the description
+    assert tags["evaluate.split"] == "val" and tags["evaluate.n_bins"] == "24" and "eval.ellipse_rule" not in tags
+    assert f"Evaluated on the val split ({n:,} events): resolution {stored['model']['resolution']:.3f}" in tags[
+        "mlflow.note.content"]
+    assert "smallest m_tt" in Path(client.download_artifacts(run_id, "evaluate/ellipse_rule.txt", tmp_path)).read_text()
     logged = {f.path for f in client.list_artifacts(run_id, "evaluate/plots")}
     assert "evaluate/plots/spectrum.png" in logged
 

@@ -235,7 +235,8 @@ def test_a_sweep_with_a_failing_value(small_prepared, store, tmp_path, quick_par
         assert run.info.status == ("FAILED" if name == "learning_rate=10.0" else "FINISHED")
     finished = children["learning_rate=0.01"]
     assert finished.data.params["train.learning_rate"] == "0.01" and finished.data.params["train.optimizer"] == "sgd"
-    assert {"best_val_loss", "final/val_resolution", "model/resolution", "model/crps"} <= set(finished.data.metrics)
+    assert {"best_val_loss", "final/val_resolution", "test/model.resolution", "test/model.crps"} <= set(
+        finished.data.metrics)
     assert "evaluate" in {a.path for a in store.list_artifacts(finished.info.run_id)}
     assert "the loss became nan at epoch 0" in capsys.readouterr().err  # the failed child's stderr tail
     # the table: in MLflow and in the out folder, one row per child
@@ -246,7 +247,7 @@ def test_a_sweep_with_a_failing_value(small_prepared, store, tmp_path, quick_par
                                                                  ("10.0", "FAILED")]
     assert table[1]["run_id"] == finished.info.run_id
     assert float(table[1]["val_resolution"]) == pytest.approx(finished.data.metrics["final/val_resolution"])
-    assert float(table[1]["test_resolution"]) == pytest.approx(finished.data.metrics["model/resolution"])
+    assert float(table[1]["test_resolution"]) == pytest.approx(finished.data.metrics["test/model.resolution"])
     assert table[2]["val_resolution"] == "" and rows[2]["status"] == "FAILED"
     assert (out / "learning_rate=0.01" / "models" / "model.keras").is_file()
     assert (out / "learning_rate=0.01" / "eval" / "metrics.json").is_file()

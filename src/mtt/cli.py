@@ -132,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
                                       "node) are marked KILLED; `mtt train` does the same for its experiment.")
     runs.add_argument("--cleanup", action="store_true", required=True, help="mark dead runs KILLED")
     runs.add_argument("--experiment", default=None, help="experiment name (default: all experiments)")
+    ui = sub.add_parser("ui", help="the MLflow UI for this project's runs (one worker), opened on the training runs",
+                        description="Start `mlflow server` on the project's store with one worker, no job runner "
+                                    "and no telemetry, and print the URL of the experiment's training runs.")
+    ui.add_argument("--experiment", default="mtt", help="experiment whose runs the printed URL shows (default: mtt)")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    relocate = sub.add_parser("relocate", help="point a copied or moved project's MLflow store at its new folder",
+                              description="The local store (mlflow.db, the MLmodel files under mlartifacts/) "
+                                          "records absolute paths of the folder the runs were made in; rewrite "
+                                          "them to this project's folder.")
+    relocate.add_argument("--from", dest="old", default=None, type=Path,
+                          help="the folder the store was written in (default: read from the store)")
     report = sub.add_parser("report", help="a study's results table and figures, rebuilt from tracked MLflow runs",
                             description="Read a report spec (YAML: rows = run id + estimator, metric columns, "
                                         "figures), write <out>/<spec stem>-table.md and <out>/figures/<name> "
@@ -150,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--run", default=None, metavar="RUN_ID", help="promote the version this run registered "
                          "(instead of --version)")
     promote.add_argument("--metric", default=None, help="run metric to compare, lower is better (default: "
-                         "train.promote_metric, e.g. final/val_resolution; model/resolution once evaluate ran)")
+                         "train.promote_metric, e.g. final/val_resolution; test/model.resolution once evaluate ran)")
     promote.add_argument("--force", nargs="?", const="true", default="false", choices=["true", "false", ""],
                          metavar="true|false", help="move champion whatever the metric says (--force, or --force=true)")
     return parser
@@ -224,20 +236,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_stage(args: argparse.Namespace) -> int:
     """Load the stage's params (failing early on bad ones) and run it; the exit status."""
-    if args.stage == "runs":
-        cleanup_runs(args.experiment)
-        return 0
-    if args.stage in ("sweep", "tune"):
-        return run_search(args)
-    if args.stage == "predict":
-        return run_predict(args)
-    if args.stage == "promote":
-        return run_promote(args)
-    if args.stage == "report":
-        from mtt.report import main as report_main
-
-        report_main(args.spec, args.out)
-        return 0
+    tool = TOOLS.get(args.stage)
+    if tool is not None:
+        return tool(args)
     changes = parse_overrides(args.overrides, args.stage)
     params = load_params(args.params, args.stage, changes)
     if args.stage == "simulate":
@@ -269,11 +270,36 @@ def run_stage(args: argparse.Namespace) -> int:
                            metrics=_path(args.metrics), history=_path(args.history),
                            checkpoints=_path(args.checkpoints), validation=_path(args.validation),
                            docs=_path(args.docs))
-        train_main(params, paths, changes)
+        train_main(params, paths, changes, Path(args.params))
     elif args.stage == "evaluate":
         from mtt.evaluate import main as evaluate_main
 
         evaluate_main(params, args.prepared, args.model, args.out, args.history, args.zprime)
+    return 0
+
+
+def run_store(args: argparse.Namespace) -> int:
+    """`mtt ui` and `mtt relocate`: the local MLflow store, served or moved."""
+    from mtt import store
+
+    if args.stage == "ui":
+        store.serve(args.experiment, args.host, args.port)
+    else:
+        store.relocate(args.old)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """`mtt report`: a study's table and figures from tracked runs."""
+    from mtt.report import main as report_main
+
+    report_main(args.spec, args.out)
+    return 0
+
+
+def run_cleanup(args: argparse.Namespace) -> int:
+    """`mtt runs --cleanup`."""
+    cleanup_runs(args.experiment)
     return 0
 
 
@@ -290,6 +316,11 @@ def run_search(args: argparse.Namespace) -> int:
         run_tune(load_params(args.params, "tune", parse_overrides(args.overrides, "tune")), args.train_overrides,
                  paths)
     return 0
+
+
+#: the commands that read no stage section of params.yaml before they start
+TOOLS = {"runs": run_cleanup, "sweep": run_search, "tune": run_search, "predict": run_predict,
+         "promote": run_promote, "report": run_report, "ui": run_store, "relocate": run_store}
 
 
 def _path(value: str | None) -> Path | None:

@@ -73,11 +73,12 @@ def save_model(path: str, mlflow_model: Any, keras_model: Any, signature: Any = 
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
-def log_model(model: Any, example: Any, metadata: dict[str, Any], name: str = "model") -> Any:
+def log_model(model: Any, example: Any, metadata: dict[str, Any], name: str = "model", step: int = 0) -> Any:
     """Log the Keras inference model into the active run as a self-contained MLflow model; its ModelInfo.
 
     `example`: a few rows of raw features (float32), the input example; the signature comes from the model's
-    answer to it. `metadata` lands in the MLmodel file (feature names, outputs, params)."""
+    answer to it. `metadata` lands in the MLmodel file (feature names, outputs, params). `step`: the epoch whose
+    weights the model holds; MLflow links the run's metrics of that step to the model (its page shows them)."""
     import numpy as np
     from mlflow.models import Model, infer_signature
 
@@ -86,7 +87,7 @@ def log_model(model: Any, example: Any, metadata: dict[str, Any], name: str = "m
     # tests/test_registry.py loads logged models where mtt cannot be imported
     return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__], flavor_name="keras",
                      metadata=metadata, keras_model=model, signature=signature, input_example=example,
-                     validate_serving_input=False)
+                     validate_serving_input=False, step=step)
 
 
 # --- versions and aliases ------------------------------------------------------------------------------
@@ -99,13 +100,16 @@ def _client() -> Any:
 
 
 def _metric(client: Any, run_id: str | None, metric: str) -> float | None:
-    """A run's latest value of `metric`, None when the run or the metric is missing or not finite."""
+    """A run's latest value of `metric` (or of its older name), None when the run or the metric is missing or not
+    finite."""
     from mlflow.exceptions import MlflowException
+
+    from mtt import tracking
 
     if not run_id:
         return None
     try:
-        value = client.get_run(run_id).data.metrics.get(metric)
+        value = tracking.find_metric(client.get_run(run_id).data.metrics, metric)
     except MlflowException:
         return None
     return value if value is not None and math.isfinite(value) else None
@@ -206,7 +210,7 @@ def _decide(metric: str, target: Any, champion: Any | None, value: float | None,
         return True, f"forced (--force): {versus}"
     if value is None:
         raise RegistryError(f"version {target.version} (run {target.run_id}) has no metric {metric!r} to compare: "
-                            "pick another with --metric (e.g. model/resolution once evaluate ran), or --force")
+                            "pick another with --metric (e.g. test/model.resolution once evaluate ran), or --force")
     if champion is None:
         return True, f"no {CHAMPION} yet: {versus}"
     if previous_value is None:

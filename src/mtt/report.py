@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mtt import tracking
 from mtt.config import allowed_keys, error_location, load_yaml
 from mtt.errors import MttError
 from mtt.io import atomic_file
@@ -239,7 +240,7 @@ def formats(spec: ReportSpec) -> list[str]:
 
 def cell(metrics: dict[str, float], key: str, spec: str) -> str:
     """The formatted metric, or MISSING when the run lacks it (or logged a non-finite value)."""
-    value = metrics.get(key)
+    value = tracking.find_metric(metrics, key)  # also under the names runs before the rename used
     if value is None or not math.isfinite(value):
         return MISSING
     return format(value, spec)
@@ -319,6 +320,16 @@ def fetch_figure(runs: RunCache, figure: Figure, folder: Path, max_width: int) -
     return folder / figure.name
 
 
+def metric_history(client: Any, run_id: str, metric: str) -> list[Any]:
+    """A metric's per-step history, under its current name or the one older runs used ('val_loss' for
+    'epoch/val_loss')."""
+    for name in tracking.metric_names(metric):
+        history = client.get_metric_history(run_id, name)
+        if history:
+            return history
+    return []
+
+
 def draw_curves(runs: RunCache, curves: Curves, folder: Path) -> Path:
     """Fetch each run's per-epoch history of each metric and draw them together; the file written."""
     from mtt import plots
@@ -329,7 +340,7 @@ def draw_curves(runs: RunCache, curves: Curves, folder: Path) -> Path:
         runs.get(run_id, who)
         histories[label] = {}
         for metric in curves.metrics:
-            points = sorted(runs.client.get_metric_history(run_id, metric), key=lambda m: m.step)
+            points = sorted(metric_history(runs.client, run_id, metric), key=lambda m: m.step)
             histories[label][metric] = ([m.step for m in points], [m.value for m in points])
     plots.metric_curves(histories, curves.metrics, folder / curves.name, set(curves.log_y), set(curves.normalise))
     return folder / curves.name
@@ -362,8 +373,6 @@ class Report:
 def _client() -> Any:
     """The project's tracking store; refuses to create an empty SQLite store just to find no runs in it."""
     from mlflow.tracking import MlflowClient
-
-    from mtt import tracking
 
     uri = tracking.tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():

@@ -4,7 +4,7 @@
 choose the train params of each trial from params.yaml's `tune.space`. Either way a child is an ordinary
 training run: this module creates it (tagged with its parent, the swept value or the trial's params logged)
 and runs the two stages in subprocesses with MLFLOW_RUN_ID set, exactly as `mlflow run` does, so train logs
-everything into it and evaluate adds its figures (`model/resolution`, ...). The parent gets a table
+everything into it and evaluate adds its figures (`test/model.resolution`, ...). The parent gets a table
 (sweep.csv / tune.csv), a plot, and the counts of children and failures.
 
 The stages run as subprocesses, never imported (an import-linter contract keeps it so): every child gets a
@@ -37,9 +37,9 @@ from mtt.io import atomic_file
 METRICS = {
     "best_val_loss": "best_val_loss",          # train: the lowest val loss
     "val_resolution": "final/val_resolution",  # train: val resolution of the best-epoch weights (restored at the end)
-    "test_resolution": "model/resolution",     # evaluate, on evaluate.split (test by default)
-    "width_ratio": "model/width_ratio",        # evaluate: std(pred) / std(true)
-    "crps": "model/crps",                      # evaluate: the continuous ranked probability score, GeV
+    "test_resolution": "test/model.resolution",  # evaluate, on the test split
+    "width_ratio": "test/model.width_ratio",     # evaluate: std(pred) / std(true)
+    "crps": "test/model.crps",                   # evaluate: the continuous ranked probability score, GeV
     "train_seconds": "wall_time_s",            # train: the stage's wall time
 }
 #: the plot's panels: the table columns drawn in each, and the axis label
@@ -342,8 +342,8 @@ def run_child(parent: Parent, child: Child, paths: StagePaths) -> ChildResult:
     for log in sorted(child.folder.glob("*.out")) + sorted(child.folder.glob("*.err")):
         parent.client.log_artifact(run_id, str(log), artifact_path="logs")
     metrics = parent.client.get_run(run_id).data.metrics
-    return ChildResult(run_id, status, {column: metrics.get(name, math.nan) for column, name in METRICS.items()},
-                       error)
+    found = {column: tracking.find_metric(metrics, name) for column, name in METRICS.items()}
+    return ChildResult(run_id, status, {column: math.nan if v is None else v for column, v in found.items()}, error)
 
 
 def report(child: Child, result: ChildResult) -> None:
@@ -484,7 +484,7 @@ class Study:
         The objective is train's `final/val_resolution`, the resolution on the val split of the weights of the
         epoch with the lowest val loss, which train restores before it logs it. It is a validation figure on
         purpose: the test split stays untouched by the choice, so the chosen model's test resolution (evaluate's
-        `model/resolution`) is an unbiased estimate. Resolution rather than val loss, because the loss changes
+        `test/model.resolution`) is an unbiased estimate. Resolution rather than val loss, because the loss changes
         meaning with the head, loss and target transform, while the resolution is the physics figure.
         """
         values = suggest(trial, self.tune.space)

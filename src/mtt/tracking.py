@@ -15,6 +15,45 @@ DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
 _MARKERS = ("dvc.yaml", "MLproject")
 
+#: The MLflow UI draws one section per metric prefix (the name up to its last '/'), sorted by name, with the
+#: unprefixed metrics last: per-epoch metrics go under EPOCH so that their curves are the first section, and
+#: evaluation figures under the split they were computed on (`test/model.resolution`), one section per split.
+EPOCH = "epoch"
+#: experiment tag that makes the UI open an experiment on its training runs, not on the GenAI overview
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+#: system metrics (CPU, memory, disk, network): sampled every second, one averaged point per 5 samples, so a run
+#: of seconds gets a point and a run of hours ~700 per metric
+SYSTEM_METRICS_INTERVAL_S, SYSTEM_METRICS_SAMPLES = 1.0, 5
+
+
+def epoch_metric(name: str) -> str:
+    """The MLflow name of a per-epoch figure: 'val_loss' -> 'epoch/val_loss'."""
+    return f"{EPOCH}/{name}"
+
+
+def evaluation_metric(split: str, figure: str) -> str:
+    """The MLflow name of an evaluation figure: ('test', 'model/resolution') -> 'test/model.resolution'."""
+    return f"{split}/{figure.replace('/', '.')}"
+
+
+def find_metric(metrics: dict[str, float], key: str, split: str = "test") -> float | None:
+    """A run's metric by its name, or by the name older runs logged it under ('model/resolution' for
+    'test/model.resolution', 'val_loss' for 'epoch/val_loss'), or by a figure's short name; None if absent."""
+    for candidate in metric_names(key, split):
+        if candidate in metrics:
+            return metrics[candidate]
+    return None
+
+
+def metric_names(key: str, split: str = "test") -> list[str]:
+    """The names a figure may be logged under, the current one first."""
+    names = [key, evaluation_metric(split, key), epoch_metric(key)]
+    if key.startswith(f"{split}/"):  # a current name asked for: the name runs before the rename used
+        names.append(key.removeprefix(f"{split}/").replace(".", "/"))
+    if key.startswith(f"{EPOCH}/"):
+        names.append(key.removeprefix(f"{EPOCH}/"))
+    return list(dict.fromkeys(names))
+
 
 def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The project root above `start` (default: cwd), looking through DVC's temporary experiment workspaces."""
@@ -55,6 +94,7 @@ def configure(start: str | os.PathLike[str] | None = None) -> str:
     import mlflow
 
     uri = tracking_uri(start)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing of a physicist's runs leaves the machine
     if not os.environ.get("MLFLOW_TRACKING_URI") and not in_project(start):
         print(f"mtt: no project folder (with dvc.yaml and MLproject) at or above {Path(start or Path.cwd())}: "
               f"MLflow runs go to {uri}; set MLFLOW_TRACKING_URI to log elsewhere")
@@ -119,25 +159,71 @@ def ensure_experiment(name: str, start: str | os.PathLike[str] | None = None) ->
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=(repo_root(start) / ARTIFACTS).as_uri())
+    if experiment is None:
+        return mlflow.create_experiment(name, artifact_location=(repo_root(start) / ARTIFACTS).as_uri(),
+                                        tags=EXPERIMENT_KIND)
+    if experiment.tags.get("mlflow.experimentKind") is None:  # made before the tag: open it on its runs too
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient().set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+    return experiment.experiment_id
+
+
+def system_metrics_enabled() -> bool:
+    """Whether runs log system metrics (on unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false); sets the sampling."""
+    import mlflow
+
+    if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").lower() in ("false", "0"):
+        return False
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    mlflow.set_system_metrics_samples_before_logging(SYSTEM_METRICS_SAMPLES)
+    return True
 
 
 def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Git commit and dirty flag for run tags; empty strings outside a git checkout."""
-    cwd = str(root or repo_root())
+    """Git commit and dirty flag for run tags (`mlflow.source.git.commit` too, the UI's Version column); empty
+    strings outside a git checkout. Changes to the pipeline's own outputs (dvc.lock, the committed metrics and
+    CSVs that every `dvc repro` rewrites) do not make the code dirty."""
+    cwd = Path(root or repo_root())
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
+        changed = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=cwd, capture_output=True, text=True, check=True,
-        ).stdout.strip()
+        ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "", "git_dirty": ""}
-    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+    outputs = pipeline_outputs(cwd)
+    dirty = [line[3:] for line in changed if line[3:].strip('"') not in outputs]
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower(), "mlflow.source.git.commit": commit}
+
+
+def pipeline_outputs(root: str | os.PathLike[str]) -> set[str]:
+    """dvc.lock and every out, metric and plot file that dvc.yaml declares (paths relative to the root)."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load((Path(root) / "dvc.yaml").read_text()) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError):
+        return set()
+    outputs = {"dvc.lock"}
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []) if isinstance(stage, dict) else []:
+                outputs.update([entry] if isinstance(entry, str) else entry if isinstance(entry, dict) else [])
+    return outputs
+
+
+def committed_text(path: str | os.PathLike[str]) -> str | None:
+    """The file's text at git HEAD (what `dvc exp run -S` and an edit are compared with); None if not tracked."""
+    path = Path(path).resolve()
+    try:
+        return subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
+                              text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def log_stage_to_active_run(
@@ -157,17 +243,18 @@ def log_stage_to_active_run(
 def log_data_checks(summary_path: str | os.PathLike[str], docs_dir: str | os.PathLike[str] | None = None) -> None:
     """Attach the validate stage's summary (and Data Docs site) to the active MLflow run.
 
-    Every training run then records which data checks its inputs passed: the counts as metrics, the JSON
-    and the HTML site as artifacts under `data_checks/`.
+    Every training run then records which data checks its inputs passed: the counts as tags
+    (`data_checks.critical_failures`, ...: one-point metrics would fill the UI's charts with bars of zero), the
+    JSON and the HTML site as artifacts under `data_checks/`.
     """
     import json
 
     import mlflow
 
     summary = json.loads(Path(summary_path).read_text())
-    mlflow.log_metrics({"data_checks/critical_failures": summary["critical_failures"],
-                        "data_checks/warnings": summary["warnings"],
-                        **{f"data_checks/{split}_failed": s["failed"] for split, s in summary["splits"].items()}})
+    mlflow.set_tags({"data_checks.critical_failures": summary["critical_failures"],
+                     "data_checks.warnings": summary["warnings"],
+                     **{f"data_checks.{split}_failed": s["failed"] for split, s in summary["splits"].items()}})
     mlflow.log_artifact(str(summary_path), artifact_path="data_checks")
     if docs_dir is not None and Path(docs_dir).is_dir():
         mlflow.log_artifacts(str(docs_dir), artifact_path="data_checks/data_docs")

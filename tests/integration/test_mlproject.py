@@ -44,7 +44,7 @@ def test_mlflow_run_train_entry_point(repo_copy, tool_env):
     assert logged.data.params["epochs"] == "1" and logged.data.params["train.epochs"] == "1"
     assert logged.data.params["train.feature_set"] == "seed"  # the preset's overlay
     assert "best_val_loss" in logged.data.metrics
-    assert [m.step for m in client.get_metric_history(logged.info.run_id, "val_width_ratio")] == [0]
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "epoch/val_width_ratio")] == [0]
     mlflow.set_tracking_uri(tool_env["MLFLOW_TRACKING_URI"])
     assert mlflow.models.get_model_info(f"runs:/{logged.info.run_id}/model").signature is not None
     assert (repo_copy / "models" / "model.keras").exists()
@@ -55,5 +55,5 @@ def test_mlflow_run_train_entry_point(repo_copy, tool_env):
     runs = client.search_runs(experiment_ids=["0"])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     for evaluated in runs:
-        assert {"baseline_ellipse/resolution", "model/resolution"} <= set(evaluated.data.metrics)
+        assert {"val/baseline_ellipse.resolution", "val/model.resolution"} <= set(evaluated.data.metrics)
         assert evaluated.data.tags["eval.model_run_id"] == logged.info.run_id

@@ -43,12 +43,12 @@ def test_other_data_never_overwrites_the_training_runs_figures(small_prepared, t
                     splits=("test",))
     run_evaluate(EvaluateParams(ellipse=False), other, root / "models", tmp_path / "eval")
     client = MlflowClient(tracking_uri=uri)
-    assert "model/resolution" not in client.get_run(run_id).data.metrics  # the training run is untouched
+    assert "test/model.resolution" not in client.get_run(run_id).data.metrics  # the training run is untouched
     (evaluation,) = client.search_runs([client.get_run(run_id).info.experiment_id],
                                        filter_string=f"tags.`eval.model_run_id` = '{run_id}'")
     assert evaluation.info.run_id != run_id and evaluation.info.status == "FINISHED"
     assert evaluation.data.tags["eval.data_path"] == str((other / "test.parquet").resolve())
-    assert "model/resolution" in evaluation.data.metrics
+    assert "test/model.resolution" in evaluation.data.metrics
     # the model's own test split goes to the training run
     run_evaluate(EvaluateParams(ellipse=False), small_prepared, root / "models", tmp_path / "eval_own")
-    assert "model/resolution" in client.get_run(run_id).data.metrics
+    assert "test/model.resolution" in client.get_run(run_id).data.metrics

@@ -40,14 +40,14 @@ def test_tags_hash_the_files_read_and_checks_attach_only_to_their_data(small_pre
 
     own = store.get_run(_train(small_prepared, reference, tmp_path, summary)["run_id"])
     assert own.data.tags["data.train_sha256"] == file_sha256(small_prepared / "train.parquet")
-    assert own.data.metrics["data_checks/critical_failures"] == 0
+    assert own.data.tags["data_checks.critical_failures"] == "0"
 
     other = rewrite(small_prepared, tmp_path / "other" / "prepared", lambda f: f.iloc[::-1])  # same events, reordered
     run = store.get_run(_train(other, reference, tmp_path, summary)["run_id"])
     assert run.data.tags["data.train_sha256"] == file_sha256(other / "train.parquet")
     assert run.data.tags["data.train_sha256"] != own.data.tags["data.train_sha256"]
     assert run.data.tags["data.prepared"] == str(other.resolve())
-    assert "data_checks/critical_failures" not in run.data.metrics  # the summary was not run on these files
+    assert "data_checks.critical_failures" not in run.data.tags  # the summary was not run on these files
     assert "does not describe these files" in run.data.tags["data_checks"]
     assert not any(key.startswith("dvc.") for key in run.data.tags)  # nothing read from ./dvc.lock
 
@@ -59,4 +59,4 @@ def test_a_summary_of_another_reference_is_not_attached(small_prepared, store, t
     stored = json.loads(summary.read_text())
     summary.write_text(json.dumps({**stored, "reference_sha256": "0" * 64}))
     run = store.get_run(_train(small_prepared, small_prepared.parent / "reference", tmp_path, summary)["run_id"])
-    assert "data_checks/critical_failures" not in run.data.metrics
+    assert "data_checks.critical_failures" not in run.data.tags

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtt.config import TrainParams, parse_overrides
+from mtt.config import TrainParams, load_params, parse_overrides
 from mtt.dataset import FEATURE_SETS
 from mtt.errors import DataError, TrainError
 from mtt.train import TrainPaths, run_name, run_train
@@ -47,12 +47,23 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     assert params["train.epochs"] == "2"
     assert params["train.n_features"] == "41" and params["train.preset"] == "none"
     assert run.data.tags["feature_set"] == "extended" and int(run.data.tags["n_train"]) > 100
-    for name in ("loss", "val_loss", "learning_rate", "grad_norm", "val_resolution", "val_bias", "val_width_ratio",
-                 "dead_relu_fraction", "output_bias"):
-        history = store.get_metric_history(run.info.run_id, name)
+    # per-epoch figures under epoch/ (the UI's first section), the val RMSE in GeV among them
+    for name in ("loss", "val_loss", "val_rmse_gev", "learning_rate", "grad_norm", "val_resolution", "val_bias",
+                 "val_width_ratio", "dead_relu_fraction", "output_bias"):
+        history = [m for m in store.get_metric_history(run.info.run_id, f"epoch/{name}") if m.model_id is None]
         assert [m.step for m in history] == [0, 1], name
     assert run.data.metrics["best_val_loss"] == pytest.approx(summary["best_val_loss"])
-    assert {"epochs", "final/val_resolution", "final/val_width_ratio", "wall_time_s"} <= set(run.data.metrics)
+    assert {"epochs", "final/val_resolution", "final/val_width_ratio", "final/val_rmse_gev",
+            "wall_time_s"} <= set(run.data.metrics)
+    assert 20 < run.data.metrics["final/val_rmse_gev"] < 2000  # GeV, whatever the target transform
+    assert params["train.objective"] == "mse" and "val RMSE" in run.data.tags["mlflow.note.content"]
+    # the logged model carries the figures of the epoch whose weights it holds
+    best = summary["best_epoch"]
+    model_metrics = mlflow.get_logged_model(mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model").model_id
+                                            ).metrics
+    assert {m.step for m in model_metrics} == {best} and any(m.key == "epoch/val_resolution" for m in model_metrics)
+    experiment = store.get_experiment_by_name("mtt")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
     assert {"loss_curve.png", "history.csv", "weights", "preprocessing"} <= artifacts
     assert {a.path for a in store.list_artifacts(run.info.run_id, "preprocessing")} == {
@@ -105,8 +116,6 @@ def test_same_params_and_seed_give_the_same_val_loss(prepared, store, tmp_path):
 
 @pytest.mark.slow
 def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
-    from mtt.config import load_params
-
     baseline = load_params(_params_file(), "train",
                            ["preset=seed_baseline", "epochs=1"])
     assert baseline.feature_set == "seed" and baseline.scaler == "minmax" and baseline.target_transform == "none"
@@ -114,9 +123,41 @@ def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
     mdn = TINY.model_copy(update={"head": "mdn", "mdn_components": 3, "schedule": "cosine", "warmup_epochs": 1,
                                   "sample_weights": "flat", "log_features": True, "optimizer": "adamw"})
     train(mdn, prepared, tmp_path / "mdn")
-    names = sorted(r.info.run_name for r in store.search_runs(
-        experiment_ids=[store.get_experiment_by_name("mtt").experiment_id]))
-    assert names == ["default", "seed_baseline epochs=1"]
+    runs = {r.info.run_name: r for r in store.search_runs(
+        experiment_ids=[store.get_experiment_by_name("mtt").experiment_id])}
+    assert sorted(runs) == ["default", "seed_baseline epochs=1"]
+    # the MDN run logs the loss it minimises, not the point head's unused train.loss
+    assert runs["default"].data.params["train.objective"] == "mixture_nll (3 Gaussians)"
+    assert "train.loss" not in runs["default"].data.params
+
+
+def test_run_names_say_what_differs_from_the_committed_params():
+    committed = TrainParams(width=100, learning_rate=1e-3)
+    assert run_name(TrainParams(width=100, learning_rate=1e-3), None, committed) == "default"
+    edited = TrainParams(width=64, learning_rate=1e-2, quantiles=[0.1, 0.9])  # e.g. params.yaml edited by hand
+    assert run_name(edited, None, committed) == "width=64 quantiles=0.1,0.9 learning_rate=0.01"
+    named = run_name(edited, None, committed, "clear-mica")  # a DVC experiment
+    assert named == "clear-mica: width=64 quantiles=0.1,0.9 learning_rate=0.01"
+    preset = TrainParams(preset="seed_baseline", feature_set="seed", epochs=3)
+    assert run_name(preset, None, TrainParams(preset="seed_baseline", feature_set="seed")) == "seed_baseline epochs=3"
+    assert run_name(TrainParams(epochs=3), {"epochs": 3}) == "epochs=3"  # outside git: the overrides
+
+
+def test_committed_baseline_applies_the_preset(tmp_path):
+    import subprocess
+
+    from mtt.train.stage import committed_baseline
+
+    text = _params_file().read_text()
+    (tmp_path / "params.yaml").write_text(text)
+    assert committed_baseline(tmp_path / "params.yaml", "none") is None  # not in git
+    for args in (["init", "-q"], ["add", "params.yaml"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                                                          "-qm", "p"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "params.yaml").write_text(text.replace("learning_rate: 0.001", "learning_rate: 0.01", 1))
+    assert committed_baseline(tmp_path / "params.yaml", "none") == load_params(_params_file(), "train")
+    seed = committed_baseline(tmp_path / "params.yaml", "seed_baseline")
+    assert seed.preset == "seed_baseline" and seed.feature_set == "seed"
 
 
 def _params_file():
@@ -236,10 +277,10 @@ def test_resume_after_an_interruption_continues_the_same_run(prepared, store, tm
     assert run.info.run_id == killed.info.run_id == summary["run_id"]
     assert run.info.status == "FINISHED" and run.data.tags["resumed_at_epoch"] == "2"
     assert summary["epochs"] == 4
-    steps = [m.step for m in store.get_metric_history(run.info.run_id, "val_loss")]
+    steps = [m.step for m in store.get_metric_history(run.info.run_id, "epoch/val_loss") if m.model_id is None]
     assert sorted(steps) == [0, 1, 2, 3]
     # the optimizer state came back: the exponential schedule (x0.9 per epoch) kept counting its steps
-    rates = {m.step: m.value for m in store.get_metric_history(run.info.run_id, "learning_rate")}
+    rates = {m.step: m.value for m in store.get_metric_history(run.info.run_id, "epoch/learning_rate")}
     assert rates[2] == pytest.approx(TINY.learning_rate * 0.9**3, rel=1e-5)
     assert not (checkpoints / "state.npz").exists()  # a finished run leaves no state behind
 

@@ -23,7 +23,7 @@ from mtt.checks import require_clean
 from mtt.config import EvaluateParams
 from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, SPLITS, TARGET, open_split, read_metadata, split_path
 from mtt.errors import EvaluateError
-from mtt.evaluate.estimators import Evaluation, evaluate
+from mtt.evaluate.estimators import ELLIPSE, MODEL, Evaluation, evaluate
 from mtt.evaluate.tables import (
     flat_metrics,
     per_bin_table,
@@ -119,9 +119,11 @@ def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dic
     return list(dict.fromkeys([*targets, *([outer] if outer else [])]))
 
 
-def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: str | None,
+def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params: EvaluateParams,
                own_data: bool = True, data: dict[str, str] | None = None) -> bool:
-    """Log figures and plots (without reopening any run); False if there is no run to log into."""
+    """Log figures (under `<split>/`), settings (tags `evaluate.*`: a rerun with other settings replaces them
+    with its figures) and plots, without reopening any run; False if there is no run to log into. The ellipse
+    method's solution rule is the artifact `evaluate/ellipse_rule.txt`."""
     from mlflow.entities import Metric, RunStatus
     from mlflow.tracking import MlflowClient
 
@@ -130,17 +132,35 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, rule: 
     tracking.configure()
     client = MlflowClient()
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures).items() if np.isfinite(v)]
+    metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures, params.split).items() if np.isfinite(v)]
+    settings = {f"evaluate.{k}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+                for k, v in params.model_dump().items()}
     targets = target_runs(client, run_id, own_data, data or {"path": "", "sha256": ""})
     for target in targets:
         client.log_batch(target, metrics=metrics)
-        client.set_tag(target, "eval.model_run_id", run_id or "")
-        if rule:
-            client.set_tag(target, "eval.ellipse_rule", rule)
+        for key, value in {**settings, "eval.model_run_id": run_id or ""}.items():
+            client.set_tag(target, key, value)
+        note = client.get_run(target).data.tags.get("mlflow.note.content", "")
+        client.set_tag(target, "mlflow.note.content", with_evaluation(note, figures, params.split))
         client.log_artifacts(target, str(folder), artifact_path="evaluate")
         if target not in (run_id, os.environ.get("MLFLOW_RUN_ID")):
             client.set_terminated(target, RunStatus.to_string(RunStatus.FINISHED))
     return bool(targets)
+
+
+#: where the evaluation's sentence starts in a run's description (a rerun replaces it)
+NOTE_MARK = "\n\nEvaluated on "
+
+
+def with_evaluation(note: str, figures: dict[str, Any], split: str) -> str:
+    """The run's description with one sentence of this evaluation's headline figures (replacing an older one)."""
+    model, nan = figures.get(MODEL, {}), float("nan")
+    sentence = (f"the {split} split ({figures.get('n_events', 0):,} events): resolution "
+                f"{model.get('resolution', nan):.3f}, median bias {model.get('bias', nan):+.3f}, width ratio "
+                f"{model.get('width_ratio', nan):.3f}")
+    if ELLIPSE in figures:
+        sentence += f"; the ellipse method's resolution {figures[ELLIPSE].get('resolution', nan):.3f}"
+    return f"{note.split(NOTE_MARK)[0]}{NOTE_MARK}{sentence}."
 
 
 def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, val: pd.DataFrame | None,
@@ -197,7 +217,7 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
             shutil.copy2(Path(out_dir) / ".gitignore", tmp / ".gitignore")
         if rule:
             (tmp / "ellipse_rule.txt").write_text(rule + "\n")
-    log_to_run(artifact.run_id, figures, Path(out_dir), rule, own_data, data)
+    log_to_run(artifact.run_id, figures, Path(out_dir), params, own_data, data)
     return figures
 
 

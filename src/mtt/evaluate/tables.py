@@ -44,15 +44,17 @@ def unfolded_table(edges: np.ndarray, truth: np.ndarray, unfolded: dict[str, Any
     return frame
 
 
-def flat_metrics(figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """{"model/resolution": ..., "zprime/model/position": ...}: the MLflow metric names (a figure at the top
-    level, like the event count, goes under `eval/`)."""
+def flat_metrics(figures: dict[str, Any], split: str, prefix: str = "") -> dict[str, float]:
+    """The MLflow metric names of the figures computed on `split`: {"test/model.resolution": ...,
+    "test/zprime.model.position": ..., "test/n_events": ...}; one section of the UI per split."""
+    from mtt.tracking import evaluation_metric
+
     out = {}
     for key, value in figures.items():
         if isinstance(value, dict):
-            out.update(flat_metrics(value, f"{prefix}{key}/"))
+            out.update(flat_metrics(value, split, f"{prefix}{key}/"))
         elif isinstance(value, (int, float)):
-            out[f"{prefix or 'eval/'}{key}"] = float(value)
+            out[evaluation_metric(split, f"{prefix}{key}")] = float(value)
     return out
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from mtt.errors import TrainError
-from mtt.metrics import median_bias, resolution, width_ratio
+from mtt.metrics import median_bias, resolution, rmse, width_ratio
+from mtt.tracking import epoch_metric
 from mtt.train.checkpoint import TrainState, save_state
 from mtt.train.data import ValSet
 from mtt.train.setup import current_learning_rate
@@ -28,8 +29,10 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     """A Keras callback: per epoch, one forward pass over val gives val_loss and the GeV metrics.
 
     It puts val_loss into the epoch logs (early stopping and LR plateau read it there), keeps the best
-    weights in memory, logs to MLflow with step = epoch (unless `log` is false: a non-chief worker), and
-    stops the run on a NaN loss. A resumed run starts from the saved best loss and weights.
+    weights in memory, logs to MLflow with step = epoch under `epoch/` (unless `log` is false: a non-chief
+    worker), and stops the run on a NaN loss. Next to the optimised loss, whose scale depends on the target
+    transform and the head, it logs the val RMSE in GeV: the loss-like figure that compares across runs. A
+    resumed run starts from the saved best loss and weights.
 
     MLflow writes are batched: an epoch's metrics go out at once when FLUSH_SECONDS have passed since the
     last write (every epoch of a real run), else with the next one; `flush()` (called at the end of training
@@ -75,7 +78,7 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
             if val_loss < self.best_loss:
                 self.best_loss, self.best_weights = val_loss, network.get_weights()
             pred = np.asarray(gev).reshape(len(val.x), -1)[:, 0]
-            row = {"loss": float(logs["loss"]), "val_loss": val_loss,
+            row = {"loss": float(logs["loss"]), "val_loss": val_loss, "val_rmse_gev": rmse(pred, val.m_tt),
                    "learning_rate": current_learning_rate(self.model.optimizer), "grad_norm": float(norm),
                    "val_resolution": resolution(pred, val.m_tt), "val_bias": median_bias(pred, val.m_tt),
                    "val_width_ratio": width_ratio(pred, val.m_tt), "dead_relu_fraction": float(dead),
@@ -83,7 +86,7 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
             history.append({"epoch": epoch, **row})
             if log:
                 now = int(time.time() * 1000)
-                self.pending += [Metric(key, value, now, epoch) for key, value in row.items()]
+                self.pending += [Metric(epoch_metric(key), value, now, epoch) for key, value in row.items()]
                 if time.monotonic() - self.flushed >= FLUSH_SECONDS:
                     self.flush()
 

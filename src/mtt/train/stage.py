@@ -26,7 +26,7 @@ from mtt.config import TrainParams
 from mtt.dataset import open_split, split_path
 from mtt.errors import TrainError
 from mtt.io import atomic_file, file_sha256, write_json
-from mtt.metrics import median_bias, resolution, width_ratio
+from mtt.metrics import median_bias, resolution, rmse, width_ratio
 from mtt.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_scaler
 from mtt.train.callbacks import checkpointer, epoch_logger, restore
 from mtt.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
@@ -49,13 +49,41 @@ class TrainPaths:
     docs: Path | None = None
 
 
-def run_name(params: TrainParams, changes: dict[str, Any] | None) -> str:
-    """What differs: the preset and the overridden params, e.g. 'seed_baseline lr=0.01' (or 'default')."""
+def run_name(params: TrainParams, changes: dict[str, Any] | None, baseline: TrainParams | None = None,
+             experiment: str | None = None) -> str:
+    """What differs, e.g. 'seed_baseline learning_rate=0.01' (or 'default'): from `baseline` (the committed
+    params.yaml's train section, so an edit or `dvc exp run -S` names itself) when given, else the command
+    line's overrides; a DVC experiment's name in front ('clear-mica: learning_rate=0.01')."""
     parts = [] if params.preset == "none" else [params.preset]
-    for key, value in _flatten(changes or {}).items():
-        if key != "preset":
-            parts.append(f"{key}={value}")
-    return " ".join(parts) or "default"
+    differing = _flatten(changes or {}) if baseline is None else {
+        key: value for key, value in params.model_dump().items() if baseline.model_dump().get(key) != value}
+    parts += [f"{key}={_short(value)}" for key, value in differing.items() if key != "preset"]
+    name = " ".join(parts) or "default"
+    return f"{experiment}: {name}" if experiment else name
+
+
+def _short(value: Any) -> str:
+    """A param value as a run name shows it: lists without spaces, floats without trailing digits."""
+    if isinstance(value, list):
+        return ",".join(_short(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def committed_baseline(params_path: Path, preset: str) -> TrainParams | None:
+    """The train section of params.yaml as committed at git HEAD, with `preset` applied (a run with another
+    preset is named by the preset and what differs from it); None outside git or if it does not load."""
+    from mtt import tracking
+    from mtt.config import apply_preset, load_yaml, validate
+    from mtt.errors import MttError
+
+    text = tracking.committed_text(params_path)
+    if text is None:
+        return None
+    try:
+        raw = load_yaml(text)
+        return validate(apply_preset(raw, {"preset": preset}), "params.yaml at HEAD").train
+    except (MttError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -74,6 +102,15 @@ def prepare_settings(prepared: Path) -> dict[str, Any]:
     metadata = open_split(split_path(prepared, "train")).metadata
     return {key: metadata[key] for key in ("schema", "units_in", "selection", "nanoaod", "max_jets")
             if key in metadata}
+
+
+def objective(params: TrainParams) -> str:
+    """The loss the optimiser really minimises (an MDN or quantile head ignores train.loss)."""
+    if params.head == "mdn":
+        return f"mixture_nll ({params.mdn_components} Gaussians)"
+    if params.head == "quantile":
+        return f"pinball ({len(params.quantiles)} quantiles)"
+    return params.loss
 
 
 @dataclass(frozen=True)
@@ -220,7 +257,7 @@ class Trainer:
         outer = os.environ.get("MLFLOW_RUN_ID")
         start = ({"run_id": self.state.run_id} if self.state is not None else {"run_id": outer} if outer
                  else {"experiment_id": experiment, "run_name": name})
-        with mlflow.start_run(**start) as run:
+        with mlflow.start_run(**start, log_system_metrics=tracking.system_metrics_enabled()) as run:
             try:
                 self._log_start(name, outer is not None)
                 yield run
@@ -243,8 +280,12 @@ class Trainer:
         if under_mlflow_run:
             mlflow.set_tag("mlflow.runName", name)
         mlflow.log_params({**{f"train.{k}": (json.dumps(v) if isinstance(v, list) else v)
-                              for k, v in self.params.model_dump().items()},
+                              for k, v in self.params.model_dump().items()
+                              if k != "loss" or self.params.head == "point"},  # other heads ignore train.loss
+                           "train.objective": objective(self.params),
                            "train.n_features": len(self.features), "train.features": ",".join(self.features)})
+        if os.environ.get("DVC_EXP_NAME"):
+            mlflow.set_tag("dvc.exp_name", os.environ["DVC_EXP_NAME"])
         mlflow.set_tags({**tracking.git_state(tracking.repo_root()), **self.lineage.tags(),
                          "preset": self.params.preset,
                          "n_train": self.data.n_rows, "n_val": len(self.val.x), "feature_set": self.params.feature_set,
@@ -267,12 +308,12 @@ class Trainer:
         summary = {"best_val_loss": float(frame.val_loss.min()),
                    "best_epoch": int(frame.epoch[frame.val_loss.idxmin()]), "epochs": len(frame),
                    "val_resolution": resolution(pred, true), "val_bias": median_bias(pred, true),
-                   "val_width_ratio": width_ratio(pred, true),
+                   "val_width_ratio": width_ratio(pred, true), "val_rmse_gev": rmse(pred, true),
                    "wall_time_s": wall_seconds,
                    "train_samples_per_s": self.data.n_rows * (len(frame) - self.first_epoch) / max(fit_seconds, 1e-9)}
-        mlflow.log_metrics({f"final/{k}" if k in ("val_resolution", "val_bias", "val_width_ratio") else k: v
-                            for k, v in summary.items()})
-        model_info = self._log_artifacts(frame)
+        mlflow.log_metrics({f"final/{k}" if k.startswith("val_") else k: v for k, v in summary.items()})
+        mlflow.set_tag("mlflow.note.content", self.note(summary))
+        model_info = self._log_artifacts(frame, summary["best_epoch"])
         save_model_dir(self.paths.model, self.predict, self.data.scaler,
                        {"features": self.features, "target_transform": asdict(self.data.target),
                         "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary,
@@ -289,8 +330,24 @@ class Trainer:
                   f"{registry.CANDIDATE} (`mtt promote` compares its {self.params.promote_metric})")
         return {**summary, "run_id": run_id}
 
-    def _log_artifacts(self, frame: pd.DataFrame) -> Any:
-        """Loss curve, history, preprocessing, data checks, and the self-contained model (its ModelInfo)."""
+    def note(self, summary: dict[str, Any]) -> str:
+        """The run's description (the UI's Description box): configuration, data version, headline figures."""
+        p, files = self.params, self.lineage.files
+        preset = f"Preset `{p.preset}`" if p.preset != "none" else "The committed configuration"
+        setup = (f"{preset}: {p.architecture} network ({p.depth} x {p.width}), {p.head} head minimising "
+                 f"{objective(p)}, feature set `{p.feature_set}`, {self.data.scaler.name} scaler, target transform "
+                 f"{p.target_transform}, {p.optimizer} at learning rate {p.learning_rate:g}, batch {p.batch_size}.")
+        data = (f"Data: {files['prepared']} (train {files['train_sha256'][:12]}, {self.data.n_rows:,} train and "
+                f"{len(self.val.x):,} val events).")
+        figures = (f"Best epoch {summary['best_epoch']} of {summary['epochs']}: val RMSE "
+                   f"{summary['val_rmse_gev']:.1f} GeV, val resolution {summary['val_resolution']:.3f}, median bias "
+                   f"{summary['val_bias']:+.3f}, width ratio {summary['val_width_ratio']:.3f}; "
+                   f"{summary['wall_time_s']:.0f} s.")
+        return f"{setup} {data} {figures}"
+
+    def _log_artifacts(self, frame: pd.DataFrame, best_epoch: int) -> Any:
+        """Loss curve, history, preprocessing, data checks, and the self-contained model (its ModelInfo) at the
+        best epoch, whose weights it holds (the model page then shows that epoch's figures)."""
         import mlflow
 
         from mtt import plots, registry, tracking
@@ -317,7 +374,7 @@ class Trainer:
         metadata = {"features": self.features, "outputs": quantiles if self.params.head == "quantile" else ["m_tt"],
                     "units": "GeV", "feature_set": self.params.feature_set, "head": self.params.head,
                     "train_params": self.params.model_dump()}
-        return registry.log_model(self.predict, self.val.x[:5], metadata)
+        return registry.log_model(self.predict, self.val.x[:5], metadata, step=best_epoch)
 
     def write(self, summary: dict[str, Any]) -> None:
         """The DVC outputs: headline figures and the per-epoch history."""
@@ -354,12 +411,15 @@ def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
     return summary
 
 
-def main(params: TrainParams, paths: TrainPaths, changes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Stage entry: train, print the headline figures."""
-    summary = run_train(params, paths, run_name(params, changes))
+def main(params: TrainParams, paths: TrainPaths, changes: dict[str, Any] | None = None,
+         params_path: Path | None = None) -> dict[str, Any]:
+    """Stage entry: train (the run named after what differs from the committed params), print the figures."""
+    baseline = committed_baseline(params_path, params.preset) if params_path is not None else None
+    summary = run_train(params, paths, run_name(params, changes, baseline, os.environ.get("DVC_EXP_NAME")))
     if not summary:
         return summary
     print(f"train: run {summary['run_id']}: best val_loss {summary['best_val_loss']:.4g} at epoch "
-          f"{summary['best_epoch']}, val resolution {summary['val_resolution']:.3f}, width ratio "
-          f"{summary['val_width_ratio']:.3f}, {summary['train_samples_per_s']:.0f} samples/s")
+          f"{summary['best_epoch']} (val RMSE {summary['val_rmse_gev']:.1f} GeV), val resolution "
+          f"{summary['val_resolution']:.3f}, width ratio {summary['val_width_ratio']:.3f}, "
+          f"{summary['train_samples_per_s']:.0f} samples/s")
     return summary
