@@ -1,10 +1,15 @@
 """Benchmark the simulate stage against bare Pythia at the same level, measured in the same run.
 
-    python benchmarks/bench_simulate.py [--events 5000] [--level parton]
+    python benchmarks/bench_simulate.py [--events 5000] [--level parton] [--dask-only --dask-chunks 8]
 
 Prints events/s of bare `pythia.next()` and of the whole stage (generation, truth extraction, detector
 response, fastjet, ROOT writing) for 1 and 2 workers, the per-worker ratio (target >= 0.70) and the
 2-worker speed-up (target >= 1.8), and the stage's peak RSS for 1x and 4x the events (flat memory).
+
+Then the Dask executor against the local process pool, both with 2 workers, in the same run (interleaved, best
+of --repeat): the stage with `executor: dask` on the LocalCluster it starts (start-up included) over the stage
+with the pool (target >= 0.90), the cluster's start-up and stop, a trivial task's round trip, the throughput of
+trivial tasks, and the stage's overhead per chunk, (Dask time - pool time) / chunks.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mtt.config import SimulateParams
+from mtt.config import DaskParams, SimulateParams
 from mtt.simulate import run_simulation
 from mtt.simulate.generator import GeneratorConfig, make_pythia, pythia_settings
+from mtt.workers import DaskExecutor
 
 
 def bare_rate(level: str, n_events: int, seed: int = 1) -> float:
@@ -38,12 +44,59 @@ def bare_rate_parallel(level: str, n_events: int, workers: int) -> float:
     return sum(rates)
 
 
-def stage_rate(level: str, n_events: int, workers: int, chunk: int) -> float:
-    """Events/s of the whole stage, wall clock from start to the last file renamed into place."""
+def stage_rate(level: str, n_events: int, workers: int, chunk: int, executor: str = "local") -> float:
+    """Events/s of the whole stage, wall clock from start (before a Dask LocalCluster is started) to the last
+    file renamed into place."""
     params = SimulateParams(n_events=n_events, events_per_chunk=chunk, workers=workers, level=level,
-                            progress=False)
+                            progress=False, executor=executor)
     with tempfile.TemporaryDirectory() as tmp:
         return run_simulation(params, Path(tmp) / "raw")["events_per_second"]
+
+
+def _noop(x: int) -> int:
+    return x
+
+
+def dask_task_overhead(workers: int, n_tasks: int = 400) -> dict[str, float]:
+    """Seconds to start and stop the stage's LocalCluster (workers preloaded with mtt.simulate), a trivial task's
+    round trip (submit, run, result; one at a time) and the throughput of trivial tasks submitted together."""
+    start = time.perf_counter()
+    executor = DaskExecutor(DaskParams(), workers, "bench", ["mtt.simulate"])
+    started = time.perf_counter() - start
+    with executor:
+        list(executor.in_order(_noop, range(20), ["warm-up"] * 20))
+        start = time.perf_counter()
+        for i in range(50):
+            list(executor.in_order(_noop, [i], ["round trip"]))
+        round_trip = (time.perf_counter() - start) / 50
+        start = time.perf_counter()
+        list(executor.in_order(_noop, range(n_tasks), ["batch"] * n_tasks))
+        per_task = (time.perf_counter() - start) / n_tasks
+        stop = time.perf_counter()
+    return {"start": started, "stop": time.perf_counter() - stop, "round_trip": round_trip, "per_task": per_task}
+
+
+def dask_against_pool(level: str, events_per_chunk: int, chunks: int, repeat: int, workers: int = 2) -> None:
+    """The stage on a 2-worker LocalCluster against the 2-worker process pool, interleaved, best of `repeat`."""
+    n = events_per_chunk * chunks
+    pool, on_dask = [], []
+    for _ in range(repeat):
+        pool.append(stage_rate(level, n, workers, events_per_chunk))
+        on_dask.append(stage_rate(level, n, workers, events_per_chunk, executor="dask"))
+    overhead = dask_task_overhead(workers)
+    best_pool, best_dask = max(pool), max(on_dask)
+    print(f"\nDask executor, level={level}, {n} events in {chunks} chunks of {events_per_chunk}, {workers} workers, "
+          f"best of {repeat} (interleaved)")
+    print(f"  process pool (events/s): {best_pool:.0f}  (all: {', '.join(f'{r:.0f}' for r in pool)})")
+    print(f"  Dask LocalCluster (events/s, cluster start-up included): {best_dask:.0f}  "
+          f"(all: {', '.join(f'{r:.0f}' for r in on_dask)})")
+    print(f"  Dask / pool: {best_dask / best_pool:.2f} (target >= 0.90)")
+    extra = n / best_dask - n / best_pool
+    start_stop = overhead["start"] + overhead["stop"]
+    print(f"  overhead per chunk, (Dask time - pool time) / chunks: {extra / chunks:.3f} s; without the cluster's "
+          f"start and stop: {(extra - start_stop) / chunks:.3f} s")
+    print(f"  LocalCluster start {overhead['start']:.2f} s, stop {overhead['stop']:.2f} s; trivial task round trip "
+          f"{overhead['round_trip'] * 1e3:.1f} ms, trivial tasks in a batch {overhead['per_task'] * 1e3:.2f} ms each")
 
 
 def peak_rss_mb(level: str, n_events: int, chunk: int) -> float:
@@ -67,8 +120,14 @@ def main() -> None:
     parser.add_argument("--level", default="parton", choices=["hard", "parton", "full"])
     parser.add_argument("--repeat", type=int, default=3, help="take the best of this many runs")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-dask", action="store_true", help="leave out the Dask executor comparison")
+    parser.add_argument("--dask-only", action="store_true", help="only the Dask executor comparison")
+    parser.add_argument("--dask-chunks", type=int, default=8, help="chunks of --events events for the Dask runs")
     args = parser.parse_args()
     n = args.events
+    if args.dask_only:
+        dask_against_pool(args.level, n, args.dask_chunks, args.repeat)
+        return
 
     r = args.repeat
     bare_1 = best(r, bare_rate, args.level, n)
@@ -86,6 +145,8 @@ def main() -> None:
         rss_4 = peak_rss_mb(args.level, 4 * chunk, chunk)
         print(f"peak RSS, 1 worker, {chunk}-event chunks: {chunk} events {rss_1:.0f} MB, "
               f"{4 * chunk} events {rss_4:.0f} MB ({rss_4 / rss_1:.2f}x)")
+    if not args.skip_dask:
+        dask_against_pool(args.level, n, args.dask_chunks, args.repeat)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,21 @@ class ZprimeParams(Section):
     seed: int = Field(54321, ge=0, lt=2**31, description="master seed of the Z' branch (its run number)")
 
 
+#: a Dask scheduler address: [protocol://]host:port (tcp://node12:8786, tls://..., [::1]:8786)
+SCHEDULER_ADDRESS = r"^$|^([a-z]+://)?[^\s/]+:\d+$"
+
+
+class DaskParams(Section):
+    """Where a stage's tasks run when its executor is `dask` (one task per chunk or read step)."""
+
+    scheduler: str = Field(
+        "", pattern=SCHEDULER_ADDRESS, description="address of a running Dask scheduler (tcp://host:8786, e.g. a "
+        "dask-jobqueue cluster's scheduler_address); empty: start a LocalCluster of `workers` single-threaded worker "
+        "processes for the run")
+    connect_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds to wait for the scheduler before failing (before any work)")
+
+
 class SimulateParams(Section):
     """Pythia 8 tt -> dilepton generation and detector response."""
 
@@ -60,6 +75,10 @@ class SimulateParams(Section):
     top_mass: float = Field(173.0, gt=100, lt=250, description="generator top mass in GeV")
     events_per_chunk: int = Field(50_000, gt=0, description="events per ROOT file")
     workers: int = Field(0, ge=0, description="worker processes; 0 means all cores")
+    executor: Literal["local", "dask"] = Field(
+        "local", description="local: a process pool on this machine; dask: one Dask task per chunk (see `dask`); "
+        "the events do not depend on it")
+    dask: DaskParams = DaskParams()
     jet_radius: float = Field(0.4, gt=0, le=1.5, description="anti-kT distance parameter R")
     jet_pt_min: float = Field(20.0, ge=0, description="minimum reconstructed jet pT in GeV")
     progress: bool = Field(True, description="show a progress bar")
@@ -126,6 +145,10 @@ class PrepareParams(Section):
     tree: str = Field("Events", min_length=1, description="TTree name")
     step_size: int = Field(100_000, gt=0, description="events read per step (bounds memory per worker)")
     workers: int = Field(0, ge=0, description="worker processes; 0 means all cores")
+    executor: Literal["local", "dask"] = Field(
+        "local", description="local: a process pool on this machine; dask: one Dask task per read step (see "
+        "`dask`); the output does not depend on it")
+    dask: DaskParams = DaskParams()
     feature_sets: list[FeatureSetName] = Field(
         ["seed", "lowlevel", "extended", "objects", "ellipse"], min_length=1, description="feature sets to write")
     max_jets: int = Field(10, ge=2, le=30, description="jet slots of the objects set (leading jets by pT, padded)")

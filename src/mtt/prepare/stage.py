@@ -1,7 +1,9 @@
 """The prepare stage: ROOT files -> selected events, features, train/val/test Parquet (with metadata).
 
 Files are read in steps of `prepare.step_size` events by a process pool, so peak memory does not grow with
-the number of input files; results come back in input order, so the output is deterministic.
+the number of input files; results come back in input order, so the output is deterministic. With
+`prepare.executor: dask` each step is one Dask task instead (`mtt.workers.DaskExecutor`), collected in the same
+order: the same output.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +45,7 @@ from mtt.events.step import select_step
 from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
 from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.prepare.split import assign
-from mtt.workers import resolve_workers
+from mtt.workers import DaskExecutor, resolve_workers
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,34 @@ def _b_match(selected: ak.Array, candidates: Any) -> dict[str, int]:
     return {"events": int(available.size), "available": int(available.sum()), "correct": int(correct.sum())}
 
 
-def _results(jobs: list[StepJob], workers: int) -> Iterator[StepResult]:
-    """Step results in input order, computed in-process or by a pool of worker processes."""
+def process_step_on_worker(job: StepJob) -> StepResult:
+    """A Dask task: `process_step` on a worker that sees the input file; the file is closed again afterwards, so a
+    long-lived worker never reads a file that was replaced since (a new simulation) through an old handle."""
+    if not job.step.path.is_file():
+        raise PrepareError(f"{job.step.path}: the Dask worker on {socket.gethostname()} cannot see this input file "
+                           "(workers must share the filesystem the inputs are on)")
+    try:
+        return process_step(job)
+    finally:
+        clear_open_trees()
+
+
+def dask_executor(params: PrepareParams, workers: int) -> DaskExecutor | nullcontext[None]:
+    """The stage's Dask executor (connected now, its workers preloaded with this stage), or None: the local pool."""
+    if params.executor == "dask":
+        return DaskExecutor(params.dask, workers, "prepare", ["mtt.prepare"])
+    return nullcontext()
+
+
+def _step_name(index: int, job: StepJob) -> str:
+    return f"read step {index} ({job.step.path.name}, entries {job.step.start}-{job.step.stop})"
+
+
+def _results(jobs: list[StepJob], workers: int, executor: DaskExecutor | None = None) -> Iterator[StepResult]:
+    """Step results in input order, computed in-process, by a pool of worker processes, or as Dask tasks."""
+    if executor is not None:
+        yield from executor.in_order(process_step_on_worker, jobs, [_step_name(i, j) for i, j in enumerate(jobs)])
+        return
     if workers == 1:
         yield from map(process_step, jobs)
         return
@@ -146,7 +176,9 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     jobs = [StepJob(step, params, truth, tuple(columns)) for step in plan_steps(files, trees, params.step_size)]
     workers = resolve_workers(params.workers, len(jobs))
     start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(1) as hasher:
+    # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the
+    # temporary folder is removed, so no worker is left writing into it
+    with atomic_dir(out_dir) as tmp, dask_executor(params, workers) as executor, ThreadPoolExecutor(1) as hasher:
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 
         def sources() -> dict[str, str]:
@@ -155,7 +187,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
             return found
 
         writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps({**metadata, "sources": sources()}).encode()})
-        for result in _results(jobs, workers):
+        for result in _results(jobs, workers, executor):
             for total, part in ((cutflow, result.cutflow), (nonfinite, result.nonfinite), (b_match, result.b_match)):
                 _add(total, part)
             writers.write(result.parts)
@@ -181,7 +213,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     seconds = time.perf_counter() - start
     if metrics_path is not None:
         write_json(metrics_path, metrics)
-    return {**metrics, "seconds": seconds, "events_per_second": cutflow["all"] / seconds if seconds else 0.0}
+    return {**metrics, "seconds": seconds, "events_per_second": cutflow["all"] / seconds if seconds else 0.0,
+            "executor": "local" if executor is None else f"dask at {executor.address}"}
 
 
 def main(params: PrepareParams, inputs: list[str], out_dir: str, metrics_path: str | None) -> dict[str, Any]:
@@ -190,5 +223,5 @@ def main(params: PrepareParams, inputs: list[str], out_dir: str, metrics_path: s
     splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
     print(f"prepare: {summary['cutflow']['all']['events']} events read, "
           f"{summary['cutflow'][CUTS[-1]]['events']} selected ({splits}) -> {out_dir} "
-          f"({summary['events_per_second']:.0f} events/s)")
+          f"({summary['events_per_second']:.0f} events/s, {summary['executor']})")
     return summary

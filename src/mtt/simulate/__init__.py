@@ -2,7 +2,8 @@
 
 Events are made in chunks; each chunk has its own seed derived from `simulate.seed` and its index, is
 generated, reconstructed and written by one worker, and is freed before the next, so memory stays flat and
-a chunk's events do not depend on how many workers ran.
+a chunk's events do not depend on how many workers ran. With `simulate.executor: dask` each chunk is one Dask
+task instead (`mtt.workers.DaskExecutor`), written by its worker into the same temporary folder: the same files.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import socket
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.config import SimulateParams
-from mtt.io import SIMULATION_MANIFEST, atomic_dir, atomic_file, check_writable_dir
+from mtt.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_writable_dir
 from mtt.simulate.detector import DetectorCard, reconstruct
 from mtt.simulate.generator import (
     GeneratorConfig,
@@ -32,13 +35,13 @@ from mtt.simulate.generator import (
 )
 from mtt.simulate.lhe import inspect_lhe
 from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
-from mtt.workers import resolve_workers
+from mtt.workers import DaskExecutor, resolve_workers
 
 MANIFEST = SIMULATION_MANIFEST
 #: events reconstructed at a time inside a chunk: bounds memory, large enough to amortise awkward overhead
 RECO_BATCH = 5000
 
-__all__ = ["ChunkJob", "main", "plan_chunks", "run_simulation", "simulate_chunk"]
+__all__ = ["ChunkJob", "main", "plan_chunks", "run_simulation", "simulate_chunk", "simulate_chunk_on_worker"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,37 @@ def _run_jobs(jobs: list[ChunkJob], workers: int, total: int, progress: bool) ->
         bar.close()
 
 
+def simulate_chunk_on_worker(job: ChunkJob) -> dict[str, Any]:
+    """A Dask task: `simulate_chunk`, once the worker has checked that it sees the output folder."""
+    if not Path(job.out_dir).is_dir():
+        raise OutputError(f"simulate: chunk {job.index}: the Dask worker on {socket.gethostname()} cannot see the "
+                          f"output folder {job.out_dir} (workers must share the filesystem the stage writes to)")
+    return simulate_chunk(job)
+
+
+def dask_executor(params: SimulateParams, workers: int) -> DaskExecutor | nullcontext[None]:
+    """The stage's Dask executor (connected now, its workers preloaded with this stage), or None: the local pool."""
+    if params.executor == "dask":
+        return DaskExecutor(params.dask, workers, "simulate", ["mtt.simulate"])
+    return nullcontext()
+
+
+def _run_dask(executor: DaskExecutor, jobs: list[ChunkJob], total: int, progress: bool) -> list[dict[str, Any]]:
+    """Run chunk jobs as Dask tasks, one per chunk, with a progress bar that moves as chunks finish."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="ev", unit_scale=True, desc="simulate", disable=not progress, file=sys.stderr,
+               mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    try:
+        results = []
+        for result in executor.as_completed(simulate_chunk_on_worker, jobs, [f"chunk {j.index}" for j in jobs]):
+            results.append(result)
+            bar.update(result["n_events"])
+        return results
+    finally:
+        bar.close()
+
+
 def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Run the stage: check inputs, make every chunk into a fresh folder, swap it in when all succeeded."""
     out_dir = Path(out_dir)
@@ -155,12 +189,19 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> d
     workers = resolve_workers(params.workers, len(chunks))
     card = DetectorCard(jet_radius=params.jet_radius, jet_pt_min=params.jet_pt_min)
     start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp:
+    # the Dask executor connects (or starts its LocalCluster) before any chunk runs, and stops before the
+    # temporary folder is removed, so no worker is left writing into it
+    with atomic_dir(out_dir) as tmp, dask_executor(params, workers) as executor:
         jobs = [ChunkJob(i, first, n, params.seed, generator, card, str(tmp)) for i, first, n in chunks]
-        results = _run_jobs(jobs, workers, n_events, params.progress)
+        if executor is None:
+            results = _run_jobs(jobs, workers, n_events, params.progress)
+        else:
+            workers = executor.workers
+            results = _run_dask(executor, jobs, n_events, params.progress)
         manifest = {
             "n_events": sum(r["n_events"] for r in results),
-            "params": params.model_dump(),
+            # where the chunks ran does not change them: the record (and the output's hash) leaves it out
+            "params": params.model_dump(exclude={"executor", "dask"}),
             "sqrt_s": generator.sqrt_s,
             "lhe": None if lhe_info is None else {"path": str(lhe_info.path), "n_events": lhe_info.n_events,
                                                   "beam_energies": list(lhe_info.beam_energies)},
@@ -171,14 +212,14 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> d
             manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     seconds = time.perf_counter() - start
     return {**manifest, "seconds": seconds, "events_per_second": manifest["n_events"] / seconds,
-            "workers": workers}
+            "workers": workers, "executor": "local" if executor is None else f"dask at {executor.address}"}
 
 
 def main(params: SimulateParams, out_dir: str) -> dict[str, Any]:
     """Stage entry: run, print a one-line summary, log to an active MLflow run if there is one."""
     summary = run_simulation(params, out_dir)
     print(f"simulate: {summary['n_events']} events in {len(summary['chunks'])} file(s) -> {out_dir} "
-          f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), "
+          f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), {summary['executor']}, "
           f"level={params.level}, process={params.process})")
     if os.environ.get("MLFLOW_RUN_ID"):
         from mtt.tracking import log_stage_to_active_run

@@ -1,0 +1,179 @@
+"""simulate on Dask (`simulate.executor: dask`): the same events as the local pool, a dead worker, a bad scheduler.
+
+Every LocalCluster here is started by the stage (or the test) and closed before the test ends; the
+`no_leaked_processes` fixture checks that no worker process outlives its test.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import awkward as ak
+import dask
+import psutil
+import pytest
+from conftest import SMALL, read_events
+
+from mtt.cli import main as cli_main
+from mtt.config import DaskParams, ParamsError, load_params
+from mtt.io import OutputError
+from mtt.simulate import MANIFEST, ChunkJob, run_simulation, simulate_chunk_on_worker
+from mtt.simulate.detector import DetectorCard
+from mtt.simulate.generator import GeneratorConfig
+from mtt.workers import ExecutorError
+
+#: 3 chunks of 100 events on 2 workers: one worker makes two chunks
+TINY = SMALL.model_copy(update={"n_events": 300, "events_per_chunk": 100, "workers": 2})
+
+
+def kill_script(key_prefix: str) -> str:
+    """A Dask worker preload whose plugin ends the worker process (os._exit: no clean-up, as the kernel's OOM killer
+    would) the moment a task whose key starts with `key_prefix` begins executing on it: a deterministic death."""
+    return f'''
+import os
+
+from distributed import WorkerPlugin
+
+
+class KillOnTask(WorkerPlugin):
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith({key_prefix!r}):
+            os._exit(1)
+
+
+async def dask_setup(worker):
+    await worker.plugin_add(KillOnTask(), name="kill-on-task")
+'''
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_processes(exclude: set[int] = frozenset()) -> list[psutil.Process]:
+    """This process' live descendants, but multiprocessing's resource tracker: one per parent process for its
+    lifetime, started by the first spawned child (the LocalCluster's workers), not a leak."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if (child.pid not in exclude and child.status() != psutil.STATUS_ZOMBIE
+                    and "multiprocessing.resource_tracker" not in " ".join(child.cmdline())):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes():
+    """Every child process a test starts (LocalCluster workers) has ended when it returns."""
+    before = {p.pid for p in worker_processes()}
+    yield
+    deadline = time.monotonic() + 15
+    while (left := worker_processes(before)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left running: {[(p.pid, p.cmdline()[:4]) for p in left]}"
+
+
+def test_dask_gives_the_same_events_as_the_local_pool(tmp_path):
+    local = run_simulation(TINY, tmp_path / "local")
+    on_dask = run_simulation(TINY.model_copy(update={"executor": "dask"}), tmp_path / "dask")
+    assert local["executor"] == "local" and on_dask["executor"].startswith("dask at tcp://127.0.0.1:")
+    assert on_dask["workers"] == 2 and on_dask["n_events"] == local["n_events"] == 300
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "dask").iterdir())
+    assert names == ["events_00000.root", "events_00001.root", "events_00002.root", MANIFEST]
+    # the record is byte-identical: it leaves out where the chunks ran (ROOT files carry their own creation time
+    # and UUID, so they are compared by content)
+    assert (tmp_path / "local" / MANIFEST).read_bytes() == (tmp_path / "dask" / MANIFEST).read_bytes()
+    assert "executor" not in json.loads((tmp_path / "dask" / MANIFEST).read_text())["params"]
+    a, b = read_events(tmp_path / "local"), read_events(tmp_path / "dask")
+    assert a.fields == b.fields and len(a) == 300
+    for field in a.fields:
+        assert ak.array_equal(a[field], b[field], equal_nan=True), field
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dask", "local"]  # no temporary folders left
+
+
+def test_a_worker_that_dies_fails_the_stage_naming_its_chunk(tmp_path):
+    out = tmp_path / "raw"
+    run_simulation(TINY.model_copy(update={"n_events": 20, "events_per_chunk": 10}), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # the worker that starts chunk 1 dies; chunks 0 and 2 may be done or running on the other worker by then
+    with dask.config.set({"distributed.worker.preload": [kill_script("simulate-1-")]}), \
+            pytest.raises(ExecutorError) as failure:
+        run_simulation(TINY.model_copy(update={"executor": "dask"}), out)
+    message = str(failure.value)
+    assert message.startswith("simulate: chunk 1 failed: worker died (tcp://127.0.0.1:") and "\n" not in message
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous output, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # the temporary folder is gone
+
+
+def test_a_worker_that_cannot_see_the_output_folder_says_so(tmp_path):
+    job = ChunkJob(2, 0, 10, 1, GeneratorConfig(), DetectorCard(), str(tmp_path / "elsewhere"))
+    with pytest.raises(OutputError, match=rf"simulate: chunk 2: the Dask worker on {socket.gethostname()} cannot "
+                                          r"see the output folder .*elsewhere \(workers must share the filesystem"):
+        simulate_chunk_on_worker(job)
+
+
+def test_an_unreachable_scheduler_stops_before_any_work(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    params = TINY.model_copy(update={"executor": "dask", "dask": DaskParams(scheduler=address, connect_timeout=1.0)})
+    start = time.perf_counter()
+    with pytest.raises(ExecutorError) as failure:
+        run_simulation(params, tmp_path / "raw")
+    assert time.perf_counter() - start < 10
+    message = str(failure.value)
+    assert message.startswith(f"simulate.dask.scheduler: no Dask scheduler answered at {address} within 1 s (")
+    assert "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary folder
+
+
+def test_the_command_line_reports_an_unreachable_scheduler_in_one_line(tmp_path, capsys):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("simulate:\n  n_events: 20\n  progress: false\n")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    code = cli_main(["simulate", "--params", str(params_file), "--out", str(tmp_path / "raw"), "-S", "executor=dask",
+                     "-S", f"dask.scheduler={address}", "-S", "dask.connect_timeout=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(f"mtt simulate: error: simulate.dask.scheduler: no Dask scheduler answered at {address}")
+    assert "\n" not in err
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("executor=spark", "simulate.executor: Input should be 'local' or 'dask'"),
+    ("dask.scheduler=node12", "simulate.dask.scheduler: String should match pattern"),
+    ("dask.connect_timeout=0", "simulate.dask.connect_timeout: Input should be greater than 0"),
+    ("dask.scheduler_address=tcp://node12:8786", "simulate.dask.scheduler_address: unknown key; allowed keys: "
+                                                 "scheduler, connect_timeout"),
+])
+def test_bad_dask_params_stop_before_work(tmp_path, override, message):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("simulate:\n  n_events: 10\n")
+    with pytest.raises(ParamsError, match=message):
+        load_params(params_file, "simulate", [override])
+
+
+def test_scheduler_addresses_that_are_accepted(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("simulate:\n  n_events: 10\n")
+    for address in ("tcp://node12.cluster:8786", "tls://10.0.0.5:8786", "node12:8786", "tcp://[::1]:8786", ""):
+        assert load_params(params_file, "simulate", {"dask": {"scheduler": address}}).dask.scheduler == address
+
+
+def test_local_runs_do_not_import_dask(tmp_path):
+    code = ("import sys; from mtt.config import SimulateParams; from mtt.simulate import run_simulation; "
+            "import mtt.prepare; "
+            f"run_simulation(SimulateParams(n_events=20, workers=1, progress=False), {str(tmp_path / 'raw')!r}); "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')); "
+            "print(loaded); sys.exit(1 if loaded else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
