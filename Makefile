@@ -9,13 +9,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help run test test-all lint ui browser bench clean
+.PHONY: help run test test-all lint ui server server-stop browser bench clean
 
 help:
 	@echo "make run      - set up .venv and run the pipeline (dvc repro)"
 	@echo "make test     - set up .venv and run the fast test tier (slow and integration tests excluded)"
 	@echo "make test-all - every test, slow and integration included (what CI runs), then the linters"
 	@echo "make ui       - MLflow UI on http://127.0.0.1:5000 for this project's runs (prints the runs page URL)"
+	@echo "make server   - team tracking server: PostgreSQL + mlflow server on http://127.0.0.1:5001 (Ctrl-C stops)"
+	@echo "make server-stop - stop the server that 'make server' runs"
 	@echo "make browser  - install Debian's Chromium for the browser tests (make test-all does it)"
 	@echo "make bench    - stage benchmarks (see benchmarks/RESULTS.md)"
 
@@ -42,6 +44,15 @@ lint: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mtt ui
+
+# The team tracking server (scripts/server.sh): PostgreSQL (installed by scripts/setup-postgres.sh when missing)
+# and mlflow server with a proxied artifact store, everything under .server/. In the foreground; options of
+# mlflow server through SERVER_ARGS, e.g. make server SERVER_ARGS="--host 0.0.0.0 --allowed-hosts mlflow.lab.org:5001"
+server: $(STAMP)
+	bash scripts/server.sh start $(SERVER_ARGS)
+
+server-stop:
+	bash scripts/server.sh stop
 
 # Debian's Chromium for the browser tests (only when missing)
 browser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -234,8 +235,20 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def uses_tracking(args: argparse.Namespace) -> bool:
+    """Whether the command logs to or reads from MLflow: the TRACKED commands, predict with a runs:/ or
+    models:/ model, and any stage under `mlflow run` (MLFLOW_RUN_ID set)."""
+    model = str(getattr(args, "model", "") or "")
+    return (args.stage in TRACKED or bool(os.environ.get("MLFLOW_RUN_ID"))
+            or (args.stage == "predict" and model.startswith(("runs:/", "models:/"))))
+
+
 def run_stage(args: argparse.Namespace) -> int:
     """Load the stage's params (failing early on bad ones) and run it; the exit status."""
+    if uses_tracking(args):  # a tracking server that is down: one line now, not after the stage's work
+        from mtt import tracking
+
+        tracking.require_server()
     tool = TOOLS.get(args.stage)
     if tool is not None:
         return tool(args)
@@ -318,6 +331,8 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the commands that log to or read from MLflow: a tracking server (MLFLOW_TRACKING_URI=http://...) must answer
+TRACKED = {"train", "evaluate", "sweep", "tune", "runs", "promote", "report"}
 #: the commands that read no stage section of params.yaml before they start
 TOOLS = {"runs": run_cleanup, "sweep": run_search, "tune": run_search, "predict": run_predict,
          "promote": run_promote, "report": run_report, "ui": run_store, "relocate": run_store}

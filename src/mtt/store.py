@@ -40,9 +40,14 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
 
 
 def serve(experiment: str, host: str = "127.0.0.1", port: int = 5000) -> None:
-    """Print the training-runs URL of `experiment` and replace this process with the UI server."""
+    """Print the training-runs URL of `experiment` and replace this process with the UI server (with a tracking
+    server as MLFLOW_TRACKING_URI, the server is the UI: print its URL and start nothing)."""
     uri = tracking.configure()
     experiment_id = tracking.ensure_experiment(experiment)
+    if tracking.is_server(uri):
+        print(f"mtt ui: {uri} serves the UI itself: the runs of experiment {experiment!r}: "
+              f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+        return
     print(f"mtt ui: the runs of experiment {experiment!r}: {runs_url(host, port, experiment_id)}", flush=True)
     os.execve(server_command(uri, host, port)[0], server_command(uri, host, port), {**os.environ, **UI_ENVIRONMENT})
 

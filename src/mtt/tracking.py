@@ -3,6 +3,10 @@
 The tracking URI defaults to an absolute ``sqlite:///<repo>/mlflow.db`` so that every way of running a stage
 (`dvc repro`, `dvc exp run --queue` in a temporary workspace under ``.dvc/tmp``, `mlflow run .`) logs into the
 same database. ``MLFLOW_TRACKING_URI`` overrides it (e.g. a tracking server).
+
+With a tracking server (``http://...``, e.g. the team's `make server`), the server decides where artifacts go
+(its proxied artifact store), and `configure` first checks that the server answers, so that a stage fails in one
+line before any work instead of after MLflow's minutes of retries.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+
+from mtt.errors import MttError
 
 DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
@@ -24,6 +30,12 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 #: system metrics (CPU, memory, disk, network): sampled every second, one averaged point per 5 samples, so a run
 #: of seconds gets a point and a run of hours ~700 per metric
 SYSTEM_METRICS_INTERVAL_S, SYSTEM_METRICS_SAMPLES = 1.0, 5
+#: seconds a tracking server has to answer its health check
+SERVER_TIMEOUT_S = 5.0
+
+
+class TrackingError(MttError):
+    """The tracking store cannot be reached: names the URI and what to do."""
 
 
 def epoch_metric(name: str) -> str:
@@ -98,6 +110,7 @@ def configure(start: str | os.PathLike[str] | None = None) -> str:
     if not os.environ.get("MLFLOW_TRACKING_URI") and not in_project(start):
         print(f"mtt: no project folder (with dvc.yaml and MLproject) at or above {Path(start or Path.cwd())}: "
               f"MLflow runs go to {uri}; set MLFLOW_TRACKING_URI to log elsewhere")
+    require_server(uri)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         from filelock import FileLock
@@ -108,6 +121,55 @@ def configure(start: str | os.PathLike[str] | None = None) -> str:
         with FileLock(str(database) + ".lock", timeout=300):
             MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema, once
     return uri
+
+
+def is_server(uri: str) -> bool:
+    """Whether the tracking URI is a tracking server (http or https), which owns the artifact store."""
+    return uri.split("://", 1)[0].lower() in ("http", "https")
+
+
+def require_server(uri: str | None = None, timeout: float = SERVER_TIMEOUT_S) -> None:
+    """With a tracking server as tracking URI (default: `tracking_uri()`), check that it answers its health
+    check within `timeout` seconds; raise TrackingError naming the URI otherwise. Nothing for a local store."""
+    import urllib.error
+    import urllib.request
+
+    uri = uri or tracking_uri()
+    if not is_server(uri):
+        return
+    health = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout):
+            pass
+    except urllib.error.HTTPError as exc:  # something answers, but not MLflow's health check
+        reason = f"{health} answered HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
+    else:
+        return _require_allowed_host(uri, timeout)
+    raise TrackingError(f"no MLflow tracking server answers at {uri} ({reason}): start it with `make server` or "
+                        "unset MLFLOW_TRACKING_URI")
+
+
+def _require_allowed_host(uri: str, timeout: float) -> None:
+    """The health check is exempt from the server's Host check (`mlflow server --allowed-hosts`): one API request
+    says whether the server accepts the host name of the URI; any other answer (an error, a login) is MLflow's."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get?experiment_id=0",
+                                    timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code == 403 and "Invalid Host header" in exc.read(500).decode(errors="replace"):
+            host = urllib.parse.urlsplit(uri).netloc
+            raise TrackingError(f"the MLflow tracking server at {uri} refuses the host name {host!r}: start it "
+                                f"with --allowed-hosts naming {host} (make server SERVER_ARGS=\"--host 0.0.0.0 "
+                                f"--allowed-hosts {host}\"), or use a host name it allows") from None
+    except (urllib.error.URLError, OSError, ValueError):
+        return
 
 
 def process_tags() -> dict[str, str]:
@@ -151,17 +213,28 @@ def mark_dead_runs(experiment_id: str) -> list[str]:
 
 
 def ensure_experiment(name: str, start: str | os.PathLike[str] | None = None) -> str:
-    """The id of experiment `name`, created with its artifacts in <repo>/mlartifacts (an absolute path).
+    """The id of experiment `name`, created with its artifacts in <repo>/mlartifacts (an absolute path), or,
+    with a tracking server, where the server keeps artifacts (its proxied store, `mlflow-artifacts:/`).
 
-    MLflow's default artifact root is relative to the working directory, so runs started from DVC's temporary
-    workspaces would otherwise scatter their artifacts.
+    MLflow's default artifact root for a local store is relative to the working directory, so runs started from
+    DVC's temporary workspaces would otherwise scatter their artifacts. A server's clients must not name a
+    folder of their own machine: the others could not read it. Processes that create it at the same time (the
+    first runs of a new store) all get it.
     """
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        return mlflow.create_experiment(name, artifact_location=(repo_root(start) / ARTIFACTS).as_uri(),
-                                        tags=EXPERIMENT_KIND)
+        from mlflow.exceptions import MlflowException
+
+        location = {} if is_server(mlflow.get_tracking_uri()) else {
+            "artifact_location": (repo_root(start) / ARTIFACTS).as_uri()}
+        try:
+            return mlflow.create_experiment(name, tags=EXPERIMENT_KIND, **location)
+        except MlflowException as exc:  # another process (a run started at the same time) created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or mlflow.get_experiment_by_name(name) is None:
+                raise
+            experiment = mlflow.get_experiment_by_name(name)
     if experiment.tags.get("mlflow.experimentKind") is None:  # made before the tag: open it on its runs too
         from mlflow.tracking import MlflowClient
 

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# The team tracking server (`make server`, `make server-stop`): a PostgreSQL cluster as MLflow's backend store
+# (runs, params, metrics, the model registry) and `mlflow server` in front of it with a proxied artifact store
+# (clients upload and download artifacts through the server, which keeps them in <dir>/artifacts).
+#
+#   scripts/server.sh start [--host H] [--port P] [other `mlflow server` options, e.g. --allowed-hosts]
+#       in the foreground; Ctrl-C (or SIGTERM) stops mlflow server and PostgreSQL. Binds 127.0.0.1:5001.
+#   scripts/server.sh stop
+#       stops the server that `start` runs (from another terminal), or what is left of one.
+#
+# Settings (environment):
+#   MTT_SERVER_DIR      folder of everything the server keeps (default <repo>/.server, git-ignored):
+#                       pgdata/ (the PostgreSQL cluster), artifacts/, logs/, pg-password
+#   MTT_PG_PORT         PostgreSQL's port, on 127.0.0.1 only (default 5433, beside a system cluster on 5432)
+#   MTT_PG_USER, MTT_PG_DATABASE   the role and database MLflow uses (default mlflow, mlflow)
+#   MTT_PG_PASSWORD     the role's password (default: generated on the first start into <dir>/pg-password)
+#   MTT_MLFLOW          the mlflow executable (default <repo>/.venv/bin/mlflow)
+#   MTT_SERVER_START_TIMEOUT   seconds to wait for mlflow server to answer (default 180: the first start
+#                       creates MLflow's schema)
+# PostgreSQL refuses to run as root: as root, the cluster runs as the Debian package's user `postgres`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=$(realpath -m "${MTT_SERVER_DIR:-$ROOT/.server}")
+PGDATA_DIR=$DIR/pgdata
+SOCKETS=$DIR/run
+LOGS=$DIR/logs
+PGLOG=$LOGS/postgres.log
+MLFLOW_LOG=$LOGS/mlflow.log
+ARTIFACTS=$DIR/artifacts
+PWFILE=$DIR/pg-password
+SERVER_PID_FILE=$DIR/server.pid
+MLFLOW_PID_FILE=$DIR/mlflow.pid
+PG_PORT=${MTT_PG_PORT:-5433}
+PG_USER=${MTT_PG_USER:-mlflow}
+PG_DB=${MTT_PG_DATABASE:-mlflow}
+MLFLOW=${MTT_MLFLOW:-$ROOT/.venv/bin/mlflow}
+START_TIMEOUT=${MTT_SERVER_START_TIMEOUT:-180}
+PG_OWNER=postgres
+
+say() { echo "server: $*"; }
+die() { echo "server: $*" >&2; exit 1; }
+
+if [ "$(id -u)" -eq 0 ]; then
+  AS_PG=(runuser -u "$PG_OWNER" --)
+else
+  AS_PG=()
+fi
+
+# run a PostgreSQL program as the cluster's owner
+pg() { "${AS_PG[@]}" "$PGBIN/$1" "${@:2}"; }
+
+# a folder (or file) that the cluster's owner owns
+own() { if [ "$(id -u)" -eq 0 ]; then chown "$PG_OWNER": "$@"; fi; }
+
+# whether a process runs (a zombie does not)
+alive() {
+  local state
+  state=$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# the last line of a log that says what went wrong, on one line
+last_error() {
+  local line
+  line=$(grep -E 'FATAL' "$1" 2>/dev/null | tail -1 || true)
+  [ -n "$line" ] || line=$(grep -E 'Error|ERROR|error' "$1" 2>/dev/null \
+    | grep -v -E '^\s*(raise|File |\^|\(Background on this error)' | tail -1 || true)
+  [ -n "$line" ] || line=$(tail -1 "$1" 2>/dev/null || true)
+  echo "$line" | tr -s ' ' | cut -c1-400
+}
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# a query over the cluster's socket, as its superuser; the script on stdin, psql variables as arguments
+psql_admin() { pg psql -X -q -tA -v ON_ERROR_STOP=1 -h "$SOCKETS" -p "$PG_PORT" -U postgres -d postgres "$@"; }
+
+stop_mlflow() {
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 100); do alive "$pid" || return 0; sleep 0.2; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
+stop_postgres() {
+  if [ -f "$PGDATA_DIR/postmaster.pid" ] && pg pg_ctl -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+    pg pg_ctl -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  fi
+}
+
+start() {
+  local host=${MTT_SERVER_HOST:-127.0.0.1} port=${MTT_SERVER_PORT:-5001} workers=2 args=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --host|-h) host=$2; shift 2 ;;
+      --host=*) host=${1#*=}; shift ;;
+      --port|-p) port=$2; shift 2 ;;
+      --port=*) port=${1#*=}; shift ;;
+      --workers|-w) workers=$2; shift 2 ;;
+      --workers=*) workers=${1#*=}; shift ;;
+      --backend-store-uri*|--artifacts-destination*|--default-artifact-root*|--registry-store-uri*)
+        die "${1%%=*} is this script's to set (PostgreSQL in $PGDATA_DIR, artifacts in $ARTIFACTS): see MTT_SERVER_DIR" ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  [ -x "$MLFLOW" ] || die "no mlflow at $MLFLOW: run \`make server\` (it sets up .venv) or set MTT_MLFLOW"
+  local python
+  python=$(dirname "$MLFLOW")/python
+  if [ -f "$SERVER_PID_FILE" ] && alive "$(cat "$SERVER_PID_FILE")"; then
+    die "a server of $DIR already runs (pid $(cat "$SERVER_PID_FILE")): \`make server-stop\` stops it"
+  fi
+  port_taken "$port" && die "port $port on this machine is taken: stop what listens there or choose another (--port, or make server SERVER_ARGS=\"--port 5002\")"
+  PGBIN=$(bash "$ROOT/scripts/setup-postgres.sh")
+
+  mkdir -p "$DIR" "$LOGS" "$ARTIFACTS" "$SOCKETS"
+  if [ "$(id -u)" -eq 0 ] && ! runuser -u "$PG_OWNER" -- test -x "$DIR"; then
+    die "PostgreSQL runs as user $PG_OWNER, which cannot enter $DIR: let it (chmod o+x on the folders above) or set MTT_SERVER_DIR to a folder it can reach"
+  fi
+  touch "$PGLOG"
+  own "$SOCKETS" "$PGLOG"
+  chmod 700 "$SOCKETS"
+
+  local password
+  if [ -n "${MTT_PG_PASSWORD:-}" ]; then
+    password=$MTT_PG_PASSWORD
+  elif [ -s "$PWFILE" ]; then
+    password=$(cat "$PWFILE")
+  else
+    password=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  fi
+  [ -s "$PWFILE" ] || (umask 077 && printf '%s\n' "$password" > "$PWFILE")
+
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    say "creating a PostgreSQL cluster in $PGDATA_DIR ($("$PGBIN/postgres" --version))"
+    mkdir -p "$PGDATA_DIR"
+    own "$PGDATA_DIR"
+    chmod 700 "$PGDATA_DIR"
+    # the superuser only over the socket in $SOCKETS (mode 700); TCP (127.0.0.1 only) with a password
+    pg initdb -D "$PGDATA_DIR" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C \
+      > "$LOGS/initdb.log" 2>&1 || die "initdb failed (see $LOGS/initdb.log): $(last_error "$LOGS/initdb.log")"
+  fi
+
+  STARTED_PG=0
+  MLFLOW_PID=""
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  echo $$ > "$SERVER_PID_FILE"
+  if pg pg_ctl -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+    say "PostgreSQL of $PGDATA_DIR was left running (by a start that was killed): using it"
+    STARTED_PG=1  # this script's cluster: stopped with the server
+  else
+    port_taken "$PG_PORT" && die "PostgreSQL's port $PG_PORT is taken: set MTT_PG_PORT to a free one"
+    pg pg_ctl -D "$PGDATA_DIR" -l "$PGLOG" -w -t 60 \
+      -o "-p $PG_PORT -k '$SOCKETS' -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 \
+      || die "PostgreSQL did not start (see $PGLOG): $(last_error "$PGLOG")"
+    STARTED_PG=1
+  fi
+
+  # the role and the database, on the first start (a later start keeps the role's password)
+  if [ "$(echo "SELECT 1 FROM pg_roles WHERE rolname = :'name'" | psql_admin -v name="$PG_USER")" != 1 ]; then
+    echo "CREATE ROLE :\"name\" LOGIN PASSWORD :'password'" | psql_admin -v name="$PG_USER" -v password="$password" \
+      || die "could not create PostgreSQL role $PG_USER"
+  fi
+  if [ "$(echo "SELECT 1 FROM pg_database WHERE datname = :'db'" | psql_admin -v db="$PG_DB")" != 1 ]; then
+    echo "CREATE DATABASE :\"db\" OWNER :\"name\"" | psql_admin -v db="$PG_DB" -v name="$PG_USER" \
+      || die "could not create PostgreSQL database $PG_DB"
+  fi
+  # what mlflow server would otherwise fail on after a long traceback: the password, checked in one line
+  local answer
+  if ! answer=$(PGPASSWORD=$password PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -w -tA -h 127.0.0.1 -p "$PG_PORT" \
+      -U "$PG_USER" -d "$PG_DB" -c "SELECT 1" 2>&1); then
+    die "PostgreSQL on 127.0.0.1:$PG_PORT refuses user $PG_USER ($(echo "$answer" | grep -m1 -o 'FATAL.*' | tr -s ' ' || echo "$answer" | head -1)): the password must be the one the role was created with (MTT_PG_PASSWORD, or the first line of $PWFILE)"
+  fi
+
+  : > "$MLFLOW_LOG"
+  # the password reaches psycopg2 through libpq's PGPASSWORD, not the command line (ps shows that to every user)
+  PGPASSWORD=$password MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true \
+    setsid "$MLFLOW" server --backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB" \
+    --artifacts-destination "$ARTIFACTS" --host "$host" --port "$port" --workers "$workers" "${args[@]}" \
+    >> "$MLFLOW_LOG" 2>&1 < /dev/null &
+  MLFLOW_PID=$!
+  echo "$MLFLOW_PID" > "$MLFLOW_PID_FILE"
+  local probe=$host i
+  case $host in 0.0.0.0|::|'[::]') probe=127.0.0.1 ;; esac
+  case $probe in *:*) probe="[$probe]" ;; esac
+  for ((i = 0; i < START_TIMEOUT * 2; i++)); do
+    alive "$MLFLOW_PID" || die "mlflow server did not start (see $MLFLOW_LOG): $(last_error "$MLFLOW_LOG")"
+    # mlflow server retries a database it cannot use for minutes: say why at once instead
+    if grep -q 'Operation will be retried' "$MLFLOW_LOG"; then
+      die "mlflow server cannot use the database (see $MLFLOW_LOG): $(last_error "$MLFLOW_LOG")"
+    fi
+    if "$python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+        "http://$probe:$port/health" 2>/dev/null; then
+      break
+    fi
+    sleep 0.5
+  done
+  ((i < START_TIMEOUT * 2)) || die "mlflow server did not answer on http://$probe:$port within ${START_TIMEOUT} s (see $MLFLOW_LOG)"
+
+  local shown=$host
+  case $host in 0.0.0.0|::|'[::]') shown=$(hostname -f 2>/dev/null || hostname) ;; esac
+  case $shown in *:*) shown="[$shown]" ;; esac
+  say "MLflow tracking server on http://$shown:$port: PostgreSQL database $PG_DB on 127.0.0.1:$PG_PORT (data in $PGDATA_DIR), artifacts in $ARTIFACTS, logs in $LOGS"
+  say "to log there: export MLFLOW_TRACKING_URI=http://$shown:$port"
+  say "Ctrl-C here (or \`make server-stop\`) stops mlflow server and PostgreSQL"
+  local status=0
+  wait "$MLFLOW_PID" || status=$?
+  MLFLOW_PID=""
+  die "mlflow server exited ($status, see $MLFLOW_LOG): $(last_error "$MLFLOW_LOG")"
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [ -n "${MLFLOW_PID:-}" ] && alive "$MLFLOW_PID"; then
+    stop_mlflow "$MLFLOW_PID"
+  fi
+  if [ "${STARTED_PG:-0}" = 1 ]; then
+    stop_postgres
+  fi
+  rm -f "$MLFLOW_PID_FILE" "$SERVER_PID_FILE"
+  [ "$status" = 1 ] || say "stopped (mlflow server and PostgreSQL of $DIR)"  # a failure said it in one line
+  exit "$status"
+}
+
+stop() {
+  local pid i found=0
+  if [ -f "$SERVER_PID_FILE" ] && pid=$(cat "$SERVER_PID_FILE") && alive "$pid"; then
+    found=1
+    kill -TERM "$pid"  # its trap stops mlflow server and PostgreSQL
+    for i in $(seq 150); do alive "$pid" || break; sleep 0.2; done
+  fi
+  if [ -f "$MLFLOW_PID_FILE" ] && pid=$(cat "$MLFLOW_PID_FILE") && alive "$pid"; then
+    found=1
+    stop_mlflow "$pid"
+  fi
+  if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
+    found=1
+    PGBIN=$(bash "$ROOT/scripts/setup-postgres.sh")
+    stop_postgres
+  fi
+  rm -f "$MLFLOW_PID_FILE" "$SERVER_PID_FILE"
+  if [ "$found" = 1 ]; then say "stopped the server of $DIR"; else say "no server of $DIR runs"; fi
+}
+
+case ${1:-start} in
+  start) shift || true; start "$@" ;;
+  stop) stop ;;
+  *) die "usage: scripts/server.sh start [--host H] [--port P] [mlflow server options] | stop" ;;
+esac
