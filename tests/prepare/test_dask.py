@@ -4,12 +4,11 @@ or on a running scheduler given by address; a dead worker fails the stage naming
 from __future__ import annotations
 
 import socket
-import time
 
 import dask
-import psutil
 import pyarrow.parquet as pq
 import pytest
+from dask_workers import kill_script, no_leaked_processes  # noqa: F401 (no_leaked_processes: an autouse fixture)
 from distributed import Client, LocalCluster
 from root_events import good_emu, write_events
 
@@ -23,50 +22,6 @@ from mtt.workers import ExecutorError
 #: 3 read steps per 250-event file, 2 workers
 PARAMS = PrepareParams(workers=2, step_size=100)
 SPLITS = ("train", "val", "test")
-
-
-def kill_script(key_prefix: str) -> str:
-    """A worker preload that ends the worker process (os._exit, as the OOM killer would) the moment a task whose
-    key starts with `key_prefix` begins on it (as in tests/simulate/test_dask.py)."""
-    return f"""
-import os
-
-from distributed import WorkerPlugin
-
-
-class KillOnTask(WorkerPlugin):
-    def transition(self, key, start, finish, **kwargs):
-        if finish == "executing" and str(key).startswith({key_prefix!r}):
-            os._exit(1)
-
-
-async def dask_setup(worker):
-    await worker.plugin_add(KillOnTask(), name="kill-on-task")
-"""
-
-
-def _children(exclude: set[int] = frozenset()) -> list[psutil.Process]:
-    """Live descendants but multiprocessing's resource tracker (one per parent process, for its lifetime)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if (child.pid not in exclude and child.status() != psutil.STATUS_ZOMBIE
-                    and "multiprocessing.resource_tracker" not in " ".join(child.cmdline())):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_processes():
-    """Every LocalCluster worker a test starts has ended when it returns."""
-    before = {p.pid for p in _children()}
-    yield
-    deadline = time.monotonic() + 15
-    while (left := _children(before)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"processes left running: {[(p.pid, p.cmdline()[:4]) for p in left]}"
 
 
 def _inputs(folder, shift: float = 0.0) -> list:
