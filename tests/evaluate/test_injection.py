@@ -41,3 +41,15 @@ def test_the_mass_comes_from_the_samples_lineage():
         zprime_mass({"generator": {"process": "sm"}}, "data/prepared")
     with pytest.raises(EvaluateError, match="process None"):
         zprime_mass({"generator": None}, "nanoaod")
+
+
+def test_the_untrained_estimators_take_their_sm_shape_from_train_too(small_prepared):
+    from mtt.config import EvaluateParams
+    from mtt.dataset import OBJECT_COLUMNS, TARGET, open_split, split_path
+    from mtt.evaluate.injection import ELLIPSE, TRUTH, VISIBLE, untrained
+
+    train = open_split(split_path(small_prepared, "train")).read([*OBJECT_COLUMNS, TARGET])
+    values = untrained(train, EvaluateParams(), train)
+    assert set(values) == {TRUTH, VISIBLE, ELLIPSE} and all(len(v) == len(train) for v in values.values())
+    np.testing.assert_array_equal(values[TRUTH], train[TARGET].to_numpy(np.float64))
+    assert ELLIPSE not in untrained(train, EvaluateParams(ellipse=False), train)
