@@ -49,6 +49,7 @@ def test_dask_gives_the_same_parquet_as_the_local_pool(tmp_path):
     assert pq.read_table(tmp_path / "dask" / "train.parquet").num_rows == local["splits"]["train"] > 0
 
 
+@pytest.mark.slow  # a LocalCluster whose worker dies or a second cluster: ~2.5 s
 def test_a_running_scheduler_given_by_address(tmp_path):
     """Against a cluster that outlives the stage: its workers keep no file open between runs, so replaced inputs
     (a new simulation at the same paths) are read anew; the stage leaves the cluster running."""
@@ -75,6 +76,7 @@ def test_a_worker_that_cannot_see_an_input_says_so(tmp_path):
         process_step_on_worker(job)
 
 
+@pytest.mark.slow  # a LocalCluster whose worker dies or a second cluster: ~2.5 s
 def test_a_worker_that_dies_fails_the_stage_naming_its_step(tmp_path):
     inputs = _inputs(tmp_path)
     out = tmp_path / "out"

@@ -49,6 +49,7 @@ def test_dask_gives_the_same_events_as_the_local_pool(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dask", "local"]  # no temporary folders left
 
 
+@pytest.mark.slow  # a LocalCluster whose worker dies or a second cluster: ~2.5 s
 def test_a_worker_that_dies_fails_the_stage_naming_its_chunk(tmp_path):
     out = tmp_path / "raw"
     run_simulation(TINY.model_copy(update={"n_events": 20, "events_per_chunk": 10}), out)
