@@ -19,7 +19,7 @@ from conftest import SMALL, read_events
 from dask_workers import free_port, kill_script, no_leaked_processes  # noqa: F401 (no_leaked_processes: an autouse fixture)
 
 from mtt.cli import main as cli_main
-from mtt.config import DaskParams, ParamsError, load_params
+from mtt.config import DaskParams, load_params
 from mtt.io import OutputError
 from mtt.simulate import MANIFEST, ChunkJob, run_simulation, simulate_chunk_on_worker
 from mtt.simulate.detector import DetectorCard
@@ -95,20 +95,6 @@ def test_the_command_line_reports_an_unreachable_scheduler_in_one_line(tmp_path,
     assert err.startswith(f"mtt simulate: error: simulate.dask.scheduler: no Dask scheduler answered at {address}")
     assert "\n" not in err
     assert not (tmp_path / "raw").exists()
-
-
-@pytest.mark.parametrize(("override", "message"), [
-    ("executor=spark", "simulate.executor: Input should be 'local' or 'dask'"),
-    ("dask.scheduler=node12", "simulate.dask.scheduler: String should match pattern"),
-    ("dask.connect_timeout=0", "simulate.dask.connect_timeout: Input should be greater than 0"),
-    ("dask.scheduler_address=tcp://node12:8786", "simulate.dask.scheduler_address: unknown key; allowed keys: "
-                                                 "scheduler, connect_timeout"),
-])
-def test_bad_dask_params_stop_before_work(tmp_path, override, message):
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text("simulate:\n  n_events: 10\n")
-    with pytest.raises(ParamsError, match=message):
-        load_params(params_file, "simulate", [override])
 
 
 def test_scheduler_addresses_that_are_accepted(tmp_path):

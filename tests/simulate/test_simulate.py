@@ -140,6 +140,12 @@ def test_shower_the_real_pythia6_tevatron_file(shared_data, tmp_path):
     ("n_events=-5", "simulate.n_events: Input should be greater than 0"),
     ("level=detector", "simulate.level: Input should be 'hard', 'parton' or 'full'"),
     ("jet_radius=2.0", "simulate.jet_radius: Input should be less than or equal to 1.5"),
+    # the Dask executor's params (tests/simulate/test_dask.py runs it)
+    ("executor=spark", "simulate.executor: Input should be 'local' or 'dask'"),
+    ("dask.scheduler=node12", "simulate.dask.scheduler: String should match pattern"),
+    ("dask.connect_timeout=0", "simulate.dask.connect_timeout: Input should be greater than 0"),
+    ("dask.scheduler_address=tcp://node12:8786", "simulate.dask.scheduler_address: unknown key; allowed keys: "
+                                                 "scheduler, connect_timeout"),
 ])
 def test_bad_params_stop_before_work(tmp_path, override, message):
     params_file = tmp_path / "params.yaml"
