@@ -18,7 +18,7 @@ def test_ui_is_one_worker_without_job_runner_or_telemetry():
                            "--port", "5000", "--workers", "1"]
     assert Path(command[0]).name == "mlflow"
     assert store.UI_ENVIRONMENT == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    assert store.runs_url("127.0.0.1", 5000, "3") == ("http://127.0.0.1:5000/#/experiments/3/runs"
+    assert store.runs_url("http://127.0.0.1:5000", "3") == ("http://127.0.0.1:5000/#/experiments/3/runs"
                                                       "?workflowType=machine_learning")
 
 
@@ -70,3 +70,10 @@ def test_relocate_refuses_a_tracking_server(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     with pytest.raises(store.StoreError, match="only a local SQLite store"):
         store.relocate()
+
+
+def test_relocate_names_a_missing_store(tmp_path, monkeypatch):
+    project = _project(tmp_path / "empty")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(store.StoreError, match=f"{project / tracking.DB_NAME}: no MLflow store here"):
+        store.relocate(start=project)

@@ -27,9 +27,9 @@ class StoreError(MttError):
     """The store cannot be served or relocated as asked."""
 
 
-def runs_url(host: str, port: int, experiment_id: str) -> str:
-    """The UI page of an experiment's training runs (the runs table, not the GenAI overview)."""
-    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def runs_url(base: str, experiment_id: str) -> str:
+    """The UI page of an experiment's training runs (the runs table, not the GenAI overview) at `base`."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def server_command(uri: str, host: str, port: int) -> list[str]:
@@ -46,10 +46,12 @@ def serve(experiment: str, host: str = "127.0.0.1", port: int = 5000) -> None:
     experiment_id = tracking.ensure_experiment(experiment)
     if tracking.is_server(uri):
         print(f"mtt ui: {uri} serves the UI itself: the runs of experiment {experiment!r}: "
-              f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+              f"{runs_url(uri, experiment_id)}")
         return
-    print(f"mtt ui: the runs of experiment {experiment!r}: {runs_url(host, port, experiment_id)}", flush=True)
-    os.execve(server_command(uri, host, port)[0], server_command(uri, host, port), {**os.environ, **UI_ENVIRONMENT})
+    print(f"mtt ui: the runs of experiment {experiment!r}: {runs_url(f'http://{host}:{port}', experiment_id)}",
+          flush=True)
+    command = server_command(uri, host, port)
+    os.execve(command[0], command, {**os.environ, **UI_ENVIRONMENT})
 
 
 # --- relocate ------------------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SYSTEM_METRICS_INTERVAL_S, SYSTEM_METRICS_SAMPLES = 1.0, 5
 #: seconds a tracking server has to answer its health check
 SERVER_TIMEOUT_S = 5.0
+#: tracking servers that answered in this process
+_ANSWERED: set[str] = set()
 
 
 class TrackingError(MttError):
@@ -135,7 +137,7 @@ def require_server(uri: str | None = None, timeout: float = SERVER_TIMEOUT_S) ->
     import urllib.request
 
     uri = uri or tracking_uri()
-    if not is_server(uri):
+    if not is_server(uri) or uri in _ANSWERED:  # the CLI checks before any work, configure() again: ask once
         return
     health = f"{uri.rstrip('/')}/health"
     try:
@@ -146,7 +148,9 @@ def require_server(uri: str | None = None, timeout: float = SERVER_TIMEOUT_S) ->
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
     else:
-        return _require_allowed_host(uri, timeout)
+        _require_allowed_host(uri, timeout)
+        _ANSWERED.add(uri)
+        return
     raise TrackingError(f"no MLflow tracking server answers at {uri} ({reason}): start it with `make server` or "
                         "unset MLFLOW_TRACKING_URI")
 
@@ -269,8 +273,8 @@ def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "", "git_dirty": ""}
     outputs = pipeline_outputs(cwd)
-    dirty = [line[3:] for line in changed if line[3:].strip('"') not in outputs]
-    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower(), "mlflow.source.git.commit": commit}
+    dirty = any(line[3:].strip('"') not in outputs for line in changed)
+    return {"git_commit": commit, "git_dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
 
 
 def pipeline_outputs(root: str | os.PathLike[str]) -> set[str]:

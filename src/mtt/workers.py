@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from mtt.config import DaskParams
@@ -130,3 +131,11 @@ class DaskExecutor:
         for i in range(len(futures)):
             future, futures[i] = futures[i], None
             yield self._result(future)
+
+
+def stage_executor(params: Any, workers: int, stage: str) -> AbstractContextManager[DaskExecutor | None]:
+    """The stage's Dask executor when `<stage>.executor` is dask (connected now, its workers preloaded with the
+    stage's module `mtt.<stage>`), else None in a context: the local pool."""
+    if params.executor == "dask":
+        return DaskExecutor(params.dask, workers, stage, [f"mtt.{stage}"])
+    return nullcontext()

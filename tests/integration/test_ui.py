@@ -149,7 +149,7 @@ def test_runs_compare_in_the_ui(project, small_prepared, monkeypatch, ui, screen
         page = browser.new_page(viewport={"width": 1600, "height": 2400})
         try:
             # the runs table, at the URL `mtt ui` prints
-            page.goto(store.runs_url("127.0.0.1", int(base.rsplit(":", 1)[1]), experiment))
+            page.goto(store.runs_url(base, experiment))
             for name in RUNS:
                 page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
             page.get_by_text(f"prepared/train ({digest[:8]}", exact=False).first.wait_for(timeout=30_000)

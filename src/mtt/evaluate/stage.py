@@ -124,7 +124,7 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params
     """Log figures (under `<split>/`), settings (tags `evaluate.*`: a rerun with other settings replaces them
     with its figures) and plots, without reopening any run; False if there is no run to log into. The ellipse
     method's solution rule is the artifact `evaluate/ellipse_rule.txt`."""
-    from mlflow.entities import Metric, RunStatus
+    from mlflow.entities import Metric, RunStatus, RunTag
     from mlflow.tracking import MlflowClient
 
     from mtt import tracking
@@ -133,13 +133,11 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params
     client = MlflowClient()
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures, params.split).items() if np.isfinite(v)]
-    settings = {f"evaluate.{k}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
-                for k, v in params.model_dump().items()}
+    tags = [RunTag(f"evaluate.{k}", json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+            for k, v in params.model_dump().items()] + [RunTag("eval.model_run_id", run_id or "")]
     targets = target_runs(client, run_id, own_data, data or {"path": "", "sha256": ""})
     for target in targets:
-        client.log_batch(target, metrics=metrics)
-        for key, value in {**settings, "eval.model_run_id": run_id or ""}.items():
-            client.set_tag(target, key, value)
+        client.log_batch(target, metrics=metrics, tags=tags)  # one write for the figures and the settings
         note = client.get_run(target).data.tags.get("mlflow.note.content", "")
         client.set_tag(target, "mlflow.note.content", with_evaluation(note, figures, params.split))
         client.log_artifacts(target, str(folder), artifact_path="evaluate")

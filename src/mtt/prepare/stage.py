@@ -15,7 +15,6 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,7 @@ from mtt.events.step import select_step
 from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
 from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.prepare.split import assign
-from mtt.workers import DaskExecutor, resolve_workers
+from mtt.workers import DaskExecutor, resolve_workers, stage_executor
 
 
 @dataclass(frozen=True)
@@ -106,13 +105,6 @@ def process_step_on_worker(job: StepJob) -> StepResult:
         return process_step(job)
     finally:
         clear_open_trees()
-
-
-def dask_executor(params: PrepareParams, workers: int) -> DaskExecutor | nullcontext[None]:
-    """The stage's Dask executor (connected now, its workers preloaded with this stage), or None: the local pool."""
-    if params.executor == "dask":
-        return DaskExecutor(params.dask, workers, "prepare", ["mtt.prepare"])
-    return nullcontext()
 
 
 def _step_name(index: int, job: StepJob) -> str:
@@ -178,7 +170,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
-    with atomic_dir(out_dir) as tmp, dask_executor(params, workers) as executor, ThreadPoolExecutor(1) as hasher:
+    with (atomic_dir(out_dir) as tmp, stage_executor(params, workers, "prepare") as executor,
+          ThreadPoolExecutor(1) as hasher):
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 
         def sources() -> dict[str, str]:

@@ -14,7 +14,6 @@ import os
 import socket
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from mtt.simulate.generator import (
 )
 from mtt.simulate.lhe import inspect_lhe
 from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
-from mtt.workers import DaskExecutor, resolve_workers
+from mtt.workers import DaskExecutor, resolve_workers, stage_executor
 
 MANIFEST = SIMULATION_MANIFEST
 #: events reconstructed at a time inside a chunk: bounds memory, large enough to amortise awkward overhead
@@ -148,13 +147,6 @@ def simulate_chunk_on_worker(job: ChunkJob) -> dict[str, Any]:
     return simulate_chunk(job)
 
 
-def dask_executor(params: SimulateParams, workers: int) -> DaskExecutor | nullcontext[None]:
-    """The stage's Dask executor (connected now, its workers preloaded with this stage), or None: the local pool."""
-    if params.executor == "dask":
-        return DaskExecutor(params.dask, workers, "simulate", ["mtt.simulate"])
-    return nullcontext()
-
-
 def _run_dask(executor: DaskExecutor, jobs: list[ChunkJob], total: int, progress: bool) -> list[dict[str, Any]]:
     """Run chunk jobs as Dask tasks, one per chunk, with a progress bar that moves as chunks finish."""
     from tqdm import tqdm
@@ -191,7 +183,7 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> d
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any chunk runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
-    with atomic_dir(out_dir) as tmp, dask_executor(params, workers) as executor:
+    with atomic_dir(out_dir) as tmp, stage_executor(params, workers, "simulate") as executor:
         jobs = [ChunkJob(i, first, n, params.seed, generator, card, str(tmp)) for i, first, n in chunks]
         if executor is None:
             results = _run_jobs(jobs, workers, n_events, params.progress)

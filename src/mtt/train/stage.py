@@ -55,8 +55,9 @@ def run_name(params: TrainParams, changes: dict[str, Any] | None, baseline: Trai
     params.yaml's train section, so an edit or `dvc exp run -S` names itself) when given, else the command
     line's overrides; a DVC experiment's name in front ('clear-mica: learning_rate=0.01')."""
     parts = [] if params.preset == "none" else [params.preset]
-    differing = _flatten(changes or {}) if baseline is None else {
-        key: value for key, value in params.model_dump().items() if baseline.model_dump().get(key) != value}
+    committed = None if baseline is None else baseline.model_dump()
+    differing = _flatten(changes or {}) if committed is None else {
+        key: value for key, value in params.model_dump().items() if committed.get(key) != value}
     parts += [f"{key}={_short(value)}" for key, value in differing.items() if key != "preset"]
     name = " ".join(parts) or "default"
     return f"{experiment}: {name}" if experiment else name
