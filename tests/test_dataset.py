@@ -15,6 +15,7 @@ from mtt.dataset import (
     EXTENDED,
     FEATURE_SETS,
     LOWLEVEL,
+    MAX_JETS,
     METADATA_KEY,
     SEED,
     check_finite,
@@ -24,6 +25,7 @@ from mtt.dataset import (
     open_split,
     read_metadata,
     split_path,
+    symmetry_roles,
     unit,
     unit_interval_hash,
     written_jets,
@@ -141,3 +143,13 @@ def test_the_params_schema_knows_the_same_feature_sets_as_the_contract():
     from mtt.config import FeatureSetName
 
     assert set(get_args(FeatureSetName)) == set(FEATURE_SETS)
+
+
+def test_every_contract_feature_has_a_known_symmetry_role():
+    features = feature_columns(list(FEATURE_SETS))
+    roles = symmetry_roles(features)
+    named = {key: [features[i] for i in getattr(roles, key)] for key in ("phi", "px", "py", "z_odd")}
+    assert named["phi"] == ["lplus_phi", "lminus_phi", "b1_phi", "b2_phi"]
+    assert [c.removesuffix("_px") for c in named["px"]] == [c.removesuffix("_py") for c in named["py"]]
+    assert len(named["px"]) == 1 + 2 + MAX_JETS  # MET, two leptons, the jet slots
+    assert len(named["z_odd"]) == 4 + 2 + MAX_JETS  # four etas; the leptons' and jets' pz

@@ -216,6 +216,11 @@ class TrainParams(Section):
         "standard", description="fitted on train by validate (data/reference), checked there, built into the model")
     log_features: bool = Field(False, description="log1p of momentum-like features (pT, E, masses, HT, MET)")
     target_transform: Literal["none", "log", "standardize"] = Field("standardize", description="regress this")
+    augment: list[Literal["phi_rotation", "z_reflection"]] = Field(
+        [], description="training-time augmentation by the collision's symmetries: each event turned about the beam "
+        "by a random angle (phi_rotation) and mirrored in z half the time (z_reflection); m_tt is unchanged")
+    ensemble: int = Field(1, ge=1, le=32, description="independently initialised networks trained side by side and "
+                          "combined (an MDN: the mixture of their mixtures; else their mean)")
     depth: int = Field(4, ge=1, le=64)
     width: int = Field(100, ge=1, le=8192)
     activation: Literal["relu", "elu", "gelu", "tanh", "swish"] = "relu"

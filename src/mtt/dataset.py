@@ -85,6 +85,45 @@ def unit(column: str) -> str:
     return "GeV"
 
 
+# --- symmetries: how each feature changes when the event is turned about the beam or mirrored in z ---------
+
+#: unchanged by both: masses, separations, magnitudes, tags, masks, counts, the ellipse method's answers
+INVARIANT_PREFIXES = ("m_", "dr_", "dphi_", "ellipse", "n_")
+INVARIANT_SUFFIXES = ("_pt", "_e", "_loge", "_btag", "_mask", "_muon", "_exact", "_mtt", "_mismatch")
+INVARIANT_NAMES = ("ht", "met_pt", "m_vis")
+
+
+@dataclass(frozen=True)
+class SymmetryRoles:
+    """Column indices of `features` by how they transform: azimuths (turned), (px, py) pairs (rotated), z-odd
+    columns (eta, pz: change sign under the mirror); every other feature is invariant."""
+
+    phi: list[int]
+    px: list[int]
+    py: list[int]
+    z_odd: list[int]
+
+
+def symmetry_roles(features: list[str]) -> SymmetryRoles:
+    """The roles of `features` under the rotation about the beam and the mirror in z; a ValueError names a
+    column whose behaviour is not known (an augmentation must not guess) or a px without its py."""
+    index = {name: i for i, name in enumerate(features)}
+    phi = [i for i, c in enumerate(features) if c.endswith("_phi") and not c.startswith("dphi_")]
+    px = [i for i, c in enumerate(features) if c.endswith("_px")]
+    unpaired = [features[i] for i in px if features[i].removesuffix("_px") + "_py" not in index]
+    py = [index[features[i].removesuffix("_px") + "_py"] for i in px if features[i] not in unpaired]
+    z_odd = [i for i, c in enumerate(features) if c.endswith(("_eta", "_pz"))]
+    moved = set(phi) | set(px) | set(py) | set(z_odd)
+    unknown = [c for i, c in enumerate(features) if i not in moved and not (
+        c in INVARIANT_NAMES or c.startswith(INVARIANT_PREFIXES) or c.endswith(INVARIANT_SUFFIXES))]
+    stray_py = [c for i, c in enumerate(features) if c.endswith("_py") and i not in py]
+    problems = ([f"columns {unpaired + stray_py} lack their px/py partner"] if unpaired or stray_py else []) + (
+        [f"it is not known how columns {unknown} change when the event is turned or mirrored"] if unknown else [])
+    if problems:
+        raise ValueError(f"augmentation: {'; '.join(problems)}")
+    return SymmetryRoles(phi, px, py, z_odd)
+
+
 def set_names(feature_set: str) -> list[str]:
     """The sets of a feature-set name: one set, or several joined by '+' (e.g. `objects+ellipse`)."""
     try:

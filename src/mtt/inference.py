@@ -1,7 +1,8 @@
 """What a trained head says about events, in GeV: the one reading of a saved model that evaluate and predict share.
 
 A point head gives one value per event; an MDN gives a mixture (read from the layer before `to_gev`, whose
-config holds the target transform); a quantile head gives sorted quantiles at the levels model.json lists.
+config holds the target transform; an ensemble's members become one mixture); a quantile head gives sorted
+quantiles at the levels model.json lists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from mtt.distributions import Mixture
 from mtt.errors import ArtifactError
+from mtt.layers import combine_members
 
 
 @dataclass
@@ -34,8 +36,11 @@ def head_output(model: Any, x: np.ndarray, meta: dict[str, Any]) -> HeadOutput:
     config = layer.get_config()
     head = config["head"]
     if head == "mdn":
-        raw = np.asarray(keras.Model(model.input, layer.input)(x))
-        mixture = Mixture.from_head(raw, config["components"], config["kind"], config["mean"], config["std"])
+        members = config.get("members", 1)  # models saved before ensembles have none
+        raw = keras.Model(model.input, layer.input)(x)
+        raw = np.asarray(keras.ops.convert_to_numpy(combine_members(raw, head, config["components"], members)))
+        mixture = Mixture.from_head(raw, config["components"] * members, config["kind"], config["mean"],
+                                    config["std"])
         return HeadOutput(head, mixture.median(), mixture=mixture)
     out = np.asarray(model(x), dtype=np.float64).reshape(len(x), -1)
     if head == "quantile":

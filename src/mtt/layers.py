@@ -6,9 +6,11 @@ travels with every model logged to MLflow (`mtt.registry` copies it into the mod
 logged model in an environment with only the logged requirements installed, without this package.
 
 - `AffineScale`, `QuantileScale`: the scaler fitted on train, inside the model (raw features in GeV in).
-- `ToGeV` (with `TargetTransform`): head outputs in the transformed target space -> m_tt in GeV.
+- `ToGeV` (with `TargetTransform`): head outputs in the transformed target space -> m_tt in GeV; an ensemble's
+  members combined first (`combine_members`).
+- `EventSymmetry`: training-time augmentation by the rotation about the beam and the mirror in z.
 - `ObjectTokens`, `MaskedMean`: the set architecture's tokens and pooling.
-- `MixtureNLL`, `Pinball`: the MDN and quantile losses.
+- `MixtureNLL`, `Pinball`: the MDN and quantile losses; `MemberMean`: an ensemble's members trained side by side.
 - `_load_pyfunc`: MLflow's pyfunc entry point.
 """
 
@@ -148,15 +150,17 @@ class ToGeV(keras.layers.Layer):
     """The inference output: head outputs in the transformed target space -> m_tt in GeV."""
 
     def __init__(self, head: str, kind: str = "none", mean: float = 0.0, std: float = 1.0, components: int = 1,
-                 **kwargs: Any) -> None:
+                 members: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.head, self.kind, self.mean, self.std, self.components = head, kind, float(mean), float(std), components
+        self.members = int(members)
 
     def call(self, y: Any) -> Any:
         transform = TargetTransform(self.kind, self.mean, self.std)
+        y = combine_members(y, self.head, self.components, self.members)
         if self.head != "mdn":
             return transform.inverse(y)
-        weights, mu, sigma = mdn_parameters(y, self.components)
+        weights, mu, sigma = mdn_parameters(y, self.components * self.members)
         if self.kind == "log":  # mean of a log-normal mixture
             mean = ops.sum(weights * ops.exp(mu + 0.5 * sigma**2), axis=-1, keepdims=True)
         else:
@@ -165,7 +169,7 @@ class ToGeV(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "head": self.head, "kind": self.kind, "mean": self.mean, "std": self.std,
-                "components": self.components}
+                "components": self.components, "members": self.members}
 
 
 # --- heads and losses --------------------------------------------------------------------------------
@@ -180,6 +184,45 @@ def mdn_parameters(output: Any, components: int) -> tuple[Any, Any, Any]:
     mu = output[..., components:2 * components]
     sigma = ops.softplus(output[..., 2 * components:]) + SIGMA_MIN
     return ops.softmax(logits, axis=-1), mu, sigma
+
+
+def combine_members(output: Any, head: str, components: int, members: int) -> Any:
+    """An ensemble's output (its members' head outputs side by side) -> one head output: for an MDN the mixture
+    of the members' mixtures with weight 1/members each (every member's log-weights normalised, so the softmax
+    over all members * components logits gives each member its share), else the members' mean."""
+    if members == 1:
+        return output
+    width = output.shape[-1] // members
+    parts = [output[..., i * width:(i + 1) * width] for i in range(members)]
+    if head != "mdn":
+        return ops.mean(ops.stack(parts, axis=0), axis=0)
+    k = components
+    return ops.concatenate([ops.log_softmax(p[..., :k], axis=-1) for p in parts] + [p[..., k:2 * k] for p in parts]
+                           + [p[..., 2 * k:] for p in parts], axis=-1)
+
+
+@_serializable
+class MemberMean(keras.losses.Loss):
+    """An ensemble's loss: the mean of its members' losses, each on its own slice of the output. No gradient
+    crosses between members, so they train as independent networks, in one fit."""
+
+    def __init__(self, loss: Any, members: int, name: str = "member_mean", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.loss = loss if isinstance(loss, keras.losses.Loss) else keras.losses.get(loss)
+        self.members = int(members)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        width = y_pred.shape[-1] // self.members
+        per_event = self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss
+        losses = [per_event(y_true, y_pred[..., i * width:(i + 1) * width]) for i in range(self.members)]
+        return ops.mean(ops.stack(losses, axis=0), axis=0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "loss": keras.losses.serialize(self.loss), "members": self.members}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MemberMean:
+        return cls(**{**config, "loss": keras.losses.deserialize(config["loss"])})
 
 
 @_serializable
@@ -218,6 +261,57 @@ class Pinball(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "quantiles": self.quantiles}
+
+
+# --- augmentation: the symmetries of the collision ---------------------------------------------------
+
+
+@_serializable
+class EventSymmetry(keras.layers.Layer):
+    """In training only, each event turned about the beam by a random angle (`rotate`: azimuths shifted, px/py
+    pairs rotated) and mirrored in z with probability 1/2 (`reflect`: eta and pz change sign). pp collisions and
+    the detector are symmetric under both and m_tt does not change, so every epoch shows the network new
+    events instead of the same few thousand; at inference the layer passes the features through."""
+
+    def __init__(self, n_features: int, phi: list[int], px: list[int], py: list[int], z_odd: list[int],
+                 rotate: bool = True, reflect: bool = True, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_features, self.rotate, self.reflect, self.seed = int(n_features), bool(rotate), bool(reflect), seed
+        self.phi, self.px, self.py, self.z_odd = ([int(i) for i in group] for group in (phi, px, py, z_odd))
+        if len(self.px) != len(self.py):
+            raise ValueError(f"EventSymmetry: {len(self.px)} px columns but {len(self.py)} py columns")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.source = self._source()
+
+    def _source(self) -> list[int]:
+        """Where each output column comes from in [features, turned azimuths, px, py, mirrored columns]."""
+        source, offset = list(range(self.n_features)), self.n_features
+        groups = ([self.phi, self.px, self.py] if self.rotate else []) + ([self.z_odd] if self.reflect else [])
+        for group in groups:
+            for j, column in enumerate(group):
+                source[column] = offset + j
+            offset += len(group)
+        return source
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        if not training or not (self.rotate or self.reflect):
+            return x
+        n, parts = ops.shape(x)[0], [x]
+        if self.rotate:
+            angle = keras.random.uniform((n, 1), -math.pi, math.pi, dtype=x.dtype, seed=self.seed_generator)
+            phi = ops.take(x, self.phi, axis=1) + angle
+            phi = phi - 2.0 * math.pi * ops.floor((phi + math.pi) / (2.0 * math.pi))  # back into [-pi, pi)
+            px, py = ops.take(x, self.px, axis=1), ops.take(x, self.py, axis=1)
+            cos, sin = ops.cos(angle), ops.sin(angle)
+            parts += [phi, cos * px - sin * py, sin * px + cos * py]
+        if self.reflect:
+            flip = keras.random.uniform((n, 1), dtype=x.dtype, seed=self.seed_generator) < 0.5
+            parts.append(ops.take(x, self.z_odd, axis=1) * ops.where(flip, -1.0, 1.0))
+        return ops.take(ops.concatenate(parts, axis=1), self.source, axis=1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_features": self.n_features, "phi": self.phi, "px": self.px,
+                "py": self.py, "z_odd": self.z_odd, "rotate": self.rotate, "reflect": self.reflect, "seed": self.seed}
 
 
 # --- the set architecture: objects as tokens ----------------------------------------------------------
@@ -298,7 +392,7 @@ class MaskedMean(keras.layers.Layer):
 
 #: every custom object of this file, by its registered name
 CUSTOM_OBJECTS = {f"{PACKAGE}>{cls.__name__}": cls for cls in (
-    AffineScale, QuantileScale, ToGeV, MixtureNLL, Pinball, ObjectTokens, MaskedMean)}
+    AffineScale, QuantileScale, ToGeV, MixtureNLL, MemberMean, Pinball, EventSymmetry, ObjectTokens, MaskedMean)}
 
 
 # --- MLflow: the logged model's pyfunc loader ---------------------------------------------------------

@@ -9,6 +9,9 @@
 - Heads: `point` (one value; loss mse, mae, huber or log-cosh), `mdn` (a mixture of K Gaussians trained by
   negative log-likelihood, Bishop 1994), `quantile` (one output per quantile, pinball loss).
 - The target transform (none, log, standardize) is inverted by the inference model, which returns GeV.
+- Training-time augmentation (`train.augment`): the event turned about the beam and mirrored in z, inside the
+  model and identity at inference. An ensemble (`train.ensemble`): members side by side in one network, each
+  with its own initial weights and loss, combined by the inference model.
 
 The custom layers and losses are defined in `mtt.layers`, a standalone file (Keras and numpy only) that travels
 with every model logged to MLflow; this module builds the networks from them.
@@ -23,12 +26,14 @@ import keras
 import numpy as np
 
 from mtt.config import TrainParams
-from mtt.dataset import JET_FIELDS, LEPTON_FIELDS, LEPTON_SLOTS
+from mtt.dataset import JET_FIELDS, LEPTON_FIELDS, LEPTON_SLOTS, symmetry_roles
 from mtt.layers import PACKAGE as PACKAGE
 from mtt.layers import SIGMA_MIN as SIGMA_MIN
 from mtt.layers import (
     AffineScale,
+    EventSymmetry,
     MaskedMean,
+    MemberMean,
     MixtureNLL,
     ObjectTokens,
     Pinball,
@@ -92,37 +97,40 @@ def object_tokens(features: list[str]) -> list[tuple[str, dict[str, str]]]:
     return tokens
 
 
-def _encoder_block(h: Any, mask: Any, spec: ModelSpec, i: int) -> Any:
+def _encoder_block(h: Any, mask: Any, spec: ModelSpec, i: int, prefix: str = "") -> Any:
     """Pre-norm transformer block: masked multi-head self-attention and a feed-forward net, each residual."""
-    a = keras.layers.LayerNormalization(name=f"attention_norm_{i}")(h)
-    a = keras.layers.MultiHeadAttention(spec.set_heads, spec.set_dim // spec.set_heads, name=f"attention_{i}")(
-        a, a, value_mask=mask)  # no token attends to a padded jet slot
-    h = keras.layers.Add(name=f"attention_residual_{i}")([h, a])
-    f = keras.layers.LayerNormalization(name=f"feed_forward_norm_{i}")(h)
-    f = keras.layers.Dense(2 * spec.set_dim, activation=spec.activation, name=f"feed_forward_{i}")(f)
-    f = keras.layers.Dense(spec.set_dim, name=f"feed_forward_out_{i}")(f)
-    return keras.layers.Add(name=f"feed_forward_residual_{i}")([h, f])
+    a = keras.layers.LayerNormalization(name=f"{prefix}attention_norm_{i}")(h)
+    a = keras.layers.MultiHeadAttention(spec.set_heads, spec.set_dim // spec.set_heads,
+                                        name=f"{prefix}attention_{i}")(a, a, value_mask=mask)  # padded slots unseen
+    h = keras.layers.Add(name=f"{prefix}attention_residual_{i}")([h, a])
+    f = keras.layers.LayerNormalization(name=f"{prefix}feed_forward_norm_{i}")(h)
+    f = keras.layers.Dense(2 * spec.set_dim, activation=spec.activation, name=f"{prefix}feed_forward_{i}")(f)
+    f = keras.layers.Dense(spec.set_dim, name=f"{prefix}feed_forward_out_{i}")(f)
+    return keras.layers.Add(name=f"{prefix}feed_forward_residual_{i}")([h, f])
 
 
-def set_encoder(x: Any, features: list[str], spec: ModelSpec, seed: int) -> Any:
+def set_encoder(x: Any, features: list[str], spec: ModelSpec, seed: int, prefix: str = "") -> Any:
     """Scaled features -> [masked mean of the encoded objects, globals]: invariant under jet-slot order."""
-    split = ObjectTokens(features, object_tokens(features), name="object_tokens")
+    split = ObjectTokens(features, object_tokens(features), name=f"{prefix}object_tokens")
     tokens, mask, globals_ = split(x)
     h = keras.layers.Dense(spec.set_dim, kernel_initializer=keras.initializers.GlorotUniform(seed + 200),
-                           name="token_embedding")(tokens)
+                           name=f"{prefix}token_embedding")(tokens)
     for i in range(spec.set_layers):
-        h = _encoder_block(h, mask, spec, i)
-    pooled = MaskedMean(name="masked_mean")([keras.layers.LayerNormalization(name="set_norm")(h), mask])
+        h = _encoder_block(h, mask, spec, i, prefix)
+    pooled = MaskedMean(name=f"{prefix}masked_mean")([keras.layers.LayerNormalization(name=f"{prefix}set_norm")(h),
+                                                      mask])
     if not split.token_layout.globals:
         return pooled
-    return keras.layers.Concatenate(name="objects_and_globals")([pooled, globals_])
+    return keras.layers.Concatenate(name=f"{prefix}objects_and_globals")([pooled, globals_])
 
 
 # --- the network -------------------------------------------------------------------------------------
 
 ARCHITECTURES = ("dense", "set")
 #: ModelSpec fields whose TrainParams name differs
-PARAM_NAMES = {"components": "mdn_components"}
+PARAM_NAMES = {"components": "mdn_components", "members": "ensemble"}
+#: the augmentations of train.augment: the rotation about the beam, the mirror in z
+AUGMENTATIONS = ("phi_rotation", "z_reflection")
 
 
 @dataclass(frozen=True)
@@ -144,17 +152,26 @@ class ModelSpec:
     set_dim: int = 64
     set_layers: int = 2
     set_heads: int = 4
+    #: training-time augmentations (AUGMENTATIONS) and the ensemble's size
+    augment: tuple[str, ...] = ()
+    members: int = 1
 
     @classmethod
     def of(cls, params: TrainParams) -> ModelSpec:
         """The architecture and head that the train params describe (each field from its train param)."""
         values = {f.name: getattr(params, PARAM_NAMES.get(f.name, f.name)) for f in fields(cls)}
-        return cls(**{**values, "quantiles": tuple(values["quantiles"])})
+        return cls(**{**values, "quantiles": tuple(values["quantiles"]), "augment": tuple(values["augment"])})
 
     def outputs(self) -> int:
+        """Head outputs of one member."""
         return {"point": 1, "mdn": 3 * self.components, "quantile": len(self.quantiles)}[self.head]
 
     def loss_function(self) -> Any:
+        """The head's loss; for an ensemble, the mean of the members' losses."""
+        loss = self._member_loss()
+        return MemberMean(loss, self.members) if self.members > 1 else loss
+
+    def _member_loss(self) -> Any:
         if self.head == "mdn":
             return MixtureNLL(self.components)
         if self.head == "quantile":
@@ -169,42 +186,71 @@ class ModelSpec:
             raise ValueError(f"unknown head {self.head!r}; allowed: point, mdn, quantile")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown}; allowed: {', '.join(AUGMENTATIONS)}")
+        if self.members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {self.members}")
 
 
-def dense_stack(x: Any, spec: ModelSpec, seed: int) -> Any:
+def dense_stack(x: Any, spec: ModelSpec, seed: int, prefix: str = "") -> Any:
     """`depth` Dense layers of `width` with the activation, optional batch norm, dropout and residuals."""
     for i in range(spec.depth):
         dense = keras.layers.Dense(spec.width, kernel_initializer=keras.initializers.GlorotUniform(seed + i),
-                                   name=f"dense_{i}")
+                                   name=f"{prefix}dense_{i}")
         y = dense(x)
         if spec.batch_norm:
-            y = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(y)
-        y = keras.layers.Activation(spec.activation, name=f"{spec.activation}_{i}")(y)
+            y = keras.layers.BatchNormalization(name=f"{prefix}batch_norm_{i}")(y)
+        y = keras.layers.Activation(spec.activation, name=f"{prefix}{spec.activation}_{i}")(y)
         if spec.dropout > 0:
-            y = keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"dropout_{i}")(y)
-        x = keras.layers.Add(name=f"residual_{i}")([x, y]) if spec.residual and i > 0 else y
+            y = keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"{prefix}dropout_{i}")(y)
+        x = keras.layers.Add(name=f"{prefix}residual_{i}")([x, y]) if spec.residual and i > 0 else y
     return x
+
+
+#: seed offset between ensemble members: each member's layers start from their own initial weights
+MEMBER_SEED_STRIDE = 1000
+
+
+def augmentation_layer(names: list[str], augment: tuple[str, ...], seed: int) -> EventSymmetry:
+    """The training-time symmetry layer for `augment` on the features `names` (their roles from the contract)."""
+    roles = symmetry_roles(names)
+    return EventSymmetry(len(names), roles.phi, roles.px, roles.py, roles.z_odd, rotate="phi_rotation" in augment,
+                         reflect="z_reflection" in augment, seed=seed + 300, name="event_symmetry")
+
+
+def member(x: Any, names: list[str] | None, spec: ModelSpec, seed: int, prefix: str = "") -> Any:
+    """One network on the scaled features: (set encoder) -> Dense stack -> head output."""
+    if spec.architecture == "set":
+        x = set_encoder(x, names, spec, seed, prefix)
+    x = dense_stack(x, spec, seed, prefix)
+    return keras.layers.Dense(spec.outputs(), kernel_initializer=keras.initializers.GlorotUniform(seed + 99),
+                              name=f"{prefix}{spec.head}_head")(x)
 
 
 def build_network(features: int | list[str], spec: ModelSpec, preprocessing: keras.layers.Layer | None = None,
                   seed: int = 0) -> keras.Model:
-    """Raw features -> (preprocessing) -> (set encoder) -> Dense stack -> head output in the transformed
-    target space. `features`: their names (the set architecture reads them), or only their number."""
+    """Raw features -> (augmentation, training only) -> (preprocessing) -> per member: (set encoder) -> Dense
+    stack -> head output in the transformed target space; an ensemble's members side by side. `features`:
+    their names (the set architecture and the augmentation read them), or only their number."""
     spec.check()
     names = list(features) if not isinstance(features, int) else None
-    if spec.architecture == "set" and names is None:
-        raise ValueError("the set architecture needs the feature names, not only their number")
+    for needs, why in ((spec.architecture == "set", "the set architecture"), (bool(spec.augment), "augmentation")):
+        if needs and names is None:
+            raise ValueError(f"{why} needs the feature names, not only their number")
     inputs = keras.Input((len(names) if names is not None else features,), name="features")
-    x = preprocessing(inputs) if preprocessing is not None else inputs
-    if spec.architecture == "set":
-        x = set_encoder(x, names, spec, seed)
-    x = dense_stack(x, spec, seed)
-    outputs = keras.layers.Dense(spec.outputs(), kernel_initializer=keras.initializers.GlorotUniform(seed + 99),
-                                 name=f"{spec.head}_head")(x)
+    x = augmentation_layer(names, spec.augment, seed)(inputs) if spec.augment else inputs
+    x = preprocessing(x) if preprocessing is not None else x
+    if spec.members == 1:
+        outputs = member(x, names, spec, seed)
+    else:
+        outputs = keras.layers.Concatenate(name="members")(
+            [member(x, names, spec, seed + MEMBER_SEED_STRIDE * i, f"member{i}_") for i in range(spec.members)])
     return keras.Model(inputs, outputs, name="mtt_regressor")
 
 
 def inference_model(network: keras.Model, spec: ModelSpec, target: TargetTransform) -> keras.Model:
-    """Raw features -> m_tt in GeV (the point value, the mixture mean, or every quantile)."""
-    gev = ToGeV(spec.head, target.kind, target.mean, target.std, spec.components, name="to_gev")(network.output)
+    """Raw features -> m_tt in GeV (the point value, the mixture mean, or every quantile; an ensemble's combined)."""
+    gev = ToGeV(spec.head, target.kind, target.mean, target.std, spec.components, spec.members,
+                name="to_gev")(network.output)
     return keras.Model(network.input, gev, name="mtt_inference")

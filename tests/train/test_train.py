@@ -121,7 +121,8 @@ def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
     assert baseline.feature_set == "seed" and baseline.scaler == "minmax" and baseline.target_transform == "none"
     train(baseline, prepared, tmp_path / "baseline", overrides=["preset=seed_baseline", "epochs=1"])
     mdn = TINY.model_copy(update={"head": "mdn", "mdn_components": 3, "schedule": "cosine", "warmup_epochs": 1,
-                                  "sample_weights": "flat", "log_features": True, "optimizer": "adamw"})
+                                  "sample_weights": "flat", "log_features": True, "optimizer": "adamw",
+                                  "augment": ["phi_rotation", "z_reflection"], "ensemble": 2})
     train(mdn, prepared, tmp_path / "mdn")
     runs = {r.info.run_name: r for r in store.search_runs(
         experiment_ids=[store.get_experiment_by_name("mtt").experiment_id])}
@@ -129,6 +130,18 @@ def test_seed_baseline_preset_and_mdn_head_train(prepared, store, tmp_path):
     # the MDN run logs the loss it minimises, not the point head's unused train.loss
     assert runs["default"].data.params["train.objective"] == "mixture_nll (3 Gaussians)"
     assert "train.loss" not in runs["default"].data.params
+    # the augmented two-member ensemble: logged, and saved as one mixture of 2 x 3 Gaussians
+    assert runs["default"].data.params["train.ensemble"] == "2"
+    assert json.loads(runs["default"].data.params["train.augment"]) == ["phi_rotation", "z_reflection"]
+    import keras
+
+    from mtt.inference import head_output
+
+    model = keras.models.load_model(tmp_path / "mdn" / "model.keras")
+    columns = FEATURE_SETS["extended"]
+    val = pd.read_parquet(prepared / "val.parquet", columns=columns)
+    output = head_output(model, val.to_numpy(np.float32), {})
+    assert output.mixture.weights.shape == (len(val), 6) and np.isfinite(output.point).all()
 
 
 def test_run_names_say_what_differs_from_the_committed_params():
