@@ -1,13 +1,18 @@
-"""Where a stage's tasks run: how many local worker processes, or a Dask cluster (`<stage>.executor: dask`).
+"""Where a stage's tasks run: local worker processes, or a Dask cluster (`<stage>.executor: dask`).
 
-Dask is imported only when a stage's executor is `dask`, so local runs do not pay for it.
+Both executors hand out one job per task and give results in the jobs' order or as they finish; a worker that
+dies fails the stage with an error naming its job. Dask is imported only when a stage's executor is `dask`, so
+local runs do not pay for it.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -23,6 +28,59 @@ def resolve_workers(requested: int, n_tasks: int) -> int:
 
 class ExecutorError(MttError):
     """The Dask scheduler cannot be reached, or a task was lost with its worker: names the address or the task."""
+
+
+class LocalExecutor:
+    """Worker processes forked from this process for one stage run, used as a context manager.
+
+    The workers are forked when it is created, so a stage creates it before starting threads of its own (a fork
+    while another thread holds a lock can leave the child stuck). A worker that dies (out of memory, a crash)
+    fails the stage with an `ExecutorError` naming the job it was running; `multiprocessing.Pool` instead waits
+    forever for the lost task, which is how a 1M-event prepare once hung with a dead worker.
+    """
+
+    def __init__(self, workers: int, stage: str, initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> None:
+        self.stage, self.workers = stage, workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=initializer,
+                                        initargs=initargs)
+        self.pool.submit(int).result()  # fork every worker now (the fork context starts them all at once)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _result(self, future: Future, name: str) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise ExecutorError(f"{self.stage}: {name} failed: a worker process died (a worker process ends like "
+                                "this when it runs out of memory or crashes)") from None
+
+    def submit(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Future]:
+        """One task per job, started now."""
+        return [self.pool.submit(fn, job) for job in jobs]
+
+    def results(self, futures: Sequence[Future], names: Sequence[str]) -> list[Any]:
+        """The tasks' results in their order: the first failure (or a dead worker) raised."""
+        return [self._result(future, name) for future, name in zip(futures, names, strict=True)]
+
+    def in_order(self, fn: Callable[[Any], Any], jobs: Sequence[Any], names: Sequence[str]) -> Iterator[Any]:
+        """fn(job) of every job as one task each, results in the jobs' order (each freed once collected)."""
+        futures: list[Future | None] = list(self.submit(fn, jobs))
+        for i, name in enumerate(names):
+            future, futures[i] = futures[i], None
+            yield self._result(future, name)
+
+    def as_completed(self, fn: Callable[[Any], Any], jobs: Sequence[Any], names: Sequence[str]) -> Iterator[Any]:
+        """fn(job) of every job as one task each, results as they finish."""
+        pending = dict(zip(self.submit(fn, jobs), names, strict=True))
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield self._result(future, pending.pop(future))
 
 
 class DaskExecutor:
@@ -133,9 +191,13 @@ class DaskExecutor:
             yield self._result(future)
 
 
-def stage_executor(params: Any, workers: int, stage: str) -> AbstractContextManager[DaskExecutor | None]:
+def stage_executor(params: Any, workers: int, stage: str,
+                   local: bool = False) -> AbstractContextManager[DaskExecutor | LocalExecutor | None]:
     """The stage's Dask executor when `<stage>.executor` is dask (connected now, its workers preloaded with the
-    stage's module `mtt.<stage>`), else None in a context: the local pool."""
+    stage's module `mtt.<stage>`); with `local`, a LocalExecutor of `workers` processes (forked now) when there
+    is more than one; else None in a context: the stage runs its jobs in-process or in its own pool."""
     if params.executor == "dask":
         return DaskExecutor(params.dask, workers, stage, [f"mtt.{stage}"])
+    if local and workers > 1:
+        return LocalExecutor(workers, stage)
     return nullcontext()

@@ -16,7 +16,6 @@ output is a tree of the same length as the input, usable as a friend of the inpu
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from mtt.events.selection import format_cutflow
 from mtt.events.step import select_step
 from mtt.inference import head_output
 from mtt.io import atomic_file
-from mtt.workers import resolve_workers
+from mtt.workers import LocalExecutor, resolve_workers
 
 #: the settings of prepare that decide which events are selected and how their features are built
 CARRIED = ("selection", "nanoaod", "max_jets")
@@ -140,8 +139,9 @@ def selected_steps(files: list[Path], params: PrepareParams, columns: list[str])
     workers = resolve_workers(params.workers, len(jobs))
     if workers == 1:
         return [select_job(job) for job in jobs]
-    with mp.get_context("fork").Pool(workers) as pool:
-        return pool.map(select_job, jobs)
+    with LocalExecutor(workers, "predict") as local:
+        return list(local.in_order(select_job, jobs, [f"read step {i} ({job.step.path.name})"
+                                                       for i, job in enumerate(jobs)]))
 
 
 def event_ids(files: list[Path], params: PrepareParams) -> pd.DataFrame:

@@ -9,7 +9,6 @@ order: the same output.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import socket
 import time
@@ -44,7 +43,7 @@ from mtt.events.step import select_step
 from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
 from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.prepare.split import assign
-from mtt.workers import DaskExecutor, resolve_workers, stage_executor
+from mtt.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 
 
 @dataclass(frozen=True)
@@ -111,16 +110,13 @@ def _step_name(index: int, job: StepJob) -> str:
     return f"read step {index} ({job.step.path.name}, entries {job.step.start}-{job.step.stop})"
 
 
-def _results(jobs: list[StepJob], workers: int, executor: DaskExecutor | None = None) -> Iterator[StepResult]:
-    """Step results in input order, computed in-process, by a pool of worker processes, or as Dask tasks."""
-    if executor is not None:
-        yield from executor.in_order(process_step_on_worker, jobs, [_step_name(i, j) for i, j in enumerate(jobs)])
-        return
-    if workers == 1:
+def _results(jobs: list[StepJob], executor: DaskExecutor | LocalExecutor | None = None) -> Iterator[StepResult]:
+    """Step results in input order, computed in-process, by local worker processes, or as Dask tasks."""
+    if executor is None:
         yield from map(process_step, jobs)
         return
-    with mp.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(process_step, jobs)
+    task = process_step if isinstance(executor, LocalExecutor) else process_step_on_worker
+    yield from executor.in_order(task, jobs, [_step_name(i, j) for i, j in enumerate(jobs)])
 
 
 def drop_nonfinite(table: dict[str, np.ndarray], columns: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -170,7 +166,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
-    with (atomic_dir(out_dir) as tmp, stage_executor(params, workers, "prepare") as executor,
+    # the local workers are forked before the hashing thread starts
+    with (atomic_dir(out_dir) as tmp, stage_executor(params, workers, "prepare", local=True) as executor,
           ThreadPoolExecutor(1) as hasher):
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 
@@ -180,7 +177,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
             return found
 
         writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps({**metadata, "sources": sources()}).encode()})
-        for result in _results(jobs, workers, executor):
+        for result in _results(jobs, executor):
             for total, part in ((cutflow, result.cutflow), (nonfinite, result.nonfinite), (b_match, result.b_match)):
                 _add(total, part)
             writers.write(result.parts)
@@ -207,7 +204,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     return {**metrics, "seconds": seconds, "events_per_second": cutflow["all"] / seconds if seconds else 0.0,
-            "executor": "local" if executor is None else f"dask at {executor.address}"}
+            "executor": f"dask at {executor.address}" if isinstance(executor, DaskExecutor) else "local"}
 
 
 def main(params: PrepareParams, inputs: list[str], out_dir: str, metrics_path: str | None) -> dict[str, Any]:

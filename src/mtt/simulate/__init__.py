@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from mtt.simulate.generator import (
 )
 from mtt.simulate.lhe import inspect_lhe
 from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_events
-from mtt.workers import DaskExecutor, resolve_workers, stage_executor
+from mtt.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 
 MANIFEST = SIMULATION_MANIFEST
 #: events reconstructed at a time inside a chunk: bounds memory, large enough to amortise awkward overhead
@@ -111,32 +112,46 @@ def simulate_chunk(job: ChunkJob) -> dict[str, Any]:
 
 
 def _run_jobs(jobs: list[ChunkJob], workers: int, total: int, progress: bool) -> list[dict[str, Any]]:
-    """Run chunk jobs in-process (1 worker) or in a process pool, with a progress bar in events/s."""
+    """Run chunk jobs in-process (1 worker) or in local worker processes, with a progress bar in events/s."""
+    counter = mp.get_context("fork").Value("q", 0)
+    if workers == 1:
+        return _with_progress(counter, total, progress, lambda bar: _run_here(jobs, counter, bar))
+    # the workers are forked before the progress bar starts its monitor thread
+    with LocalExecutor(workers, "simulate", initializer=_init_worker, initargs=(counter,)) as local:
+        return _with_progress(counter, total, progress, lambda bar: _run_pool(local, jobs, counter, bar))
+
+
+def _with_progress(counter: Any, total: int, progress: bool, run: Callable[[Any], list[dict[str, Any]]],
+                   ) -> list[dict[str, Any]]:
+    """run(bar) with a tqdm bar fed by the workers' shared event counter."""
     from tqdm import tqdm
 
-    ctx = mp.get_context("fork")
-    counter = ctx.Value("q", 0)
     bar = tqdm(total=total, unit="ev", unit_scale=True, desc="simulate", disable=not progress,
                file=sys.stderr, smoothing=0.1, mininterval=0.5 if sys.stderr.isatty() else 10.0)
     try:
-        if workers == 1:
-            _init_worker(counter)
-            results = []
-            for job in jobs:
-                results.append(simulate_chunk(job))
-                bar.update(counter.value - bar.n)
-            return results
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
-            pending = [pool.apply_async(simulate_chunk, (job,)) for job in jobs]
-            while not all(p.ready() for p in pending):
-                time.sleep(0.25)
-                bar.update(counter.value - bar.n)
-            results = [p.get() for p in pending]
-            bar.update(counter.value - bar.n)
-            return results
+        results = run(bar)
+        bar.update(counter.value - bar.n)
+        return results
     finally:
         _init_worker(None)
         bar.close()
+
+
+def _run_here(jobs: list[ChunkJob], counter: Any, bar: Any) -> list[dict[str, Any]]:
+    _init_worker(counter)
+    results = []
+    for job in jobs:
+        results.append(simulate_chunk(job))
+        bar.update(counter.value - bar.n)
+    return results
+
+
+def _run_pool(local: LocalExecutor, jobs: list[ChunkJob], counter: Any, bar: Any) -> list[dict[str, Any]]:
+    pending = local.submit(simulate_chunk, jobs)
+    while not all(p.done() for p in pending):
+        time.sleep(0.25)
+        bar.update(counter.value - bar.n)
+    return local.results(pending, [f"chunk {job.index} ({job.filename})" for job in jobs])
 
 
 def simulate_chunk_on_worker(job: ChunkJob) -> dict[str, Any]:
