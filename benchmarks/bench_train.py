@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py [--epochs 10] [--batch-size 256]
     python benchmarks/bench_train.py --architecture set [--max-jets 10] [--epochs 3] [--repeat 1]
+    python benchmarks/bench_train.py -S head=mdn -S ensemble=5 -S "augment=[phi_rotation,z_reflection]"
 
 Same data (the prepared splits in benchmarks/.work), same model, optimizer and batch size. Prints samples/s
 of plain fit and of the stage three ways (numpy input; numpy + per-epoch resume checkpoints, as `dvc repro`
@@ -153,18 +154,21 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each (process warm-up)")
     parser.add_argument("--architecture", choices=("dense", "set"), default="dense")
     parser.add_argument("--max-jets", type=int, default=10, help="jet slots of the set architecture")
+    parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a train param for stage and plain fit alike, e.g. ensemble=5")
     args = parser.parse_args()
     source_rows()  # makes benchmarks/.work/validate_prepared if needed
     prepared, reference = WORK / "validate_prepared", WORK / "validate_reference"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mtt.config import TrainParams, ValidateParams
+    from mtt.config import TrainParams, ValidateParams, parse_overrides
     from mtt.dataset import open_split, split_path
     from mtt.validate.reference import build_reference
 
     if not reference.is_dir():  # the validate stage's output: the scalers fitted on train
         train = open_split(split_path(prepared, "train"))
         build_reference(train.read(), train.metadata["features"], ValidateParams(), reference)
-    params = TrainParams(epochs=args.epochs, batch_size=args.batch_size, input="memory")
+    params = TrainParams.model_validate({**parse_overrides(args.set, "train"), "epochs": args.epochs,
+                                         "batch_size": args.batch_size, "input": "memory"})
     variants = {"stage, numpy input": (params, False), "stage + checkpoints": (params, True),
                 "stage, streamed + ckpts": (params.model_copy(update={"input": "stream"}), True)}
     if args.architecture == "set":
@@ -177,7 +181,7 @@ def main() -> None:
 
     flops = 6 * n_parameters * rates["stage, numpy input"]
     print(f"train benchmark: {args.architecture} architecture, {n_train} train events, {n_features} features, "
-          f"{n_parameters} parameters, batch {params.batch_size}, {args.epochs} epochs")
+          f"{n_parameters} parameters, batch {params.batch_size}, {args.epochs} epochs {' '.join(args.set)}")
     print(f"plain model.fit            {plain:10.0f} samples/s   {n_train / plain:7.2f} s/epoch")
     for name, rate in rates.items():
         print(f"{name:27s}{rate:10.0f} samples/s   {n_train / rate:7.2f} s/epoch   ratio {rate / plain:.2f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -26,9 +27,9 @@ FIGURES = ("resolution", "calibrated_resolution", "response_slope", "within_20pc
 
 
 def parse_config(text: str) -> tuple[str, list[str]]:
-    """'name:key=value,key=value' -> (name, ['-S', 'key=value', ...])."""
+    """'name:key=value,key=[a,b]' -> (name, ['-S', 'key=value', '-S', 'key=[a,b]']): commas in brackets stay."""
     name, _, overrides = text.partition(":")
-    return name, [arg for item in overrides.split(",") if item for arg in ("-S", item)]
+    return name, [arg for item in re.split(r",(?![^\[]*\])", overrides) if item for arg in ("-S", item)]
 
 
 def run_one(args: argparse.Namespace, name: str, overrides: list[str], n_train: int) -> dict[str, float | str]:
