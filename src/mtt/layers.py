@@ -186,14 +186,19 @@ def mdn_parameters(output: Any, components: int) -> tuple[Any, Any, Any]:
     return ops.softmax(logits, axis=-1), mu, sigma
 
 
+def member_outputs(output: Any, members: int) -> list[Any]:
+    """An ensemble's output split into its members' head outputs (side by side, equal widths)."""
+    width = output.shape[-1] // members
+    return [output[..., i * width:(i + 1) * width] for i in range(members)]
+
+
 def combine_members(output: Any, head: str, components: int, members: int) -> Any:
     """An ensemble's output (its members' head outputs side by side) -> one head output: for an MDN the mixture
     of the members' mixtures with weight 1/members each (every member's log-weights normalised, so the softmax
     over all members * components logits gives each member its share), else the members' mean."""
     if members == 1:
         return output
-    width = output.shape[-1] // members
-    parts = [output[..., i * width:(i + 1) * width] for i in range(members)]
+    parts = member_outputs(output, members)
     if head != "mdn":
         return ops.mean(ops.stack(parts, axis=0), axis=0)
     k = components
@@ -212,9 +217,8 @@ class MemberMean(keras.losses.Loss):
         self.members = int(members)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        width = y_pred.shape[-1] // self.members
         per_event = self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss
-        losses = [per_event(y_true, y_pred[..., i * width:(i + 1) * width]) for i in range(self.members)]
+        losses = [per_event(y_true, part) for part in member_outputs(y_pred, self.members)]
         return ops.mean(ops.stack(losses, axis=0), axis=0)
 
     def get_config(self) -> dict[str, Any]:

@@ -62,3 +62,12 @@ def test_model_spec_takes_every_architecture_param_from_train():
     spec = ModelSpec.of(params)
     assert (spec.architecture, spec.set_dim, spec.set_layers, spec.set_heads) == ("set", 32, 1, 8)
     assert spec.depth == 2 and spec.components == 3 and spec.quantiles == (0.1, 0.9)
+
+
+def test_an_unknown_augmentation_or_an_empty_ensemble_names_the_param(tmp_path):
+    assert _train(tmp_path, "  augment: [phi_rotation]\n  ensemble: 3\n").augment == ["phi_rotation"]
+    with pytest.raises(ParamsError,
+                       match=r"train.augment\[0\]: Input should be 'phi_rotation' or 'z_reflection' \(got 'boost'\)"):
+        _train(tmp_path, "  augment: [boost]\n")
+    with pytest.raises(ParamsError, match=r"train.ensemble: Input should be greater than or equal to 1"):
+        _train(tmp_path, "  ensemble: 0\n")
