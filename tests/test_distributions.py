@@ -78,3 +78,35 @@ def test_likelihood_maximum_undoes_an_exponential_prior_by_hand():
     np.testing.assert_allclose(mix.mode(), [600.0, 450.0], atol=1.0)
     # a flat prior: the likelihood maximum is the mode
     np.testing.assert_allclose(mix.likelihood_maximum(grid, np.zeros_like(grid)), [600.0, 450.0], atol=1.0)
+
+
+def test_most_probable_within_centres_the_window_on_a_lognormal_by_hand():
+    """Symmetric in log m: |m - m_tt| / m_tt <= t is log m_tt in [log m - log(1 + t), log m - log(1 - t)],
+    most probable when centred on mu, so m = 500 sqrt(1 - t^2) (497.49 GeV for t = 0.1)."""
+    mix = Mixture(np.array([[1.0]]), np.array([[np.log(500.0)]]), np.array([[0.15]]), kind="log")
+    assert mix.most_probable_within(0.1)[0] == pytest.approx(500 * np.sqrt(1 - 0.01), rel=2e-3)
+
+
+def test_most_probable_within_weighs_a_spike_by_its_probability_not_its_height():
+    """30% in a 2 GeV spike at 400, 70% in N(650, 40): the mode is the spike, but a +-10% window holds at
+    most 0.3 there and about 0.6 around 650 GeV, where a direct maximisation of the window's probability
+    puts it."""
+    mix = Mixture(np.array([[0.3, 0.7]]), np.array([[400.0, 650.0]]), np.array([[2.0, 40.0]]))
+    cdf = lambda m: 0.3 * stats.norm.cdf(m, 400, 2) + 0.7 * stats.norm.cdf(m, 650, 40)  # noqa: E731
+    best = optimize.minimize_scalar(lambda m: -(cdf(m / 0.9) - cdf(m / 1.1)), bounds=(550, 750),
+                                    method="bounded").x
+    assert mix.mode()[0] == pytest.approx(400.0, abs=0.1)
+    assert mix.most_probable_within(0.1)[0] == pytest.approx(best, rel=3e-3)
+    assert cdf(best / 0.9) - cdf(best / 1.1) > 0.6 > 0.3 + 1e-3
+
+
+def test_most_probable_within_refuses_a_tolerance_outside_0_1():
+    with pytest.raises(ValueError, match="tolerance must be in"):
+        HAND.most_probable_within(1.0)
+
+
+def test_most_probable_within_stays_positive_for_a_mixture_reaching_below_zero():
+    """An untrained head's mixture can put probability below 0 GeV: the search starts at 1 GeV instead."""
+    mix = Mixture(np.array([[1.0]]), np.array([[50.0]]), np.array([[100.0]]))
+    found = mix.most_probable_within(0.1)[0]
+    assert np.isfinite(found) and found >= 1.0

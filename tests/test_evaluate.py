@@ -82,8 +82,8 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     assert "smallest m_tt" in (root / "eval" / "ellipse_rule.txt").read_text()
     # the point head: unfolded model and ellipse spectra (response from val), the MDN estimators skipped
     assert stored["head"] == "point" and "model_unfolded" in stored and "ellipse_unfolded" in stored
-    assert set(stored["skipped"]) == {"mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood",
-                                      "quantile"}
+    assert set(stored["skipped"]) == {"mdn_mode", "mdn_window", "mdn_mean", "mdn_sample", "mdn_expected",
+                                      "mdn_likelihood", "quantile"}
     unfolded = pd.read_csv(root / "eval" / "unfolded.csv")
     assert {"truth", "model_unfolded", "model_unfolded_pull", "ellipse_unfolded_relative_uncertainty"} <= set(
         unfolded.columns) and unfolded.truth.sum() <= n
@@ -141,7 +141,8 @@ def test_an_mdn_gives_mode_mean_sample_expected_spectrum_and_calibration(small_p
     params = EvaluateParams(split="val", ellipse=False, unfold_replicas=5, unfold_min_events=5)
     figures = run_evaluate(params, small_prepared, mdn / "models", mdn / "eval")
     assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded"}
-    for name in ("mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood", "model_unfolded"):
+    for name in ("mdn_mode", "mdn_window", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood",
+                 "model_unfolded"):
         assert np.isfinite(figures[name]["width_ratio"]), name
     assert 0 < figures["mdn"]["coverage_68"] < figures["mdn"]["coverage_95"] <= 1 and figures["mdn"]["crps"] > 0
     assert (mdn / "eval" / "plots" / "pit_mdn.png").is_file() and (mdn / "eval" / "plots" / "coverage.png").is_file()

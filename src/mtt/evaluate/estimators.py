@@ -62,7 +62,7 @@ def ellipse_mtt(table: pd.DataFrame, params: EvaluateParams) -> Any:
 
 
 #: what each head provides, beyond the point estimate (`model`) and the classical baselines
-PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood"],
+PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_window", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood"],
             "quantile": ["quantile"]}
 #: the likelihood maximum is searched on this grid step (GeV), inside the train truth's 0.1%-99.9% range
 LIKELIHOOD_STEP = 2.0
@@ -159,7 +159,7 @@ def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list
     rng = np.random.default_rng(params.seed)
     if output.mixture is not None:
         prior = likelihood_prior(names, result, train, meta)
-        mixture_estimators(output.mixture, names, result, edges, rng, prior)
+        mixture_estimators(output.mixture, names, result, edges, rng, prior, params.mdn_window)
     for name, pred in result.estimates.items():
         result.figures[name] = spectrum_figures(pred, true, edges)
     result.figures[MODEL]["crps"] = float(np.mean(crps_point(output.point, true)))
@@ -201,12 +201,16 @@ def training_prior(true_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, edges: np.ndarray,
-                       rng: np.random.Generator, prior: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """Mode, mean, one seeded draw per event, the expected spectrum and the likelihood maximum of an MDN."""
+                       rng: np.random.Generator, prior: tuple[np.ndarray, np.ndarray] | None = None,
+                       window: float = 0.1) -> None:
+    """Mode, most probable within +-window, mean, one seeded draw per event, the expected spectrum and the
+    likelihood maximum of an MDN."""
     if "mdn_likelihood" in names and prior is not None:
         result.estimates["mdn_likelihood"] = mixture.likelihood_maximum(*prior)
     if "mdn_mode" in names:
         result.estimates["mdn_mode"] = mixture.mode()
+    if "mdn_window" in names:
+        result.estimates["mdn_window"] = mixture.most_probable_within(window)
     if "mdn_mean" in names:
         result.estimates["mdn_mean"] = mixture.mean_gev()
     if "mdn_sample" in names:

@@ -90,7 +90,8 @@ def estimate(frame: pd.DataFrame, artifact: ModelArtifact, params: EvaluateParam
     result = Evaluation({}, {}, {})
     if output.mixture is not None:
         prior = training_prior(train[TARGET].to_numpy(np.float64)) if "mdn_likelihood" in names else None
-        mixture_estimators(output.mixture, names, result, edges, np.random.default_rng(params.seed), prior)
+        mixture_estimators(output.mixture, names, result, edges, np.random.default_rng(params.seed), prior,
+                           params.mdn_window)
     return Spectra({**values, **result.estimates}, result.histograms)
 
 

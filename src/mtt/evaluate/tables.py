@@ -76,7 +76,7 @@ def zprime_table(figures: dict[str, Any]) -> str:
 
 def summary_table(figures: dict[str, Any]) -> str:
     """The side-by-side table printed at the end of the stage."""
-    names = [n for n in (MODEL, "mdn_mode", "mdn_likelihood", "mdn_mean", "mdn_sample", "mdn_expected",
+    names = [n for n in (MODEL, "mdn_mode", "mdn_window", "mdn_likelihood", "mdn_mean", "mdn_sample", "mdn_expected",
                          "model_unfolded", VISIBLE,
                          ELLIPSE, "ellipse_unfolded", ELLIPSE_EXACT, MODEL_ON_EXACT) if n in figures]
     keys = {"resolution": "resolution", "calibrated_resolution": "calibrated", "response_slope": "slope",
