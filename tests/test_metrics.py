@@ -9,6 +9,7 @@ from mtt.metrics import (
     calibrated_resolution,
     chi2_ndf,
     fraction_within,
+    learning_curve,
     mae,
     median_bias,
     per_bin,
@@ -130,3 +131,23 @@ def test_a_compressed_estimate_has_its_slope_and_the_resolution_of_the_uncompres
     expected = resolution(true + 20 * noise, true)
     assert calibrated_resolution(compressed, true, edges) == pytest.approx(expected, rel=0.03)
     assert response_slope(true, true, edges) == pytest.approx(1.0, abs=0.005)
+
+
+def test_learning_curve_recovers_a_saturating_power_law_worked_by_hand():
+    """r(n) = 0.5 + 0.2 / sqrt(n / 1000): 0.6 at 4k, 0.55 at 16k, 0.52 at 100k; 0.55 needs 16k events, and
+    0.5 (the limit) is never reached."""
+    n = np.array([4_000, 16_000, 40_000, 100_000, 400_000])
+    curve = learning_curve(n, 0.5 + 0.2 / np.sqrt(n / 1000))
+    assert (curve.limit, curve.scale, curve.power) == pytest.approx((0.5, 0.2, 0.5), rel=1e-5)
+    assert curve.limit_error == pytest.approx(0.0, abs=1e-6)
+    assert curve.n_train_for(0.55) == pytest.approx(16_000, rel=1e-4)
+    assert curve.n_train_for(0.5) == np.inf and curve.n_train_for(0.45) == np.inf
+    assert curve.at(4_000) == pytest.approx(0.6, rel=1e-6)
+
+
+def test_learning_curve_of_three_points_has_no_limit_error_and_two_points_are_refused():
+    n = np.array([4_000, 16_000, 100_000])
+    curve = learning_curve(n, 0.5 + 0.2 / np.sqrt(n / 1000))
+    assert curve.limit == pytest.approx(0.5, rel=1e-4) and np.isnan(curve.limit_error)
+    with pytest.raises(ValueError, match="at least 3 distinct n_train values, got \\[4000.0, 16000.0\\]"):
+        learning_curve(np.array([4_000, 16_000, 16_000]), np.array([0.6, 0.55, 0.56]))

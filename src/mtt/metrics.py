@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -217,3 +220,40 @@ def histogram_figures(counts: np.ndarray, true: np.ndarray, edges: np.ndarray) -
             "wasserstein": float(wasserstein_distance(centres, centres, counts, truth)),
             "chi2_ndf": float(np.sum((counts[filled] - truth[filled]) ** 2 / (counts[filled] + truth[filled]))
                               / filled.sum())}
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """resolution(n) = limit + scale * (n / 1000)^-power, fitted to (n_train, resolution) points."""
+
+    limit: float  # the resolution with unlimited training data
+    scale: float
+    power: float
+    limit_error: float  # from the fit's covariance; nan with no degree of freedom left
+
+    def at(self, n_train: np.ndarray | float) -> np.ndarray:
+        return self.limit + self.scale * (np.asarray(n_train, dtype=np.float64) / 1000.0) ** -self.power
+
+    def n_train_for(self, target: float) -> float:
+        """Training events for which the curve reaches `target`; inf when the limit is not below it."""
+        if target <= self.limit or self.scale <= 0:
+            return float("inf")
+        return float(1000.0 * (self.scale / (target - self.limit)) ** (1.0 / self.power))
+
+
+def learning_curve(n_train: np.ndarray, resolution: np.ndarray) -> LearningCurve:
+    """Fit the saturating power law that says whether more data can reach a target at all: a curve still
+    falling as n^-c with a limit below the target needs data, one that flattens above it needs a better model."""
+    from scipy.optimize import curve_fit
+
+    n, r = np.asarray(n_train, dtype=np.float64), np.asarray(resolution, dtype=np.float64)
+    if n.size < 3 or np.unique(n).size < 3:
+        raise ValueError(f"a learning curve needs at least 3 distinct n_train values, got {sorted(set(n.tolist()))}")
+    order = np.argsort(n)
+    start = (float(r[order][-1]) * 0.9, float(r[order][0] - r[order][-1]) * 2 + 1e-6, 0.5)
+    with warnings.catch_warnings():  # 3 points leave no degree of freedom: no covariance, said by limit_error
+        warnings.filterwarnings("ignore", "Covariance of the parameters could not be estimated")
+        values, covariance = curve_fit(lambda x, a, b, c: a + b * (x / 1000.0) ** -c, n, r, p0=start,
+                                       bounds=([0.0, 0.0, 0.01], [np.inf, np.inf, 3.0]), maxfev=20_000)
+    error = float(np.sqrt(covariance[0, 0])) if n.size > 3 and np.isfinite(covariance[0, 0]) else float("nan")
+    return LearningCurve(float(values[0]), float(values[1]), float(values[2]), error)

@@ -152,8 +152,9 @@ def test_an_mdn_writes_its_mode_and_68_percent_interval(small_prepared, tmp_path
     result = main(_request(tmp_path / "models", [small_prepared.parent / "raw"], tmp_path / "p.parquet"),
                   PrepareParams(workers=1), {}, DRIFT)
     chosen = result.table[result.table.selected]
-    assert {"m_tt", "m_tt_mode", "m_tt_q16", "m_tt_q84"} <= set(chosen.columns)
+    assert {"m_tt", "m_tt_mode", "m_tt_window", "m_tt_q16", "m_tt_q84"} <= set(chosen.columns)
     assert (chosen.m_tt_q16 <= chosen.m_tt).all() and (chosen.m_tt <= chosen.m_tt_q84).all()
+    assert chosen.m_tt_window.between(1.0, 50_000.0).all()
 
 
 def test_mev_inputs_and_features_the_sets_do_not_build_are_refused(small_prepared, model, tmp_path):

@@ -157,13 +157,14 @@ def event_ids(files: list[Path], params: PrepareParams) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def head_columns(artifact: ModelArtifact, x: np.ndarray) -> dict[str, np.ndarray]:
-    """m_tt and what else the head gives: the MDN's mode and 16/84% quantiles, the quantile head's levels."""
+def head_columns(artifact: ModelArtifact, x: np.ndarray, window: float = 0.1) -> dict[str, np.ndarray]:
+    """m_tt and what else the head gives: the MDN's mode, the m_tt most probably within +-window (evaluate's
+    `mdn_window`) and 16/84% quantiles, the quantile head's levels."""
     output = head_output(artifact.model, x, artifact.meta)
     columns = {"m_tt": output.point}
     if output.mixture is not None:
-        columns.update(m_tt_mode=output.mixture.mode(), m_tt_q16=output.mixture.quantile(0.16),
-                       m_tt_q84=output.mixture.quantile(0.84))
+        columns.update(m_tt_mode=output.mixture.mode(), m_tt_window=output.mixture.most_probable_within(window),
+                       m_tt_q16=output.mixture.quantile(0.16), m_tt_q84=output.mixture.quantile(0.84))
     elif output.quantiles is not None:
         columns.update({f"m_tt_q{round(100 * q):02d}": output.quantiles[:, i] for i, q in enumerate(output.levels)})
     return columns
@@ -180,7 +181,7 @@ def check_inputs(frame: pd.DataFrame, artifact: ModelArtifact, profile: Path, wh
 
 
 def predict(model_dir: Path, meta: dict[str, Any], inputs: list[str], params: PrepareParams,
-            reference: Path | None, drift: tuple[float, float]) -> Prediction:
+            reference: Path | None, drift: tuple[float, float], window: float = 0.1) -> Prediction:
     """Select and build features as in training, check them, predict; one row per input event."""
     files = discover_inputs(inputs)
     check_distinct(files)
@@ -209,7 +210,8 @@ def predict(model_dir: Path, meta: dict[str, Any], inputs: list[str], params: Pr
     finite = np.isfinite(features[artifact.features].to_numpy(np.float64)).all(axis=1)
     table["selected"] = False
     table.loc[index[finite], "selected"] = True
-    for name, values in head_columns(artifact, features.loc[finite, artifact.features].to_numpy(np.float32)).items():
+    x = features.loc[finite, artifact.features].to_numpy(np.float32)
+    for name, values in head_columns(artifact, x, window).items():
         column = np.full(len(table), np.nan)
         column[index[finite]] = values
         table[name] = column
@@ -251,6 +253,7 @@ class Request:
     reference: Path | None = None
     strict: bool = False
     overwrite: bool = False
+    mdn_window: float = 0.1  # evaluate.mdn_window: an MDN's m_tt_window is the m_tt most probably within +-this
 
 
 def main(request: Request, base: PrepareParams, changes: dict[str, Any], drift: tuple[float, float]) -> Prediction:
@@ -261,7 +264,7 @@ def main(request: Request, base: PrepareParams, changes: dict[str, Any], drift: 
         folder = resolve_model(request.model, Path(tmp))
         meta = read_meta(folder)
         params = prepare_settings(meta, base, changes)
-        result = predict(folder, meta, request.inputs, params, request.reference, drift)
+        result = predict(folder, meta, request.inputs, params, request.reference, drift, request.mdn_window)
     drifted = [r for r in result.drift if r["drifted"]]
     if drifted:
         print(f"predict: warning: {len(drifted)} of {len(result.drift)} features drifted from the training data:\n"
