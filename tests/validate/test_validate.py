@@ -89,6 +89,7 @@ def test_a_shifted_feature_is_caught_as_drift(prepared, reference):
     assert "m_ll" not in message  # only the shifted feature
 
 
+@pytest.mark.slow  # the same GX run as the drift test above, with action: warn
 def test_drift_can_warn_instead_of_failing(prepared, reference, capsys):
     _, frames, _ = prepared
     frame = frames["val"].copy()
