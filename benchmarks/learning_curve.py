@@ -70,13 +70,22 @@ def run_one(args: argparse.Namespace, name: str, overrides: list[str], n_train: 
     return row
 
 
+def train_events(row: dict[str, str | float]) -> float:
+    """The training events of a row: `train_events`, or `n_train` in tables written before that column."""
+    events = float(row.get("train_events") or row["n_train"])
+    if events <= 0:
+        raise SystemExit(f"learning curve row {row['config']!r}: n_train=0 (the whole split) without a train_events "
+                         "column: cannot place it on the curve; add train_events to the table")
+    return events
+
+
 def fits(rows: list[dict[str, str | float]], target: float) -> list[dict[str, float | str]]:
     """Per config and estimator with >= 3 sizes: the saturating power law, its limit and the n for the target."""
     out = []
     for config in dict.fromkeys(str(r["config"]) for r in rows):
         mine = [r for r in rows if r["config"] == config]
         for estimator, column in FITTED.items():
-            points = [(float(r["train_events"]), float(r[column])) for r in mine if r.get(column) not in (None, "")]
+            points = [(train_events(r), float(r[column])) for r in mine if r.get(column) not in (None, "")]
             if len({n for n, _ in points}) < 3:
                 continue
             curve = learning_curve(*(np.array(v) for v in zip(*points, strict=True)))

@@ -72,6 +72,12 @@ def test_out_of_range_values(tmp_path):
     assert "simulate.top_mass: Input should be greater than 100" in str(info.value)
 
 
+def test_an_mdn_window_outside_0_1_is_refused_naming_the_param(tmp_path):
+    path = _write(tmp_path, "evaluate:\n  mdn_window: 1.5\n")
+    with pytest.raises(ParamsError, match=r"evaluate.mdn_window: Input should be less than 1"):
+        load_params(path, "evaluate")
+
+
 def test_overrides_apply_to_the_section_and_keep_yaml_types(tmp_path):
     path = _write(tmp_path, "simulate:\n  n_events: 10\n")
     params = load_params(path, "simulate", ["n_events=500", "simulate.level=full", "seed=", "sqrt_s=8000"])

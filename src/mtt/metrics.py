@@ -232,6 +232,7 @@ class LearningCurve:
     limit_error: float  # from the fit's covariance; nan with no degree of freedom left
 
     def at(self, n_train: np.ndarray | float) -> np.ndarray:
+        """The fitted resolution at these training sizes (to draw the curve past the measured points)."""
         return self.limit + self.scale * (np.asarray(n_train, dtype=np.float64) / 1000.0) ** -self.power
 
     def n_train_for(self, target: float) -> float:
