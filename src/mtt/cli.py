@@ -228,11 +228,11 @@ def run_predict(args: argparse.Namespace) -> int:
     changes = parse_overrides(args.overrides, "prepare")
     changes.update({k: v for k, v in (("schema", args.schema), ("units", args.units)) if v is not None})
     load_params(args.params, "prepare", changes)  # a bad override stops here, naming the key
-    drift = load_params(args.params, "validate").drift
+    params = load_params(args.params)
     request = Request(args.model, args.input, Path(args.output), _path(args.reference), args.strict, args.overwrite,
-                      load_params(args.params, "evaluate").mdn_window)
-    predict_main(request, load_params(args.params, "prepare"), changes, (drift.mean_shift_max,
-                                                                         drift.quantile_shift_max))
+                      params.evaluate.mdn_window)
+    predict_main(request, params.prepare, changes, (params.validation.drift.mean_shift_max,
+                                                    params.validation.drift.quantile_shift_max))
     return 0
 
 

@@ -201,8 +201,7 @@ def training_prior(true_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, edges: np.ndarray,
-                       rng: np.random.Generator, prior: tuple[np.ndarray, np.ndarray] | None = None,
-                       window: float = 0.1) -> None:
+                       rng: np.random.Generator, prior: tuple[np.ndarray, np.ndarray] | None, window: float) -> None:
     """Mode, most probable within +-window, mean, one seeded draw per event, the expected spectrum and the
     likelihood maximum of an MDN."""
     if "mdn_likelihood" in names and prior is not None:

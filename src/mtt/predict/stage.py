@@ -26,7 +26,7 @@ import pandas as pd
 
 from mtt.artifact import PROFILE_FILE, ModelArtifact, load_model_dir, read_meta
 from mtt.checks import drift_rows, require_clean
-from mtt.config import PrepareParams
+from mtt.config import EvaluateParams, PrepareParams
 from mtt.dataset import ID_COLUMNS, feature_columns, set_names
 from mtt.errors import PredictError
 from mtt.events.inputs import (
@@ -157,7 +157,7 @@ def event_ids(files: list[Path], params: PrepareParams) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def head_columns(artifact: ModelArtifact, x: np.ndarray, window: float = 0.1) -> dict[str, np.ndarray]:
+def head_columns(artifact: ModelArtifact, x: np.ndarray, window: float) -> dict[str, np.ndarray]:
     """m_tt and what else the head gives: the MDN's mode, the m_tt most probably within +-window (evaluate's
     `mdn_window`) and 16/84% quantiles, the quantile head's levels."""
     output = head_output(artifact.model, x, artifact.meta)
@@ -181,7 +181,7 @@ def check_inputs(frame: pd.DataFrame, artifact: ModelArtifact, profile: Path, wh
 
 
 def predict(model_dir: Path, meta: dict[str, Any], inputs: list[str], params: PrepareParams,
-            reference: Path | None, drift: tuple[float, float], window: float = 0.1) -> Prediction:
+            reference: Path | None, drift: tuple[float, float], window: float) -> Prediction:
     """Select and build features as in training, check them, predict; one row per input event."""
     files = discover_inputs(inputs)
     check_distinct(files)
@@ -253,7 +253,7 @@ class Request:
     reference: Path | None = None
     strict: bool = False
     overwrite: bool = False
-    mdn_window: float = 0.1  # evaluate.mdn_window: an MDN's m_tt_window is the m_tt most probably within +-this
+    mdn_window: float = EvaluateParams.model_fields["mdn_window"].default  # an MDN's m_tt_window: within +-this
 
 
 def main(request: Request, base: PrepareParams, changes: dict[str, Any], drift: tuple[float, float]) -> Prediction:

@@ -138,6 +138,7 @@ def _with_progress(counter: Any, total: int, progress: bool, run: Callable[[Any]
 
 
 def _run_here(jobs: list[ChunkJob], counter: Any, bar: Any) -> list[dict[str, Any]]:
+    """One worker: the chunks in this process, the bar updated after each."""
     _init_worker(counter)
     results = []
     for job in jobs:
@@ -147,6 +148,7 @@ def _run_here(jobs: list[ChunkJob], counter: Any, bar: Any) -> list[dict[str, An
 
 
 def _run_pool(local: LocalExecutor, jobs: list[ChunkJob], counter: Any, bar: Any) -> list[dict[str, Any]]:
+    """Several workers: the bar polls the shared counter while the chunks run, so it moves within a chunk."""
     pending = local.submit(simulate_chunk, jobs)
     while not all(p.done() for p in pending):
         time.sleep(0.25)
