@@ -16,7 +16,7 @@ help:
 	@echo "make test     - set up .venv and run the fast test tier (slow and integration tests excluded)"
 	@echo "make test-all - every test, slow and integration included (what CI runs), then the linters"
 	@echo "make ui       - MLflow UI on http://127.0.0.1:5000 for this project's runs (prints the runs page URL)"
-	@echo "make server   - team tracking server: PostgreSQL + mlflow server on http://127.0.0.1:5001 (Ctrl-C stops)"
+	@echo "make server   - team tracking server: PostgreSQL + mlflow server with login (.server/admin-password) on http://127.0.0.1:5001 (Ctrl-C stops)"
 	@echo "make server-stop - stop the server that 'make server' runs"
 	@echo "make browser  - install Debian's Chromium for the browser tests (make test-all does it)"
 	@echo "make bench    - stage benchmarks (see benchmarks/RESULTS.md)"
@@ -46,7 +46,8 @@ ui: $(STAMP)
 	$(BIN)/mtt ui
 
 # The team tracking server (scripts/server.sh): PostgreSQL (installed by scripts/setup-postgres.sh when missing)
-# and mlflow server with a proxied artifact store, everything under .server/. In the foreground; options of
+# and mlflow server with a proxied artifact store and MLflow's basic-auth app (every client logs in; the admin's
+# password is generated into .server/admin-password), everything under .server/. In the foreground; options of
 # mlflow server through SERVER_ARGS, e.g. make server SERVER_ARGS="--host 0.0.0.0 --allowed-hosts mlflow.lab.org:5001"
 server: $(STAMP)
 	bash scripts/server.sh start $(SERVER_ARGS)

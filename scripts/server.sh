@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The team tracking server (`make server`, `make server-stop`): a PostgreSQL cluster as MLflow's backend store
 # (runs, params, metrics, the model registry) and `mlflow server` in front of it with a proxied artifact store
-# (clients upload and download artifacts through the server, which keeps them in <dir>/artifacts).
+# (clients upload and download artifacts through the server, which keeps them in <dir>/artifacts), with MLflow's
+# basic-auth app on: every request but /health needs a user name and password (HTTP basic auth; MLflow's clients
+# send MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD), others get 401. The first start creates the user
+# `admin` with a generated password in <dir>/admin-password; the admin adds teammates (<URI>/signup, or
+# mlflow.server.get_app_client("basic-auth")), who may read and log runs in any experiment (default permission
+# EDIT) but delete only in experiments (and models) they created or were granted MANAGE on.
 #
 #   scripts/server.sh start [--host H] [--port P] [other `mlflow server` options, e.g. --allowed-hosts]
 #       in the foreground; Ctrl-C (or SIGTERM) stops mlflow server and PostgreSQL. Binds 127.0.0.1:5001.
@@ -10,14 +15,19 @@
 #
 # Settings (environment):
 #   MTT_SERVER_DIR      folder of everything the server keeps (default <repo>/.server, git-ignored):
-#                       pgdata/ (the PostgreSQL cluster), artifacts/, logs/, pg-password
+#                       pgdata/ (the PostgreSQL cluster), artifacts/, logs/, and, mode 600: pg-password,
+#                       admin-password (MLflow's user admin), flask-secret-key (the auth app's CSRF key),
+#                       pgpass (libpq's password file), auth.ini (the auth app's configuration)
 #   MTT_PG_PORT         PostgreSQL's port, on 127.0.0.1 only (default 5433, beside a system cluster on 5432)
-#   MTT_PG_USER, MTT_PG_DATABASE   the role and database MLflow uses (default mlflow, mlflow)
+#   MTT_PG_USER, MTT_PG_DATABASE   the role and database MLflow uses (default mlflow, mlflow); the auth app's
+#                       users and permissions live in database <MTT_PG_DATABASE>_auth of the same cluster
 #   MTT_PG_PASSWORD     the role's password (default: generated on the first start into <dir>/pg-password)
 #   MTT_MLFLOW          the mlflow executable (default <repo>/.venv/bin/mlflow)
 #   MTT_SERVER_START_TIMEOUT   seconds to wait for mlflow server to answer (default 180: the first start
 #                       creates MLflow's schema)
 # PostgreSQL refuses to run as root: as root, the cluster runs as the Debian package's user `postgres`.
+# No secret is ever an argument of a program (every user sees those in `ps`): passwords go through files of mode
+# 600 (libpq's PGPASSFILE, the auth app's config), SQL on stdin, or the environment (readable by its owner only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,14 +39,21 @@ PGLOG=$LOGS/postgres.log
 MLFLOW_LOG=$LOGS/mlflow.log
 ARTIFACTS=$DIR/artifacts
 PWFILE=$DIR/pg-password
+ADMIN_PWFILE=$DIR/admin-password
+SECRET_KEY_FILE=$DIR/flask-secret-key
+PGPASS=$DIR/pgpass
+AUTH_CONFIG=$DIR/auth.ini
+ADMIN_USER=admin
 SERVER_PID_FILE=$DIR/server.pid
 MLFLOW_PID_FILE=$DIR/mlflow.pid
 PG_PORT=${MTT_PG_PORT:-5433}
 PG_USER=${MTT_PG_USER:-mlflow}
 PG_DB=${MTT_PG_DATABASE:-mlflow}
+AUTH_DB=${PG_DB}_auth
 MLFLOW=${MTT_MLFLOW:-$ROOT/.venv/bin/mlflow}
 START_TIMEOUT=${MTT_SERVER_START_TIMEOUT:-180}
 PG_OWNER=postgres
+unset PGPASSWORD  # libpq would prefer it to the password file this script writes
 
 say() { echo "server: $*"; }
 die() { echo "server: $*" >&2; exit 1; }
@@ -72,6 +89,28 @@ last_error() {
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# a random secret of about 32 letters and digits (never an argument of a program)
+new_secret() { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9'; }
+
+# write stdin to a file only its owner reads, never readable by others even for a moment
+private_file() { (umask 077 && cat > "$1.tmp" && chmod 600 "$1.tmp" && mv -f "$1.tmp" "$1"); }
+
+# the first line of a secret file, generated on the first start (mode 600) and kept after
+secret_in() {
+  [ -s "$1" ] || new_secret | private_file "$1"
+  chmod 600 "$1"
+  head -1 "$1"
+}
+
+# a string as a SQL literal ('...' with quotes doubled; standard_conforming_strings keeps backslashes)
+sql_literal() { local quoted=${1//\'/\'\'}; printf "'%s'" "$quoted"; }
+
+# a field of libpq's password file (':' and '\' escaped)
+pgpass_field() { local field=${1//\\/\\\\}; printf '%s' "${field//:/\\:}"; }
+
+# a value of the auth app's config (configparser: '%' doubled)
+ini_value() { printf '%s' "${1//%/%%}"; }
+
 # a query over the cluster's socket, as its superuser; the script on stdin, psql variables as arguments
 psql_admin() { pg psql -X -q -tA -v ON_ERROR_STOP=1 -h "$SOCKETS" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 
@@ -100,6 +139,8 @@ start() {
       --workers=*) workers=${1#*=}; shift ;;
       --backend-store-uri*|--artifacts-destination*|--default-artifact-root*|--registry-store-uri*)
         die "${1%%=*} is this script's to set (PostgreSQL in $PGDATA_DIR, artifacts in $ARTIFACTS): see MTT_SERVER_DIR" ;;
+      --app-name*)
+        die "--app-name is this script's to set (basic-auth: the server asks every client who it is)" ;;
       *) args+=("$1"); shift ;;
     esac
   done
@@ -118,17 +159,21 @@ start() {
   fi
   touch "$PGLOG"
   own "$SOCKETS" "$PGLOG"
-  chmod 700 "$SOCKETS"
+  chmod 700 "$SOCKETS" "$ARTIFACTS"  # artifacts only through the server, which asks who you are
 
-  local password
+  local password admin_password secret_key
   if [ -n "${MTT_PG_PASSWORD:-}" ]; then
     password=$MTT_PG_PASSWORD
-  elif [ -s "$PWFILE" ]; then
-    password=$(cat "$PWFILE")
+    [ -s "$PWFILE" ] || printf '%s\n' "$password" | private_file "$PWFILE"
   else
-    password=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+    password=$(secret_in "$PWFILE")
   fi
-  [ -s "$PWFILE" ] || (umask 077 && printf '%s\n' "$password" > "$PWFILE")
+  chmod 600 "$PWFILE"
+  admin_password=$(secret_in "$ADMIN_PWFILE")
+  secret_key=$(secret_in "$SECRET_KEY_FILE")
+  # libpq's password file, for this script's psql and mlflow server's psycopg (PGPASSFILE)
+  printf '127.0.0.1:%s:*:%s:%s\n' "$PG_PORT" "$(pgpass_field "$PG_USER")" "$(pgpass_field "$password")" \
+    | private_file "$PGPASS"
 
   if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
     say "creating a PostgreSQL cluster in $PGDATA_DIR ($("$PGBIN/postgres" --version))"
@@ -157,26 +202,48 @@ start() {
     STARTED_PG=1
   fi
 
-  # the role and the database, on the first start (a later start keeps the role's password)
+  # the role and the databases, on the first start (a later start keeps the role's password); the password
+  # reaches psql in the SQL on its stdin (a builtin's output), never as an argument
   if [ "$(echo "SELECT 1 FROM pg_roles WHERE rolname = :'name'" | psql_admin -v name="$PG_USER")" != 1 ]; then
-    echo "CREATE ROLE :\"name\" LOGIN PASSWORD :'password'" | psql_admin -v name="$PG_USER" -v password="$password" \
+    echo "CREATE ROLE :\"name\" LOGIN PASSWORD $(sql_literal "$password")" | psql_admin -v name="$PG_USER" \
       || die "could not create PostgreSQL role $PG_USER"
   fi
-  if [ "$(echo "SELECT 1 FROM pg_database WHERE datname = :'db'" | psql_admin -v db="$PG_DB")" != 1 ]; then
-    echo "CREATE DATABASE :\"db\" OWNER :\"name\"" | psql_admin -v db="$PG_DB" -v name="$PG_USER" \
-      || die "could not create PostgreSQL database $PG_DB"
-  fi
+  local db
+  for db in "$PG_DB" "$AUTH_DB"; do
+    if [ "$(echo "SELECT 1 FROM pg_database WHERE datname = :'db'" | psql_admin -v db="$db")" != 1 ]; then
+      echo "CREATE DATABASE :\"db\" OWNER :\"name\"" | psql_admin -v db="$db" -v name="$PG_USER" \
+        || die "could not create PostgreSQL database $db"
+    fi
+  done
   # what mlflow server would otherwise fail on after a long traceback: the password, checked in one line
   local answer
-  if ! answer=$(PGPASSWORD=$password PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -w -tA -h 127.0.0.1 -p "$PG_PORT" \
+  if ! answer=$(PGPASSFILE=$PGPASS PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -w -tA -h 127.0.0.1 -p "$PG_PORT" \
       -U "$PG_USER" -d "$PG_DB" -c "SELECT 1" 2>&1); then
     die "PostgreSQL on 127.0.0.1:$PG_PORT refuses user $PG_USER ($(echo "$answer" | grep -m1 -o 'FATAL.*' | tr -s ' ' || echo "$answer" | head -1)): the password must be the one the role was created with (MTT_PG_PASSWORD, or the first line of $PWFILE)"
   fi
 
+  # the auth app: its users and permissions in $AUTH_DB, the admin (created on the first start) with the
+  # password of $ADMIN_PWFILE; a user the admin adds may read and log anywhere, delete only in what they created
+  {
+    echo "[mlflow]"
+    echo "default_permission = EDIT"
+    echo "database_uri = postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/$AUTH_DB"
+    echo "admin_username = $ADMIN_USER"
+    echo "admin_password = $(ini_value "$admin_password")"
+    echo "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
+    # a password check costs ~0.1 s of CPU (scrypt) and every request of a training run pays it: each worker
+    # remembers a good login for 30 s (a password changed or a user deleted is refused by the other worker
+    # after at most that long)
+    echo "auth_cache_ttl_seconds = 30"
+  } | private_file "$AUTH_CONFIG"
+
   : > "$MLFLOW_LOG"
-  # the password reaches psycopg2 through libpq's PGPASSWORD, not the command line (ps shows that to every user)
-  PGPASSWORD=$password MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true \
-    setsid "$MLFLOW" server --backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB" \
+  # the database password reaches psycopg through libpq's PGPASSFILE, the admin's through the auth config file,
+  # the CSRF key through the environment: none on the command line (ps shows that to every user)
+  PGPASSFILE=$PGPASS MLFLOW_AUTH_CONFIG_PATH=$AUTH_CONFIG MLFLOW_FLASK_SERVER_SECRET_KEY=$secret_key \
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true \
+    setsid "$MLFLOW" server --app-name basic-auth \
+    --backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB" \
     --artifacts-destination "$ARTIFACTS" --host "$host" --port "$port" --workers "$workers" "${args[@]}" \
     >> "$MLFLOW_LOG" 2>&1 < /dev/null &
   MLFLOW_PID=$!
@@ -202,6 +269,8 @@ start() {
   case $host in 0.0.0.0|::|'[::]') shown=$(hostname -f 2>/dev/null || hostname) ;; esac
   case $shown in *:*) shown="[$shown]" ;; esac
   say "MLflow tracking server on http://$shown:$port: PostgreSQL database $PG_DB on 127.0.0.1:$PG_PORT (data in $PGDATA_DIR), artifacts in $ARTIFACTS, logs in $LOGS"
+  say "every request needs a user name and password (basic auth); admin password in $ADMIN_PWFILE (readable by its owner only)"
+  say "to log in: export MLFLOW_TRACKING_USERNAME=$ADMIN_USER MLFLOW_TRACKING_PASSWORD=\"\$(cat '$ADMIN_PWFILE')\" (teammates: their own user, which the admin adds at http://$shown:$port/signup)"
   say "to log there: export MLFLOW_TRACKING_URI=http://$shown:$port"
   say "Ctrl-C here (or \`make server-stop\`) stops mlflow server and PostgreSQL"
   local status=0

@@ -49,8 +49,8 @@ def test_prepare_subcommand_runs_after_simulate(tmp_path, capsys):
                  "-S", "selection.n_btag_min=0"]) == 0
     out = capsys.readouterr().out
     assert "prepare: 300 events read" in out and "two_leptons" in out
-    assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == ["test.parquet", "train.parquet",
-                                                                        "val.parquet"]
+    assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == [".mtt-output.json", "test.parquet",
+                                                                        "train.parquet", "val.parquet"]
 
 
 def test_prepare_bad_input_exits_2(tmp_path, capsys):

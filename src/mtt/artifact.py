@@ -48,12 +48,19 @@ PROFILE_FILE = "profile.json"
 def save_model_dir(folder: str | os.PathLike[str], model: Any, scaler: Scaler, meta: dict[str, Any],
                    profile: str | os.PathLike[str] | None = None) -> None:
     """Write the model folder as a whole (it replaces the old one only when complete)."""
-    with atomic_dir(folder) as tmp:
-        model.save(tmp / MODEL_FILE)
-        save_scaler(scaler, tmp / SCALER_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if profile is not None and Path(profile).is_file():
-            shutil.copyfile(profile, tmp / PROFILE_FILE)
+    with atomic_dir(folder, "train") as tmp:
+        write_model_files(tmp, model, scaler, meta, profile)
+
+
+def write_model_files(folder: Path, model: Any, scaler: Scaler, meta: dict[str, Any],
+                      profile: str | os.PathLike[str] | None = None) -> None:
+    """The model folder's files, written into `folder`: train stages them in a temporary folder that it swaps
+    in only once its run has logged everything."""
+    model.save(folder / MODEL_FILE)
+    save_scaler(scaler, folder / SCALER_FILE)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    if profile is not None and Path(profile).is_file():
+        shutil.copyfile(profile, folder / PROFILE_FILE)
 
 
 def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from mtt.config import load_params, parse_overrides
 from mtt.errors import MttError, ValidationFailed
+from mtt.io import OutputError
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +28,13 @@ def _stage(sub: Any, name: str, summary: str, description: str) -> argparse.Argu
     parser = sub.add_parser(name, help=summary, description=description)
     _add_common(parser)
     return parser
+
+
+def _add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """--overwrite: a stage replaces its own earlier output folder, or an empty one; anything else only when asked."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an output folder that holds files this stage did not write (never an input, "
+                             "the current folder or the project)")
 
 
 def _add_child_paths(parser: argparse.ArgumentParser, out: str) -> None:
@@ -44,11 +54,13 @@ def _add_child_paths(parser: argparse.ArgumentParser, out: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with a subcommand per stage."""
     parser = argparse.ArgumentParser(prog="mtt", description="m_tt regression pipeline: run one stage.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or MTT_DEBUG=1)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     simulate = _stage(sub, "simulate", "Pythia 8 tt -> dilepton events + detector -> ROOT files",
                       "Generate tt -> dilepton events with Pythia 8, apply a Delphes-CMS-like detector response, "
                       "write NanoAOD-style ROOT.")
     simulate.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
+    _add_overwrite(simulate)
     prepare = _stage(sub, "prepare", "selection, features and train/val/test Parquet from ROOT files",
                      "Read ROOT files (simulate output or CMS NanoAOD), apply the dilepton selection, build the "
                      "feature sets, write train/val/test Parquet.")
@@ -57,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
     prepare.add_argument("--metrics", default="reports/cutflow.json",
                          help="cutflow metrics JSON (default: reports/cutflow.json)")
+    _add_overwrite(prepare)
     validate = _stage(sub, "validate", "great-expectations checks of prepared data against the train reference",
                       "Build the train reference (profile, scaler), validate every split: schema, physics ranges, "
                       "units, drift, scaling. With --data, check new data (Parquet or ROOT) against an existing "
@@ -70,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Data Docs site folder (default: reports/data_docs; with --data: none)")
     validate.add_argument("--data", action="append", default=None, metavar="PATH",
                           help="new data to check against --reference: Parquet from prepare, or ROOT files")
+    _add_overwrite(validate)
     train = _stage(sub, "train", "Keras regression of m_tt, logged to MLflow",
                    "Train the m_tt regressor on the prepared splits; log the run to MLflow (params, lineage, "
                    "per-epoch metrics, artifacts, model with signature).")
@@ -84,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--history", default="reports/history.csv", help="per-epoch history (a DVC plot)")
     train.add_argument("--checkpoints", default="checkpoints/train",
                        help="per-epoch state that train.resume continues from (default: checkpoints/train)")
+    _add_overwrite(train)
     evaluate = _stage(sub, "evaluate", "resolution, bias, spectrum of the model next to the ellipse method",
                       "Evaluate the trained model on the test split next to the visible-mass and ellipse-method "
                       "baselines: metrics JSON, per-bin tables, plots; logged to the training run in MLflow.")
@@ -94,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--zprime", default=None, metavar="PREPARED",
                           help="prepared Z' sample (data/prepared_zprime): inject it into the test split and fit "
                                "the peak per estimator (prior robustness)")
+    _add_overwrite(evaluate)
     sweep = sub.add_parser("sweep", help="train + evaluate once per value of one train param, as child runs",
                            description="For each value of one train param (-S key=a,b,c) run `mtt train` then "
                                        "`mtt evaluate` in a subprocess, logged into a child of one parent MLflow "
@@ -130,9 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
     runs = sub.add_parser("runs", help="MLflow housekeeping: mark runs of dead processes KILLED",
                           description="Runs left RUNNING by a process that died without a word (SIGKILL, a lost "
-                                      "node) are marked KILLED; `mtt train` does the same for its experiment.")
+                                      "node) are marked KILLED: a run mtt made carries its process (host, pid, "
+                                      "start time) and is dead when that process no longer runs on this host; a "
+                                      "run without those tags (made by another tool, or by an older mtt) cannot "
+                                      "be checked, so it counts as dead once it started more than --older-than "
+                                      "hours ago. Runs of processes on other hosts are left to `mtt runs "
+                                      "--cleanup` there. `mtt train` and `mtt sweep` mark the dead tagged runs of "
+                                      "their experiment by themselves.")
     runs.add_argument("--cleanup", action="store_true", required=True, help="mark dead runs KILLED")
     runs.add_argument("--experiment", default=None, help="experiment name (default: all experiments)")
+    runs.add_argument("--older-than", type=_hours, default=None, metavar="HOURS",
+                      help="a RUNNING run without mtt's process tags is dead once it started this many hours ago "
+                           "(default: 24; 0: every such run)")
     ui = sub.add_parser("ui", help="the MLflow UI for this project's runs (one worker), opened on the training runs",
                         description="Start `mlflow server` on the project's store with one worker, no job runner "
                                     "and no telemetry, and print the URL of the experiment's training runs.")
@@ -166,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "train.promote_metric, e.g. final/val_resolution; test/model.resolution once evaluate ran)")
     promote.add_argument("--force", nargs="?", const="true", default="false", choices=["true", "false", ""],
                          metavar="true|false", help="move champion whatever the metric says (--force, or --force=true)")
+    for command in sub.choices.values():  # `mtt train --debug` as well as `mtt --debug train`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of an error (or MTT_DEBUG=1)")
     return parser
 
 
@@ -185,8 +213,20 @@ def run_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def cleanup_runs(experiment: str | None) -> list[str]:
-    """Mark the dead RUNNING runs of one experiment (or all) KILLED; their ids."""
+def _hours(text: str) -> float:
+    """--older-than: a number of hours, 0 or more."""
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1.0
+    if not hours >= 0 or hours == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of hours, 0 or more, got {text!r}")
+    return hours
+
+
+def cleanup_runs(experiment: str | None, older_than: float | None = None) -> list[str]:
+    """Mark the dead RUNNING runs of one experiment (or all) KILLED, untagged ones after `older_than` hours
+    (default: tracking.UNTAGGED_HOURS); their ids."""
     from mlflow.tracking import MlflowClient
 
     from mtt import tracking
@@ -196,7 +236,8 @@ def cleanup_runs(experiment: str | None) -> list[str]:
     experiments = ([client.get_experiment_by_name(experiment)] if experiment else client.search_experiments())
     if experiment and experiments[0] is None:
         raise MttError(f"no MLflow experiment {experiment!r} in {tracking.tracking_uri()}")
-    killed = [run for e in experiments for run in tracking.mark_dead_runs(e.experiment_id)]
+    hours = tracking.UNTAGGED_HOURS if older_than is None else older_than
+    killed = [run for e in experiments for run in tracking.mark_dead_runs(e.experiment_id, hours)]
     print(f"mtt runs: {len(killed)} run(s) of dead processes marked KILLED")
     return killed
 
@@ -258,24 +299,27 @@ def run_stage(args: argparse.Namespace) -> int:
     if args.stage == "simulate":
         from mtt.simulate import main as simulate_main
 
-        simulate_main(params, args.out)
+        simulate_main(params, args.out, args.overwrite)
     elif args.stage == "prepare":
         from mtt.prepare import main as prepare_main
 
-        prepare_main(params, args.input or ["data/raw"], args.out, args.metrics)
+        prepare_main(params, args.input or ["data/raw"], args.out, args.metrics, args.overwrite)
     elif args.stage == "validate":
         from mtt.preprocessing import scaler_name
         from mtt.validate import main as validate_main
         from mtt.validate import validate_new
+        from mtt.validate.stage import check_outputs
 
         train = load_params(args.params, "train")  # the scaler training will use is the one checked
         scaler = scaler_name(train.scaler, train.log_features)
         if args.data:
+            check_outputs([*args.data, args.reference], None, args.docs, args.summary, args.overwrite)
             frame = new_data(args.data, load_params(args.params, "prepare"))
-            validate_new(params, frame, args.reference, args.summary, args.docs, scaler=scaler)
+            validate_new(params, frame, args.reference, args.summary, args.docs, scaler=scaler,
+                         overwrite=args.overwrite)
         else:
             validate_main(params, args.prepared, args.reference, args.summary or "reports/validation.json",
-                          args.docs or "reports/data_docs", scaler)
+                          args.docs or "reports/data_docs", scaler, args.overwrite)
     elif args.stage == "train":
         from mtt.train import TrainPaths
         from mtt.train import main as train_main
@@ -283,12 +327,12 @@ def run_stage(args: argparse.Namespace) -> int:
         paths = TrainPaths(prepared=Path(args.prepared), reference=Path(args.reference), model=Path(args.model),
                            metrics=_path(args.metrics), history=_path(args.history),
                            checkpoints=_path(args.checkpoints), validation=_path(args.validation),
-                           docs=_path(args.docs))
+                           docs=_path(args.docs), overwrite=args.overwrite)
         train_main(params, paths, changes, Path(args.params))
     elif args.stage == "evaluate":
         from mtt.evaluate import main as evaluate_main
 
-        evaluate_main(params, args.prepared, args.model, args.out, args.history, args.zprime)
+        evaluate_main(params, args.prepared, args.model, args.out, args.history, args.zprime, args.overwrite)
     return 0
 
 
@@ -313,7 +357,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_cleanup(args: argparse.Namespace) -> int:
     """`mtt runs --cleanup`."""
-    cleanup_runs(args.experiment)
+    cleanup_runs(args.experiment, args.older_than)
     return 0
 
 
@@ -348,11 +392,66 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    """The first SIGTERM stops the stage; the ones after it (a batch system's second `kill`, an impatient
+    user) must not abort the cleanup it starts, which ends the run KILLED and removes temporary outputs."""
+    signal.signal(signal.SIGTERM, _cleaning_up)
     raise Terminated
 
 
+def _cleaning_up(signum: int, frame: Any) -> None:
+    """A SIGTERM during the cleanup: say so, and let the cleanup finish (SIGKILL stops at once)."""
+    os.write(2, b"mtt: SIGTERM again: still ending the run and removing temporary outputs (SIGKILL stops at "
+                b"once)\n")
+
+
+#: what a failure of MLflow's store or client says, and what the user can do about it
+MLFLOW_HINTS = (
+    (("registered tracking store", "unsupported uri", "not a valid uri", "scheme"),
+     "the tracking URI {uri} is not supported: use sqlite:///<path>.db, a folder, or http(s)://host:port "
+     "(MLFLOW_TRACKING_URI)"),
+    (("must be in the 'active' state", "deleted"),
+     "the run was deleted in MLflow: restore it (`mlflow runs restore --run-id <id>`) or train again"),
+    (("malformed", "not a database", "no such table", "can't locate revision"),
+     "the MLflow store {uri} is corrupt or of another MLflow version: move it aside (a new one is made) or "
+     "restore it from a backup"),
+    (("database or disk is full", "no space left"),
+     "no space left for the MLflow store {uri}: free disk space, then run again"),
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's message on one line (its class name when it has none)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def explain(exc: BaseException) -> str:
+    """One line for an exception that is not one of mtt's own: what failed and what to do."""
+    text = _first_line(exc)
+    module = type(exc).__module__.split(".")[0]
+    if module in ("mlflow", "sqlalchemy", "sqlite3", "alembic"):
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or "(the project's mlflow.db)"
+        for needles, hint in MLFLOW_HINTS:
+            if any(n in text.lower() for n in needles):
+                return f"MLflow: {text[:300]}; {hint.format(uri=uri)}"
+        return f"MLflow: {text[:300]} (tracking store {uri})"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"no space left on the device writing {exc.filename or 'an output'}: free disk space, then run again"
+    if isinstance(exc, OutputError | ValueError | OSError):  # messages written for the user (ours, or a path's)
+        return text
+    if isinstance(exc, MemoryError):
+        return "out of memory: run with fewer events or smaller steps (prepare.step_size, train.batch_size)"
+    return (f"{type(exc).__name__}: {text[:300]} (unexpected: run again with --debug or MTT_DEBUG=1 for the "
+            "traceback, and report it)")
+
+
+def debugging(args: argparse.Namespace) -> bool:
+    """Whether to show tracebacks: --debug, or MTT_DEBUG=1 in the environment."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("MTT_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run the stage; clear one-line errors instead of tracebacks."""
+    """Parse arguments and run the stage; clear one-line errors instead of tracebacks (those behind --debug)."""
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -366,8 +465,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationFailed as exc:
         print(f"mtt {args.stage}: failed: {exc}", file=sys.stderr)
         return 1
-    except (MttError, ValueError, OSError, RuntimeError) as exc:
+    except MttError as exc:
+        if debugging(args):
+            traceback.print_exc()
         print(f"mtt {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # anything else: one line, the traceback behind --debug
+        if debugging(args):
+            traceback.print_exc()
+        print(f"mtt {args.stage}: error: {explain(exc)}", file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -173,6 +173,85 @@ def nested_subset(ids: pd.DataFrame, n: int) -> np.ndarray:
     return np.sort(np.argsort(u, kind="stable")[:n])
 
 
+def _id_keys(ids: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash per row of the three id columns (as unsigned integers, whatever their stored type)."""
+    frame = pd.DataFrame({c: ids[c].to_numpy().astype(np.uint64) for c in ID_COLUMNS})
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def shared_events(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (run, luminosityBlock, event) of `a` that are also in `b`, in a's order.
+
+    A hash join: row hashes of both tables matched with a hash table (a 1M-event split takes a fraction of a
+    second), then an exact join of the few candidates, so a hash collision never counts as a shared event.
+    """
+    keys_a, keys_b = _id_keys(a), _id_keys(b)
+    in_b = pd.Series(keys_a).isin(keys_b).to_numpy()
+    if not in_b.any():
+        return pd.DataFrame({c: np.zeros(0, np.uint64) for c in ID_COLUMNS})
+    in_a = pd.Series(keys_b).isin(keys_a[in_b]).to_numpy()
+    candidates = [t.loc[mask, ID_COLUMNS].astype(np.uint64).drop_duplicates() for t, mask in ((a, in_b), (b, in_a))]
+    return candidates[0].merge(candidates[1], on=ID_COLUMNS, how="inner").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Events of one split file that are also in another: a model evaluated (or tuned) on events it was trained
+    on reports figures that mean nothing."""
+
+    path: Path
+    other: Path
+    n_events: int
+    example: tuple[int, int, int]
+
+    def message(self) -> str:
+        run, lumi, event = self.example
+        noun = "event" if self.n_events == 1 else "events"
+        return (f"{self.path} and {self.other.name} share {self.n_events} {noun} (run {run}, luminosityBlock {lumi}, "
+                f"event {event}, ...): a split must not contain events of another; re-run prepare")
+
+
+def split_overlaps(ids: dict[Path, pd.DataFrame]) -> list[Overlap]:
+    """Every pair of split files (given with their id columns, in split order) that shares events; the later
+    file of a pair is named first."""
+    items = list(ids.items())
+    overlaps = []
+    for i, (path, frame) in enumerate(items):
+        for other, other_frame in items[:i]:
+            shared = shared_events(frame, other_frame)
+            if len(shared):
+                run, lumi, event = (int(v) for v in shared.iloc[0])
+                overlaps.append(Overlap(path, other, len(shared), (run, lumi, event)))
+    return overlaps
+
+
+def _split_ids(path: Path) -> pd.DataFrame | None:
+    """The id columns of a split file (None when it is missing, unreadable or lacks them: its reader says so)."""
+    import pyarrow.parquet as pq
+
+    try:
+        if not path.is_file() or not set(ID_COLUMNS) <= set(pq.read_schema(path).names):
+            return None
+        return pq.read_table(path, columns=ID_COLUMNS).to_pandas()
+    except (OSError, ValueError):  # not Parquet: the stage's own reader names the file
+        return None
+
+
+def require_disjoint(paths: list[Path]) -> None:
+    """Refuse split files that share an event (run, luminosityBlock, event), naming both files, the number of
+    shared events and one of them; files that are missing or lack the id columns are left to their readers."""
+    ids = {path: frame for path in dict.fromkeys(Path(p) for p in paths)
+           if (frame := _split_ids(path)) is not None}
+    overlaps = split_overlaps(ids)
+    if overlaps:
+        raise DataError("; ".join(o.message() for o in overlaps))
+
+
+def present_splits(folder: str | os.PathLike[str]) -> list[Path]:
+    """The split files of a prepared folder that exist, in split order."""
+    return [p for p in (split_path(folder, s) for s in SPLITS) if p.is_file()]
+
+
 # --- metadata and opening a split --------------------------------------------------------------------
 
 METADATA_KEY = b"mtt"

@@ -45,3 +45,7 @@ class RegistryError(MttError):
 
 class PredictError(MttError):
     """A model, input or output that `mtt predict` cannot use."""
+
+
+class OutputRefused(MttError):
+    """An output that would replace what the user has (an input, the project, files a stage did not write)."""

@@ -13,12 +13,129 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mtt.errors import OutputRefused
+
 #: the record simulate writes next to its ROOT files (params, seeds, chunks); prepare carries its process on
 SIMULATION_MANIFEST = "simulation.json"
 
 
+#: what a stage writes into an output folder it owns: which stage wrote it and the files it wrote, so that a
+#: later run replaces only its own output, never a folder holding the user's files
+OUTPUT_RECORD = ".mtt-output.json"
+#: what a stage keeps when it replaces its output folder (DVC's entry for a cached folder inside it, e.g.
+#: eval/.gitignore naming eval/plots): never a reason to refuse the folder
+CARRIED = frozenset({".gitignore"})
+#: files whose presence marks a folder as a project (or a repository): never an output
+PROJECT_FILES = (".git", "dvc.yaml", "MLproject", "pyproject.toml", "params.yaml")
+
+
 class OutputError(OSError):
     """An output location that cannot be written."""
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_not_protected(path: str | os.PathLike[str]) -> None:
+    """Refuse an output that is the working folder, one above it, the home folder or a project's root: replacing
+    it would delete everything in it."""
+    target = Path(path).resolve()
+    cwd = Path.cwd().resolve()
+    if _within(cwd, target):
+        where = "the current folder" if target == cwd else f"a folder above the current one ({cwd})"
+        raise OutputRefused(f"output {path}: is {where}; a stage replaces its output folder as a whole, so this "
+                            "would delete everything in it: choose a new folder, e.g. data/raw")
+    if target == Path.home().resolve() or target == Path(target.anchor):
+        raise OutputRefused(f"output {path}: is {'the home folder' if target.parent != target else 'the root'}; "
+                            "choose a new folder")
+    marks = [name for name in PROJECT_FILES if (target / name).exists()]
+    if marks:
+        raise OutputRefused(f"output {path}: is a project folder (it holds {', '.join(marks)}); a stage replaces its "
+                            "output folder as a whole: choose a folder inside it, e.g. data/raw")
+
+
+def check_apart(output: str | os.PathLike[str], inputs: list[str | os.PathLike[str]]) -> None:
+    """Refuse an output that is, contains or lies inside one of the inputs: writing it would replace what is
+    being read."""
+    target = Path(output).resolve()
+    for source in sorted(inputs, key=lambda source: Path(source).resolve() != target):  # 'is' named first
+        where = Path(source).resolve()
+        if target == where:
+            relation = "is"
+        elif where.parent != where and _within(where, target):
+            relation = "contains"
+        elif _within(target, where):
+            relation = "lies inside"
+        else:
+            continue
+        raise OutputRefused(f"output {output}: {relation} the input {source}; writing it would replace what is "
+                            "being read: choose an output apart from every input")
+
+
+def folder_entries(folder: str | os.PathLike[str]) -> list[str]:
+    """The files and empty folders (with a trailing '/') under `folder`, relative and sorted, the output record
+    left out: what a stage wrote, or what a folder holds."""
+    folder = Path(folder)
+    entries = []
+    for entry in folder.rglob("*"):
+        name = entry.relative_to(folder).as_posix()
+        if entry.is_dir() and not entry.is_symlink():
+            if not any(entry.iterdir()):
+                entries.append(name + "/")
+        elif name != OUTPUT_RECORD:
+            entries.append(name)
+    return sorted(entries)
+
+
+def foreign_files(folder: str | os.PathLike[str], stage: str) -> list[str]:
+    """The files of an existing folder that `stage` did not write there (none: an empty folder, or the stage's own
+    earlier output as its record lists it)."""
+    folder = Path(folder)
+    present = [entry for entry in folder_entries(folder) if entry not in CARRIED]
+    if not present:
+        return []
+    try:
+        record = json.loads((folder / OUTPUT_RECORD).read_text())
+    except (OSError, ValueError):
+        return present
+    if not isinstance(record, dict) or record.get("stage") != stage or not isinstance(record.get("files"), list):
+        return present
+    return sorted(set(present) - set(record["files"]))
+
+
+def check_output_dir(path: str | os.PathLike[str], stage: str, inputs: list[str | os.PathLike[str]] = (),
+                     overwrite: bool = False) -> Path:
+    """Before any work: refuse an output folder whose replacement would lose the user's files (the project, an
+    input, files this stage did not write unless `overwrite`), then check it can be written."""
+    path = Path(path)
+    check_not_protected(path)
+    check_apart(path, list(inputs))
+    if path.is_dir() and not overwrite:
+        foreign = foreign_files(path, stage)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise OutputRefused(f"output {path}: holds files that mtt {stage} did not write ({shown}); it replaces "
+                                "its output folder as a whole, so they would be deleted: choose a new or empty "
+                                "folder, or give --overwrite to replace it")
+    return check_writable_dir(path)
+
+
+def check_output_file(path: str | os.PathLike[str], inputs: list[str | os.PathLike[str]] = ()) -> Path:
+    """Before any work: refuse an output file that is or lies inside an input, or is a folder; check it can be
+    written."""
+    path = Path(path)
+    check_apart(path, list(inputs))
+    if path.is_dir():
+        raise OutputRefused(f"output {path}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise OutputError(f"output {path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
+    return path
 
 
 def check_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -95,8 +212,10 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary folder; on success it replaces `path` as a whole, else it is removed."""
+def atomic_dir(path: str | os.PathLike[str], stage: str | None = None) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces `path` as a whole, else it is removed. With a
+    `stage`, the folder gets the record of what that stage wrote (`OUTPUT_RECORD`), which lets it be replaced
+    again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
@@ -104,6 +223,12 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        if stage is not None:
+            for name in CARRIED:
+                if (path / name).is_file() and not (tmp / name).exists():
+                    shutil.copy2(path / name, tmp / name)
+            record = {"stage": stage, "files": folder_entries(tmp)}
+            (tmp / OUTPUT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".old", dir=path.parent))

@@ -31,7 +31,7 @@ import numpy as np
 from mtt import plots, tracking
 from mtt.config import SearchDimension, TrainParams, TuneParams, load_params, load_yaml, parse_overrides
 from mtt.errors import MttError, ParamsError
-from mtt.io import atomic_file
+from mtt.io import atomic_file, check_apart, check_not_protected, check_writable_dir
 
 #: table column -> the metric train or evaluate logs on the child run under that name
 METRICS = {
@@ -63,6 +63,13 @@ class StagePaths:
     docs: Path | None = None
     out: Path | None = None
     zprime: Path | None = None  # a prepared Z' sample: each child's evaluate injects it (prior robustness)
+
+    def check_out(self, out: Path) -> None:
+        """Before any run starts: the children's folder is apart from what they read, not the project, writable."""
+        check_not_protected(out)
+        check_apart(out, [p for p in (self.params, self.prepared, self.reference, self.validation, self.docs,
+                                      self.zprime) if p is not None])
+        check_writable_dir(out)
 
 
 # --- values ------------------------------------------------------------------------------------------------
@@ -99,8 +106,8 @@ def _number(value: Any) -> float | None:
 
 
 def parse_value(param: str, text: str) -> Any:
-    """A swept value typed like its train param: YAML, except that `1e4` is 10000 for an integer param and
-    `1e-4` is 0.0001 for a float one (YAML 1.1 reads both as strings)."""
+    """A swept value typed like its train param, read as params.yaml is (YAML 1.2): `1e4` is 10000 for an integer
+    param and `1e-4` is 0.0001 for a float one."""
     known = TrainParams.model_fields
     if param not in known:
         raise ParamsError(f"mtt sweep: unknown train param {param!r}; known: {', '.join(known)}")
@@ -109,7 +116,7 @@ def parse_value(param: str, text: str) -> Any:
         raise ParamsError(f"mtt sweep: {param}: an empty value in the list (comma-separated, e.g. {param}=a,b)")
     try:
         value = load_yaml(text)
-    except Exception:  # a YAML error or StrictLoader's ParamsError: both mean "not one value"
+    except Exception:  # a YAML error or load_yaml's ParamsError: both mean "not one value"
         raise ParamsError(f"mtt sweep: {param}={text}: not a valid value") from None
     kind = known[param].annotation
     if kind not in (int, float) or isinstance(value, bool):
@@ -143,7 +150,7 @@ def _reads_back(text: str) -> bool:
     """Whether YAML reads `text` as that same string (not a number, a bool, null or a YAML error)."""
     try:
         return load_yaml(text) == text
-    except Exception:  # a YAML error or StrictLoader's ParamsError
+    except Exception:  # a YAML error or load_yaml's ParamsError
         return False
 
 
@@ -435,6 +442,7 @@ def run_sweep(overrides: Sequence[str], paths: StagePaths) -> list[dict[str, Any
     sweep = plan_sweep(paths.params, overrides)
     experiment = load_params(paths.params, "train", parse_overrides(list(sweep.fixed), "train")).experiment
     out = paths.out or Path("sweeps") / sweep.param
+    paths.check_out(out)
     tags = {"mtt.sweep.param": sweep.param, "mtt.sweep.values": ",".join(sweep.texts),
             "mtt.sweep.fixed": " ".join(sweep.fixed)}
     rows: list[dict[str, Any]] = []
@@ -531,6 +539,7 @@ def run_tune(tune: TuneParams, train_overrides: Sequence[str], paths: StagePaths
         raise ParamsError(f"mtt tune: {', '.join(clash)} both searched (tune.space) and fixed (--train-set)")
     experiment = load_params(paths.params, "train", shared).experiment  # a bad fixed override stops here
     out = paths.out or Path("sweeps") / "tune"
+    paths.check_out(out)
     name = " ".join([f"tune {tune.n_trials} trials: {', '.join(tune.space)}", *fixed])
     space = {k: v.model_dump(exclude_none=True) for k, v in tune.space.items()}
     tags = {"mtt.tune.space": json.dumps(space), "mtt.tune.fixed": " ".join(fixed)}

@@ -12,8 +12,14 @@ line before any work instead of after MLflow's minutes of retries.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mtt.errors import MttError
 
@@ -118,8 +124,7 @@ def configure(start: str | os.PathLike[str] | None = None) -> str:
         from filelock import FileLock
         from mlflow.tracking import MlflowClient
 
-        database = Path(uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
+        database = Path(uri.removeprefix("sqlite:///").split("?")[0])
         with FileLock(str(database) + ".lock", timeout=300):
             MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema, once
     return uri
@@ -132,12 +137,16 @@ def is_server(uri: str) -> bool:
 
 def require_server(uri: str | None = None, timeout: float = SERVER_TIMEOUT_S) -> None:
     """With a tracking server as tracking URI (default: `tracking_uri()`), check that it answers its health
-    check within `timeout` seconds; raise TrackingError naming the URI otherwise. Nothing for a local store."""
+    check within `timeout` seconds; with a local store, that its folder exists (MLflow would make a new, empty
+    store anywhere); raise TrackingError naming the URI otherwise."""
     import urllib.error
     import urllib.request
 
     uri = uri or tracking_uri()
-    if not is_server(uri) or uri in _ANSWERED:  # the CLI checks before any work, configure() again: ask once
+    if not is_server(uri):
+        _require_local_folder(uri)
+        return
+    if uri in _ANSWERED:  # the CLI checks before any work, configure() again: ask once
         return
     health = f"{uri.rstrip('/')}/health"
     try:
@@ -155,18 +164,55 @@ def require_server(uri: str | None = None, timeout: float = SERVER_TIMEOUT_S) ->
                         "unset MLFLOW_TRACKING_URI")
 
 
+def local_store_folder(uri: str) -> Path | None:
+    """The folder that must exist for a local store: the SQLite file's folder, or the folder above a file store
+    (file: URI or plain path), which MLflow creates; None for a database server, an in-memory SQLite or others."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        path = uri.split("?")[0][len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        return Path(path).parent if path and path != ":memory:" else None
+    if scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path)).parent
+    if scheme == "" or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+        return Path(uri).parent
+    return None
+
+
+def _require_local_folder(uri: str) -> None:
+    """Refuse a local store in a folder that does not exist: a typo would start an empty store there."""
+    folder = local_store_folder(uri)
+    if folder is not None and not folder.is_dir():
+        raise TrackingError(f"tracking URI {uri}: the folder {folder} does not exist (MLflow would start a new, "
+                            "empty store there): create it, or set MLFLOW_TRACKING_URI to a store in an existing "
+                            "folder, or unset it for the project's mlflow.db")
+
+
 def _require_allowed_host(uri: str, timeout: float) -> None:
     """The health check is exempt from the server's Host check (`mlflow server --allowed-hosts`): one API request
-    says whether the server accepts the host name of the URI; any other answer (an error, a login) is MLflow's."""
+    says whether the server accepts the host name of the URI and the login (MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    import base64
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get?experiment_id=0")
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user:  # the login MLflow's client sends (the server of `make server` asks for one)
+        login = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+        request.add_header("Authorization", f"Basic {base64.b64encode(login).decode()}")
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get?experiment_id=0",
-                                    timeout=timeout):
+        with urllib.request.urlopen(request, timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            who = (f"refuses the login of user {user!r}: check MLFLOW_TRACKING_PASSWORD" if user else
+                   "asks who you are (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (`make "
+                   "server` prints where the admin password is; the admin creates a user per teammate)")
+            raise TrackingError(f"the MLflow tracking server at {uri} {who}") from None
         if exc.code == 403 and "Invalid Host header" in exc.read(500).decode(errors="replace"):
             host = urllib.parse.urlsplit(uri).netloc
             raise TrackingError(f"the MLflow tracking server at {uri} refuses the host name {host!r}: start it "
@@ -201,19 +247,128 @@ def _owner_gone(tags: dict[str, str]) -> bool:
         return True
 
 
-def mark_dead_runs(experiment_id: str) -> list[str]:
-    """Runs left RUNNING by a process that died without a word (SIGKILL, power loss): mark them KILLED."""
+#: `mtt runs --cleanup` marks a RUNNING run without mtt's process tags KILLED once it started this long ago
+UNTAGGED_HOURS = 24.0
+
+
+def _running_runs(client: Any, experiment_id: str) -> list[Any]:
+    """Every RUNNING run of the experiment, page by page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                  max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _untagged_dead(run: Any, untagged_hours: float | None) -> bool:
+    """A run without mtt's process tags (made by another tool, or before mtt tagged its runs) counts as dead
+    once it started more than `untagged_hours` ago; never when that is None."""
+    if untagged_hours is None or "mtt.pid" in run.data.tags:
+        return False
+    return (time.time() * 1000 - (run.info.start_time or 0)) >= untagged_hours * 3600 * 1000
+
+
+def mark_dead_runs(experiment_id: str, untagged_hours: float | None = None) -> list[str]:
+    """Runs left RUNNING by a process that died without a word (SIGKILL, power loss): mark them KILLED.
+
+    A run with mtt's process tags is dead when its process no longer runs on this host; one without them when
+    it started more than `untagged_hours` ago (None, as train and sweep call it: left alone, since another tool
+    may still be writing it). Runs of other hosts are left to `mtt runs --cleanup` there."""
     from mlflow.entities import RunStatus
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    dead = [run for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
-            if _owner_gone(run.data.tags)]
+    running = _running_runs(client, experiment_id)
+    dead = [run for run in running if _owner_gone(run.data.tags) or _untagged_dead(run, untagged_hours)]
     for run in dead:
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-        print(f"mtt: run {run.info.run_id} ({run.info.run_name}) was left RUNNING by process "
-              f"{run.data.tags['mtt.pid']}, which no longer runs: marked KILLED")
+        if "mtt.pid" in run.data.tags:
+            print(f"mtt: run {run.info.run_id} ({run.info.run_name}) was left RUNNING by process "
+                  f"{run.data.tags['mtt.pid']}, which no longer runs: marked KILLED")
+        else:
+            hours = (time.time() * 1000 - (run.info.start_time or 0)) / 3.6e6
+            print(f"mtt: run {run.info.run_id} ({run.info.run_name}) is RUNNING without mtt's process tags and "
+                  f"started {hours:.0f} h ago (--older-than {untagged_hours:g}): marked KILLED")
+    if untagged_hours is not None:
+        _report_left(running, dead, untagged_hours)
     return [run.info.run_id for run in dead]
+
+
+def _report_left(running: list[Any], dead: list[Any], untagged_hours: float) -> None:
+    """Say which RUNNING runs cleanup could not judge: untagged ones too young, and those of other hosts."""
+    import socket
+
+    gone = {run.info.run_id for run in dead}
+    left = [run for run in running if run.info.run_id not in gone]
+    untagged = sum("mtt.pid" not in run.data.tags for run in left)
+    hosts = sorted({run.data.tags["mtt.host"] for run in left
+                    if "mtt.pid" in run.data.tags and run.data.tags.get("mtt.host") != socket.gethostname()})
+    if untagged:
+        print(f"mtt: {untagged} RUNNING run(s) without mtt's process tags started less than {untagged_hours:g} h ago "
+              "left as they are (another tool may still write them; --older-than 0 marks them KILLED too)")
+    if hosts:
+        print(f"mtt: RUNNING runs of processes on {', '.join(hosts)} left as they are: run `mtt runs --cleanup` "
+              "there")
+
+
+@contextmanager
+def ended(client: Any, run_id: str) -> Iterator[None]:
+    """A run this process created with the client: ended FINISHED after the block, KILLED on Ctrl-C or
+    SIGTERM, FAILED on an error (so that no run stays RUNNING)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+class SigtermDeferral:
+    """Holds SIGTERM back while a run and the files it describes change together (a run created and its
+    cleanup set up; the model swapped in and the run ended FINISHED): a SIGTERM meanwhile is delivered at
+    `release`. Used as a context manager it is armed on entry and released on a normal exit (on an exception,
+    only the handler is restored). Only the main thread handles signals: elsewhere it does nothing."""
+
+    def __init__(self, armed: bool = True) -> None:
+        self.armed, self.caught, self._previous = armed, False, None
+
+    def __enter__(self) -> SigtermDeferral:
+        if self.armed:
+            self.arm()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.restore()
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.caught = True
+
+    def arm(self) -> None:
+        """From now on a SIGTERM waits."""
+        if self._previous is None and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._note)
+
+    def restore(self) -> bool:
+        """Put the previous SIGTERM handler back; whether a SIGTERM came meanwhile."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+        caught, self.caught = self.caught, False
+        return caught
+
+    def release(self) -> None:
+        """Put the previous handler back and deliver a SIGTERM that came meanwhile (to that handler)."""
+        if self.restore():
+            signal.raise_signal(signal.SIGTERM)
 
 
 def ensure_experiment(name: str, start: str | os.PathLike[str] | None = None) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from mtt.config import DaskParams
@@ -30,20 +32,46 @@ class ExecutorError(MttError):
     """The Dask scheduler cannot be reached, or a task was lost with its worker: names the address or the task."""
 
 
+#: prctl option: the signal the kernel sends this process when its parent dies (Linux)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process die with its parent `parent` (the stage): on Linux the kernel SIGKILLs it when
+    the parent ends, even by SIGKILL, instead of leaving it to finish its task into a removed temporary folder
+    and then wait for the next one for ever; a parent already gone ends it now. Elsewhere only the latter."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with suppress(OSError, AttributeError):  # no prctl in this C library: the check below still runs
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect: no signal will come
+        os._exit(1)
+
+
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    """A local worker's first step: die with the stage, then the stage's own initializer."""
+    die_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 class LocalExecutor:
     """Worker processes forked from this process for one stage run, used as a context manager.
 
     The workers are forked when it is created, so a stage creates it before starting threads of its own (a fork
     while another thread holds a lock can leave the child stuck). A worker that dies (out of memory, a crash)
     fails the stage with an `ExecutorError` naming the job it was running; `multiprocessing.Pool` instead waits
-    forever for the lost task, which is how a 1M-event prepare once hung with a dead worker.
+    forever for the lost task, which is how a 1M-event prepare once hung with a dead worker. The workers die
+    with the stage (`die_with_parent`), even when it is SIGKILLed: Linux ties that to the thread that forked
+    them, so a stage creates its executor in its main thread.
     """
 
     def __init__(self, workers: int, stage: str, initializer: Callable[..., None] | None = None,
                  initargs: tuple[Any, ...] = ()) -> None:
         self.stage, self.workers = stage, workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=initializer,
-                                        initargs=initargs)
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_start_worker,
+                                        initargs=(os.getpid(), initializer, initargs))
         self.pool.submit(int).result()  # fork every worker now (the fork context starts them all at once)
 
     def __enter__(self) -> LocalExecutor:

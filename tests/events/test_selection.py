@@ -73,7 +73,7 @@ def test_cutflow_is_cumulative(tmp_path):
               good_emu(jets=[(60.0, 1.0, -2.0, 10.0, False), (45.0, -1.2, 1.0, 8.0, False)])]
     passed, cutflow, _ = _select(tmp_path, events)
     assert passed.tolist() == [True, False, False, False]
-    assert [cutflow[c] for c in CUTS] == [4, 3, 2, 2, 2, 2, 2, 2, 1]
+    assert [cutflow[c] for c in CUTS] == [4, 4, 3, 2, 2, 2, 2, 2, 2, 1]
 
 
 def test_bjet_candidates_by_score_then_pt_or_by_pt(tmp_path):

@@ -1,5 +1,7 @@
 """The team tracking server of `make server`: a real PostgreSQL and `mlflow server` with a proxied artifact store,
-started by scripts/server.sh on free ports with a temporary data folder.
+started by scripts/server.sh on free ports with a temporary data folder, with MLflow's basic-auth app on: the
+tests' clients log in as the admin (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, the password from the
+file the first start writes), as a team's would (tests/reliability/test_security.py checks the refusals).
 
 A training run logged through the server reads back whole (params, per-epoch metrics, artifacts, the model, the
 registered version with alias `candidate`); four training processes at once lose no metric, on the server and
@@ -92,7 +94,8 @@ def server_env():
     env = {**os.environ, "MTT_SERVER_DIR": str(folder / "server"), "MTT_PG_PORT": str(_free_port()),
            "MTT_SERVER_PORT": str(_free_port()), "MTT_MLFLOW": str(BIN / "mlflow"),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MTT_PG_PASSWORD", "MTT_SERVER_HOST"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_RUN_ID",
+                 "MTT_PG_PASSWORD", "MTT_SERVER_HOST"):
         env.pop(name, None)
     yield env
     subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
@@ -101,7 +104,9 @@ def server_env():
 
 @pytest.fixture(scope="module")
 def server(server_env):
-    """The URI of a running server (scripts/server.sh start in the background); stopped at the end."""
+    """The URI of a running server (scripts/server.sh start in the background), with the admin's credentials in
+    this process's environment while it runs (MLflow's clients send them, subprocesses inherit them); stopped at
+    the end."""
     url = f"http://127.0.0.1:{server_env['MTT_SERVER_PORT']}"
     log = Path(server_env["MTT_SERVER_DIR"]).parent / "server.out"
     with open(log, "w") as out:
@@ -114,7 +119,11 @@ def server(server_env):
                 pytest.fail(f"scripts/server.sh start did not serve {url}:\n{log.read_text()}")
             time.sleep(0.5)
         assert _answers(url)
-        yield url
+        password = (Path(server_env["MTT_SERVER_DIR"]) / "admin-password").read_text().strip()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+            patch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+            yield url
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=server_env, capture_output=True, timeout=120)
         try:

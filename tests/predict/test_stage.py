@@ -23,7 +23,7 @@ NANO = "nanoAOD_2015_CMS_Open_Data_ttbar.root"
 LOOSE = {"schema": "nanoaod",
          "nanoaod": {"electron_id_min": 0, "muon_id": "none", "muon_iso_max": 1000.0, "jet_id_min": 0},
          "selection": {"lepton_pt_lead": 0.0, "lepton_pt_min": 0.0, "lepton_eta_max": 10.0,
-                       "electron_gap": [0.0, 0.0], "m_ll_min": 0.0, "z_window": [0.0, 0.0],
+                       "electron_gap": None, "m_ll_min": 0.0, "z_window": None,
                        "met_min_same_flavour": 0.0, "jet_pt_min": 0.0, "jet_eta_max": 10.0,
                        "jet_lepton_dr_min": 0.0, "n_btag_min": 0}}
 
@@ -87,7 +87,8 @@ def test_bad_inputs_are_named_and_nothing_is_written(small_prepared, model, tmp_
     with pytest.raises(PredictError, match="no such model folder"):
         main(_request(tmp_path / "nope", [raw], tmp_path / "a.parquet"), PrepareParams(workers=1), {}, DRIFT)
     # GeV data declared as MeV: every lepton falls a factor 1000 below the cuts, and the cutflow shows where
-    with pytest.raises(PredictError, match=r"no events pass the selection.*\n.*\nall +2000 .*\ntwo_leptons +0 "):
+    with pytest.raises(PredictError, match=r"no events pass the selection.*\n.*\nall +2000 .*\nfinite_inputs +2000 .*\n"
+                                           r"two_leptons +0 "):
         main(_request(model, [raw], tmp_path / "a.parquet"), PrepareParams(workers=1), {"units": "MeV"}, DRIFT)
     with pytest.raises(PrepareError, match="missing branches for schema 'nanoaod': Electron_cutBased"):
         main(_request(model, [raw], tmp_path / "a.parquet"), PrepareParams(workers=1), {"schema": "nanoaod"}, DRIFT)

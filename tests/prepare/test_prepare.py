@@ -102,7 +102,7 @@ def test_real_cms_nanoaod_runs_truthless(shared_data, tmp_path):
         "schema": "nanoaod",
         "nanoaod": {"electron_id_min": 0, "muon_id": "none", "muon_iso_max": 1000.0, "jet_id_min": 0},
         "selection": {"lepton_pt_lead": 0.0, "lepton_pt_min": 0.0, "lepton_eta_max": 10.0,
-                      "electron_gap": [0.0, 0.0], "m_ll_min": 0.0, "z_window": [0.0, 0.0],
+                      "electron_gap": None, "m_ll_min": 0.0, "z_window": None,
                       "met_min_same_flavour": 0.0, "jet_pt_min": 0.0, "jet_eta_max": 10.0,
                       "jet_lepton_dr_min": 0.0, "n_btag_min": 0},
     })
@@ -185,17 +185,28 @@ def test_empty_selection_shows_the_cutflow(tmp_path):
 
 
 def test_nonfinite_values_are_dropped_and_counted_or_fail(tmp_path):
+    """A NaN input (MET) sets the event aside before the selection, a NaN feature or target (from the tops)
+    drops the selected row: each counted on its own, each bounded by prepare.max_nonfinite_fraction."""
     data = branches(_variety(1000))
     data["MET_pt"][:2] = np.nan
     data["GenTop_pt"][5] = np.inf
     write_root(tmp_path / "a.root", data)
     metrics = run_prepare(PARAMS.model_copy(update={"max_nonfinite_fraction": 0.01}), [tmp_path / "a.root"],
                           tmp_path / "out")
-    assert metrics["nonfinite_dropped"] == 3 and sum(metrics["splits"].values()) == 997
-    assert metrics["nonfinite_by_column"]["met_pt"] == 2 and metrics["nonfinite_by_column"]["m_tt"] == 1
-    with pytest.raises(PrepareError, match=r"3 of 1000 selected events have NaN/inf values .* "
+    assert metrics["nonfinite_inputs"] == 2 and metrics["nonfinite_inputs_by_branch"]["MET_pt"] == 2
+    assert metrics["cutflow"]["finite_inputs"]["events"] == 998
+    assert metrics["nonfinite_dropped"] == 1 and sum(metrics["splits"].values()) == 997
+    assert metrics["nonfinite_by_column"]["m_tt"] == 1 and "met_pt" not in metrics["nonfinite_by_column"]
+    with pytest.raises(PrepareError, match=r"2 of 1000 events read have NaN/inf inputs \(MET_pt 2\), more than "
                                            r"prepare.max_nonfinite_fraction = 0.001"):
         run_prepare(PARAMS, [tmp_path / "a.root"], tmp_path / "strict")
+    assert not (tmp_path / "strict").exists()
+    data["MET_pt"][:2] = 40.0
+    data["GenTop_pt"][5:7] = np.inf
+    write_root(tmp_path / "b.root", data)
+    with pytest.raises(PrepareError, match=r"2 of 1000 selected events have NaN/inf values .* "
+                                           r"prepare.max_nonfinite_fraction = 0.001"):
+        run_prepare(PARAMS, [tmp_path / "b.root"], tmp_path / "strict")
     assert not (tmp_path / "strict").exists()
 
 

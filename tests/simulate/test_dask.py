@@ -20,7 +20,7 @@ from dask_workers import free_port, kill_script, no_leaked_processes  # noqa: F4
 
 from mtt.cli import main as cli_main
 from mtt.config import DaskParams, load_params
-from mtt.io import OutputError
+from mtt.io import OUTPUT_RECORD, OutputError
 from mtt.simulate import MANIFEST, ChunkJob, run_simulation, simulate_chunk_on_worker
 from mtt.simulate.detector import DetectorCard
 from mtt.simulate.generator import GeneratorConfig
@@ -37,7 +37,7 @@ def test_dask_gives_the_same_events_as_the_local_pool(tmp_path):
     assert on_dask["workers"] == 2 and on_dask["n_events"] == local["n_events"] == 300
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "dask").iterdir())
-    assert names == ["events_00000.root", "events_00001.root", "events_00002.root", MANIFEST]
+    assert names == [OUTPUT_RECORD, "events_00000.root", "events_00001.root", "events_00002.root", MANIFEST]
     # the record is byte-identical: it leaves out where the chunks ran (ROOT files carry their own creation time
     # and UUID, so they are compared by content)
     assert (tmp_path / "local" / MANIFEST).read_bytes() == (tmp_path / "dask" / MANIFEST).read_bytes()

@@ -13,7 +13,7 @@ from lhe_writer import write_lhe
 
 import mtt.simulate as stage
 from mtt.config import ParamsError, load_params
-from mtt.io import OutputError
+from mtt.io import OUTPUT_RECORD, OutputError
 from mtt.simulate import MANIFEST, plan_chunks, run_simulation
 from mtt.simulate.lhe import LHEError
 
@@ -107,7 +107,8 @@ def test_manifest_records_chunks_and_params(small_sim):
     assert manifest["n_events"] == 600
     assert [c["file"] for c in manifest["chunks"]] == ["events_00000.root", "events_00001.root"]
     assert manifest["params"]["seed"] == SMALL.seed and manifest["detector"]["jet_radius"] == 0.4
-    assert sorted(p.name for p in folder.iterdir()) == ["events_00000.root", "events_00001.root", MANIFEST]
+    assert sorted(p.name for p in folder.iterdir()) == [OUTPUT_RECORD, "events_00000.root", "events_00001.root",
+                                                        MANIFEST]
 
 
 def test_shower_a_written_lhe_file(tmp_path):

@@ -212,7 +212,7 @@ def test_real_nanoaod_features_pass_schema_and_units(reference, tmp_path):
         "schema": "nanoaod", "workers": 1,
         "nanoaod": {"electron_id_min": 0, "muon_id": "none", "muon_iso_max": 1000.0, "jet_id_min": 0},
         "selection": {"lepton_pt_lead": 0.0, "lepton_pt_min": 0.0, "lepton_eta_max": 10.0,
-                      "electron_gap": [0.0, 0.0], "m_ll_min": 0.0, "z_window": [0.0, 0.0],
+                      "electron_gap": None, "m_ll_min": 0.0, "z_window": None,
                       "met_min_same_flavour": 0.0, "jet_pt_min": 0.0, "jet_eta_max": 10.0,
                       "jet_lepton_dr_min": 0.0, "n_btag_min": 0},
     })

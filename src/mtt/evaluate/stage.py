@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,16 @@ import pandas as pd
 from mtt.artifact import load_model_dir
 from mtt.checks import require_clean
 from mtt.config import EvaluateParams
-from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, SPLITS, TARGET, open_split, read_metadata, split_path
+from mtt.dataset import (
+    ID_COLUMNS,
+    OBJECT_COLUMNS,
+    SPLITS,
+    TARGET,
+    open_split,
+    read_metadata,
+    require_disjoint,
+    split_path,
+)
 from mtt.errors import EvaluateError
 from mtt.evaluate.estimators import ELLIPSE, MODEL, Evaluation, evaluate
 from mtt.evaluate.tables import (
@@ -32,7 +41,7 @@ from mtt.evaluate.tables import (
     unfolded_table,
     zprime_table,
 )
-from mtt.io import atomic_dir, file_sha256
+from mtt.io import atomic_dir, check_output_dir, file_sha256
 
 
 def read_split(prepared_dir: Path, split: str, columns: list[str], max_events: int = 0) -> pd.DataFrame:
@@ -89,11 +98,12 @@ def write_injection(folder: Path, injection: Any) -> None:
                            folder / "plots" / "zprime_injected.png")
 
 
-def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dict[str, str]) -> list[str]:
+def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dict[str, str],
+                own_runs: ExitStack) -> list[str]:
     """Where the figures go: the training run when this is the model's own split (and the run that
     `mlflow run -e evaluate` started); for other data a new run of the same experiment, tagged with the
-    model's run and the data's hash, so a finished training run never gets figures of data it was not
-    evaluated on."""
+    model's run, the data's hash and this process, so a finished training run never gets figures of data it
+    was not evaluated on. `own_runs` ends the new run: FINISHED, or KILLED/FAILED if logging is stopped."""
     from mlflow.exceptions import MlflowException
 
     from mtt import tracking
@@ -109,9 +119,12 @@ def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dic
         if training is not None and own_data:
             targets.append(model_run_id)
         elif training is not None:
-            run = client.create_run(training.info.experiment_id, run_name=f"evaluate {Path(data['path']).name} with "
-                                    f"{training.info.run_name}", tags={"eval.data_sha256": data["sha256"],
-                                                                       "eval.data_path": data["path"]})
+            with tracking.SigtermDeferral():  # the run is made and its ending set up together
+                run = client.create_run(training.info.experiment_id, run_name=f"evaluate {Path(data['path']).name} "
+                                        f"with {training.info.run_name}", tags={
+                                            "eval.data_sha256": data["sha256"], "eval.data_path": data["path"],
+                                            **tracking.process_tags()})
+                own_runs.enter_context(tracking.ended(client, run.info.run_id))
             targets.append(run.info.run_id)
             print(f"evaluate: {data['path']} is not the split the model was trained next to: figures logged to a "
                   f"new run {run.info.run_id}, not to the training run {model_run_id}")
@@ -119,12 +132,32 @@ def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dic
     return list(dict.fromkeys([*targets, *([outer] if outer else [])]))
 
 
+def check_training_run(run_id: str | None) -> None:
+    """Before any work: a training run deleted in MLflow cannot take the figures (MLflow would refuse them
+    only after the whole evaluation)."""
+    if not run_id:
+        return
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from mtt import tracking
+
+    tracking.configure()
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return  # not in this store: target_runs says so and the figures go to files only
+    if run.info.lifecycle_stage == "deleted":
+        raise EvaluateError(f"the model's MLflow run {run_id} was deleted in {tracking.tracking_uri()}: restore it "
+                            f"(`mlflow runs restore --run-id {run_id}`) or train the model again")
+
+
 def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params: EvaluateParams,
                own_data: bool = True, data: dict[str, str] | None = None) -> bool:
     """Log figures (under `<split>/`), settings (tags `evaluate.*`: a rerun with other settings replaces them
     with its figures) and plots, without reopening any run; False if there is no run to log into. The ellipse
     method's solution rule is the artifact `evaluate/ellipse_rule.txt`."""
-    from mlflow.entities import Metric, RunStatus, RunTag
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     from mtt import tracking
@@ -135,14 +168,13 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params
     metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures, params.split).items() if np.isfinite(v)]
     tags = [RunTag(f"evaluate.{k}", json.dumps(v) if isinstance(v, (list, dict)) else str(v))
             for k, v in params.model_dump().items()] + [RunTag("eval.model_run_id", run_id or "")]
-    targets = target_runs(client, run_id, own_data, data or {"path": "", "sha256": ""})
-    for target in targets:
-        client.log_batch(target, metrics=metrics, tags=tags)  # one write for the figures and the settings
-        note = client.get_run(target).data.tags.get("mlflow.note.content", "")
-        client.set_tag(target, "mlflow.note.content", with_evaluation(note, figures, params.split))
-        client.log_artifacts(target, str(folder), artifact_path="evaluate")
-        if target not in (run_id, os.environ.get("MLFLOW_RUN_ID")):
-            client.set_terminated(target, RunStatus.to_string(RunStatus.FINISHED))
+    with ExitStack() as own_runs:  # a run made here ends FINISHED, or KILLED/FAILED, never stays RUNNING
+        targets = target_runs(client, run_id, own_data, data or {"path": "", "sha256": ""}, own_runs)
+        for target in targets:
+            client.log_batch(target, metrics=metrics, tags=tags)  # one write for the figures and the settings
+            note = client.get_run(target).data.tags.get("mlflow.note.content", "")
+            client.set_tag(target, "mlflow.note.content", with_evaluation(note, figures, params.split))
+            client.log_artifacts(target, str(folder), artifact_path="evaluate")
     return bool(targets)
 
 
@@ -179,13 +211,18 @@ def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, val:
 
 def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str], history_path: str | os.PathLike[str] | None = None,
-                 zprime_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                 zprime_dir: str | os.PathLike[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate the model and the baselines on one split, write the outputs, log them; return the figures."""
+    check_output_dir(out_dir, "evaluate", [p for p in (prepared_dir, model_dir, history_path, zprime_dir) if p],
+                     overwrite)
     prepared_dir = Path(prepared_dir)
     artifact = load_model_dir(model_dir)
+    check_training_run(artifact.run_id)
     features = artifact.features
     columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET, *ID_COLUMNS]))
     path = split_path(prepared_dir, params.split)
+    read = {params.split, "train", *(["val"] if params.unfold or zprime_dir is not None else [])}
+    require_disjoint([split_path(prepared_dir, s) for s in SPLITS if s in read])  # no trained-on event evaluated
     test = read_split(prepared_dir, params.split, columns, params.max_events)
     require_clean(test, features, artifact.meta.get("reference_medians", {}), str(path), "evaluate")
     train = read_split(prepared_dir, "train", [*OBJECT_COLUMNS, TARGET])
@@ -207,12 +244,10 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
         rule = SOLUTION_RULE
     history = pd.read_csv(history_path) if history_path and Path(history_path).is_file() else None
     true = test[TARGET].to_numpy(np.float64)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "evaluate") as tmp:
         write_outputs(tmp, result, true, params, history)
         if injection is not None:
             write_injection(tmp, injection)
-        if (Path(out_dir) / ".gitignore").is_file():  # DVC's entry for the cached plots folder stays
-            shutil.copy2(Path(out_dir) / ".gitignore", tmp / ".gitignore")
         if rule:
             (tmp / "ellipse_rule.txt").write_text(rule + "\n")
     log_to_run(artifact.run_id, figures, Path(out_dir), params, own_data, data)
@@ -220,9 +255,9 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
 
 
 def main(params: EvaluateParams, prepared_dir: str, model_dir: str, out_dir: str,
-         history_path: str | None = None, zprime_dir: str | None = None) -> dict[str, Any]:
+         history_path: str | None = None, zprime_dir: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Stage entry: evaluate, print the comparison table."""
-    figures = run_evaluate(params, prepared_dir, model_dir, out_dir, history_path, zprime_dir)
+    figures = run_evaluate(params, prepared_dir, model_dir, out_dir, history_path, zprime_dir, overwrite)
     print(f"evaluate: {figures['n_events']} {params.split} events")
     if "ellipse_exact_fraction" in figures:
         print(f"ellipse method: exact solution for {figures['ellipse_exact_fraction']:.1%} of events, nearest "

@@ -84,7 +84,11 @@ def open_tree(path: Path, tree_name: str) -> Any:
     if tree_name not in root_file:
         keys = ", ".join(sorted({k.split(";")[0] for k in root_file.keys()})) or "nothing"  # noqa: SIM118
         raise PrepareError(f"{path}: no tree {tree_name!r} (the file holds: {keys})")
-    return root_file[tree_name]
+    tree = root_file[tree_name]
+    if not isinstance(tree, uproot.TTree):
+        raise PrepareError(f"{path}: {tree_name!r} is a {tree.classname}, not a TTree of events; give the tree's "
+                           "name with -S tree=<name>")
+    return tree
 
 
 def check_branches(path: Path, tree: Any, schema: Schema) -> None:
@@ -92,6 +96,52 @@ def check_branches(path: Path, tree: Any, schema: Schema) -> None:
     missing = [b for b in schema.required() if b not in tree]
     if missing:
         raise PrepareError(f"{path}: missing branches for schema {schema.name!r}: {', '.join(missing)}")
+    collections = {*schema.electron.values(), *schema.muon.values(), *schema.jet.values()}
+    for branch in schema.branches(with_truth=False):
+        if branch not in tree:
+            continue
+        interpretation = tree[branch].interpretation
+        scalar = isinstance(interpretation, uproot.AsDtype) and interpretation.inner_shape == ()
+        if not (isinstance(interpretation, uproot.AsJagged) if branch in collections else scalar):
+            expected = "one value per object (a jagged branch)" if branch in collections else "one value per event"
+            raise PrepareError(f"{path}: branch {branch} holds {tree[branch].typename}, where schema "
+                               f"{schema.name!r} expects {expected}")
+
+
+def check_weights(path: Path, tree: Any, schema: Schema) -> None:
+    """A sample whose generator weights are all NaN/inf cannot be weighted: refuse it before any work (one
+    branch of 4 bytes an event is read)."""
+    branch = schema.event["weight"]
+    if branch not in tree or tree.num_entries == 0:
+        return
+    try:
+        weights = np.asarray(tree[branch].array(library="np"), dtype=np.float64)
+    except Exception as exc:  # uproot raises many kinds for damaged baskets
+        raise PrepareError(f"{path}: cannot read entries 0-{tree.num_entries} of branch {branch} (truncated or corrupt "
+                           f"file?): {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    if not np.isfinite(weights).any():
+        raise PrepareError(f"{path}: branch {branch} holds no finite value ({weights.size} entries, all NaN or inf): "
+                           "the sample's weights are broken; regenerate the file or leave it out of the inputs")
+
+
+def nonfinite_masks(arrays: ak.Array, branches: list[str]) -> dict[str, np.ndarray]:
+    """Per floating-point branch among `branches` (flat or one value per object): which events hold a NaN or
+    inf in it. A cut like `pt > 20` is False for NaN, so such values must be found before any cut."""
+    masks = {}
+    for branch in branches:
+        if branch not in arrays.fields:
+            continue
+        values = arrays[branch]
+        flat = ak.to_numpy(ak.ravel(values))
+        if flat.dtype.kind != "f":
+            continue  # integers and booleans have no NaN
+        if np.isfinite(flat).all():
+            masks[branch] = np.zeros(len(values), dtype=bool)
+        elif values.ndim == 1:
+            masks[branch] = ~np.isfinite(flat)
+        else:
+            masks[branch] = ak.to_numpy(ak.any(~np.isfinite(values), axis=1))
+    return masks
 
 
 def has_truth(tree: Any, schema: Schema) -> bool:

@@ -49,6 +49,11 @@ class Schema:
             names += list(self.truth.values())
         return names
 
+    def object_branches(self) -> list[str]:
+        """The branches of the objects and MET that the selection cuts on (a NaN there fails a cut unseen)."""
+        return [*self.electron.values(), *self.muon.values(), *self.jet.values(), self.event["met_pt"],
+                self.event["met_phi"]]
+
     def required(self) -> list[str]:
         """Branches that must be in every input file."""
         return [b for b in self.branches(with_truth=False) if b not in self.optional]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -12,8 +13,9 @@ from mtt.events.schemas import Objects
 from mtt.kinematics import delta_r
 
 #: cut names in the order they are applied; each cutflow entry counts events passing it and all before
-CUTS = ("all", "two_leptons", "opposite_sign", "leading_lepton_pt", "m_ll", "z_veto", "met_same_flavour",
-        "two_jets", "btag")
+#: (`finite_inputs`: no NaN/inf in the objects' and MET's branches, and in genWeight where weights are written)
+CUTS = ("all", "finite_inputs", "two_leptons", "opposite_sign", "leading_lepton_pt", "m_ll", "z_veto",
+        "met_same_flavour", "two_jets", "btag")
 
 
 @dataclass
@@ -30,10 +32,18 @@ class Candidates:
 
 
 def good_leptons(leptons: ak.Array, sel: SelectionParams) -> ak.Array:
-    """Leptons within pT and |eta|, electrons outside the barrel-endcap gap (pT order kept)."""
+    """Leptons within pT and |eta|, electrons outside the barrel-endcap gap (none with electron_gap null; pT
+    order kept)."""
     abs_eta = abs(leptons.eta)
-    in_gap = (leptons.flavour == 11) & (abs_eta > sel.electron_gap[0]) & (abs_eta < sel.electron_gap[1])
+    in_gap = (leptons.flavour == 11) & _inside(abs_eta, sel.electron_gap)
     return leptons[(leptons.pt > sel.lepton_pt_min) & (abs_eta < sel.lepton_eta_max) & ~in_gap]
+
+
+def _inside(values: Any, window: tuple[float, float] | None) -> Any:
+    """values strictly inside (low, high); nothing is inside a window switched off (null)."""
+    if window is None:
+        return values < -np.inf  # all False, in the shape of values (flat or jagged)
+    return (values > window[0]) & (values < window[1])
 
 
 def clean_jets(jets: ak.Array, l1: ak.Array, l2: ak.Array, sel: SelectionParams) -> ak.Array:
@@ -62,6 +72,8 @@ def select(objects: Objects, sel: SelectionParams) -> tuple[np.ndarray, dict[str
 
     Cuts after `two_leptons` are evaluated only on events with exactly two good leptons (the cutflow is
     cumulative, so the counts are the same), which keeps the rest free of missing-lepton special cases.
+    `objects` are finite (`select_step` sets events with NaN/inf inputs aside and counts them in
+    `finite_inputs`): a comparison with NaN is False, so a cut would drop them without a trace.
     """
     leptons = good_leptons(objects.leptons, sel)
     dilepton = np.flatnonzero(ak.to_numpy(ak.num(leptons) == 2))
@@ -70,7 +82,7 @@ def select(objects: Objects, sel: SelectionParams) -> tuple[np.ndarray, dict[str
     met_pt = objects.met_pt[dilepton]
     m_ll = ak.to_numpy((l1 + l2).mass)
     same_flavour = ak.to_numpy(l1.flavour == l2.flavour)
-    in_z = (m_ll > sel.z_window[0]) & (m_ll < sel.z_window[1])
+    in_z = _inside(m_ll, sel.z_window)
     jets = clean_jets(objects.jets[dilepton], l1, l2, sel)
     cuts = {
         "opposite_sign": ak.to_numpy(l1.charge * l2.charge < 0),
@@ -81,9 +93,9 @@ def select(objects: Objects, sel: SelectionParams) -> tuple[np.ndarray, dict[str
         "two_jets": ak.to_numpy(ak.num(jets) >= sel.n_jets_min),
         "btag": ak.to_numpy(ak.sum(jets.tagged, axis=1) >= sel.n_btag_min),
     }
-    cutflow = {"all": len(objects), "two_leptons": int(dilepton.size)}
+    cutflow = {"all": len(objects), "finite_inputs": len(objects), "two_leptons": int(dilepton.size)}
     kept = np.ones(dilepton.size, dtype=bool)
-    for name in CUTS[2:]:
+    for name in CUTS[CUTS.index("two_leptons") + 1:]:
         kept &= cuts[name]
         cutflow[name] = int(kept.sum())
     passed = np.zeros(len(objects), dtype=bool)

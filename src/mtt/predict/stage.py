@@ -16,6 +16,7 @@ output is a tree of the same length as the input, usable as a friend of the inpu
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,9 @@ from mtt.events.inputs import (
 )
 from mtt.events.schemas import SCHEMAS
 from mtt.events.selection import format_cutflow
-from mtt.events.step import select_step
+from mtt.events.step import report_nonfinite_inputs, select_step
 from mtt.inference import head_output
-from mtt.io import atomic_file
+from mtt.io import atomic_file, check_output_file, remove_stale
 from mtt.workers import LocalExecutor, resolve_workers
 
 #: the settings of prepare that decide which events are selected and how their features are built
@@ -56,6 +57,8 @@ class Prediction:
     table: pd.DataFrame
     cutflow: dict[str, int]
     drift: list[dict[str, Any]]
+    #: events with NaN/inf inputs (not predicted) and, per input branch checked, events with NaN/inf in it
+    nonfinite: dict[str, Any]
 
 
 def resolve_model(model: str, folder: Path) -> Path:
@@ -123,12 +126,14 @@ class StepRows:
     entries: np.ndarray
     table: dict[str, np.ndarray]
     cutflow: dict[str, int]
+    nonfinite: dict[str, int]  # per input branch checked, events with NaN/inf in it
 
 
 def select_job(job: StepJob) -> StepRows:
-    """The training data's reading, selection and features, on one step (in a worker process)."""
-    selected = select_step(job.step, job.params, False, job.columns)
-    return StepRows(job.step.path, selected.entries, selected.table, selected.cutflow)
+    """The training data's reading, selection and features, on one step (in a worker process); the weight is
+    not an input of the model, so a NaN weight is counted but does not stop a prediction."""
+    selected = select_step(job.step, job.params, False, job.columns, weighted=False)
+    return StepRows(job.step.path, selected.entries, selected.table, selected.cutflow, selected.nonfinite)
 
 
 def selected_steps(files: list[Path], params: PrepareParams, columns: list[str]) -> list[StepRows]:
@@ -196,6 +201,9 @@ def predict(model_dir: Path, meta: dict[str, Any], inputs: list[str], params: Pr
                            f"sets {params.feature_sets} do not build")
     steps = selected_steps(files, params, columns)
     cutflow = {k: sum(s.cutflow.get(k, 0) for s in steps) for k in steps[0].cutflow} if steps else {"all": 0}
+    by_branch = {k: sum(s.nonfinite.get(k, 0) for s in steps) for k in steps[0].nonfinite} if steps else {}
+    n_nonfinite = report_nonfinite_inputs(cutflow, by_branch, params.max_nonfinite_fraction, "predict", PredictError,
+                                          unused=[schema.event["weight"]])
     if sum(len(s.entries) for s in steps) == 0:
         raise PredictError(f"no events pass the selection in {len(files)} file(s):\n{format_cutflow(cutflow)}")
     table = event_ids(files, params)
@@ -215,7 +223,10 @@ def predict(model_dir: Path, meta: dict[str, Any], inputs: list[str], params: Pr
         column = np.full(len(table), np.nan)
         column[index[finite]] = values
         table[name] = column
-    return Prediction(table, cutflow, drifted)
+    nonfinite = {"events": n_nonfinite, "by_branch": by_branch}
+    table.attrs["mtt_predict"] = {"cutflow": cutflow, "nonfinite_inputs": n_nonfinite,
+                                  "nonfinite_inputs_by_branch": by_branch}  # stored in a Parquet output
+    return Prediction(table, cutflow, drifted, nonfinite)
 
 
 def write_output(table: pd.DataFrame, output: Path, overwrite: bool) -> None:
@@ -256,11 +267,31 @@ class Request:
     mdn_window: float = EvaluateParams.model_fields["mdn_window"].default  # an MDN's m_tt_window: within +-this
 
 
+def check_request(request: Request) -> None:
+    """Before any work: the output is a new .parquet/.root file (or --overwrite), apart from every input and the
+    model, in a folder that can be written."""
+    output = request.output
+    if output.suffix not in (".parquet", ".root"):
+        raise PredictError(f"--output {output}: write .parquet or .root")
+    local_model = [] if request.model.startswith(("runs:/", "models:/")) else [request.model]
+    check_output_file(output, [*request.inputs, *local_model, *([request.reference] if request.reference else [])])
+    if output.exists() and not request.overwrite:
+        raise PredictError(f"--output {output}: exists; give --overwrite to replace it")
+
+
+def scratch_folder() -> tempfile.TemporaryDirectory:
+    """A temporary folder (for a model downloaded from MLflow) named after this process, as
+    .mtt-predict-<uid>.<pid>.<random>.tmp in the temp folder: those of killed runs are removed first."""
+    base = Path(tempfile.gettempdir()) / f"mtt-predict-{getattr(os, 'getuid', lambda: 0)()}"  # one user's only
+    remove_stale(base)
+    return tempfile.TemporaryDirectory(prefix=f".{base.name}.{os.getpid()}.", suffix=".tmp", dir=base.parent)
+
+
 def main(request: Request, base: PrepareParams, changes: dict[str, Any], drift: tuple[float, float]) -> Prediction:
     """Stage entry: resolve the model, predict, report drift, write."""
-    if request.output.exists() and not request.overwrite:  # before any work
-        raise PredictError(f"--output {request.output}: exists; give --overwrite to replace it")
-    with tempfile.TemporaryDirectory(prefix="mtt-predict-") as tmp:
+    check_request(request)
+    remove_stale(request.output)  # the temporary output of a killed run
+    with scratch_folder() as tmp:
         folder = resolve_model(request.model, Path(tmp))
         meta = read_meta(folder)
         params = prepare_settings(meta, base, changes)

@@ -63,8 +63,9 @@ def check_unique_ids(folder: Path) -> None:
 
 
 def cutflow_metrics(cutflow: dict[str, int], nonfinite: dict[str, int], rows: dict[str, int],
-                    truth: bool) -> dict[str, Any]:
-    """The DVC metric: events and efficiencies after each cut, dropped non-finite rows, split sizes."""
+                    truth: bool, nonfinite_inputs: dict[str, int] | None = None) -> dict[str, Any]:
+    """The DVC metric: events and efficiencies after each cut, events with NaN/inf inputs (per input branch:
+    set aside before the selection) and selected rows with NaN/inf features (per column: dropped), split sizes."""
     total = cutflow["all"] or 1
     previous = cutflow["all"] or 1
     steps = {}
@@ -73,5 +74,6 @@ def cutflow_metrics(cutflow: dict[str, int], nonfinite: dict[str, int], rows: di
                        "cumulative": cutflow[name] / total}
         previous = cutflow[name] or 1
     dropped = cutflow[CUTS[-1]] - sum(rows.values())
-    return {"cutflow": steps, "nonfinite_dropped": dropped, "nonfinite_by_column": nonfinite, "splits": rows,
-            "truth": truth}
+    return {"cutflow": steps, "nonfinite_inputs": cutflow["all"] - cutflow["finite_inputs"],
+            "nonfinite_inputs_by_branch": dict(nonfinite_inputs or {}), "nonfinite_dropped": dropped,
+            "nonfinite_by_column": nonfinite, "splits": rows, "truth": truth}

@@ -30,6 +30,7 @@ from mtt.events.inputs import (
     check_branches,
     check_distinct,
     check_distinct_content,
+    check_weights,
     clear_open_trees,
     discover_inputs,
     generator_record,
@@ -39,8 +40,8 @@ from mtt.events.inputs import (
 from mtt.events.matching import B_TRUTH, b_candidate_match, match_summary
 from mtt.events.schemas import SCHEMAS
 from mtt.events.selection import CUTS, format_cutflow
-from mtt.events.step import select_step
-from mtt.io import atomic_dir, check_writable_dir, file_sha256, write_json
+from mtt.events.step import report_nonfinite_inputs, select_step
+from mtt.io import atomic_dir, check_not_protected, check_output_dir, check_output_file, file_sha256, write_json
 from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.prepare.split import assign
 from mtt.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
@@ -64,6 +65,7 @@ class StepResult:
     parts: dict[str, pa.Table]
     nonfinite: dict[str, int]
     b_match: dict[str, int]  # events, available, correct (simulated samples; empty without truth b quarks)
+    nonfinite_inputs: dict[str, int]  # per input branch checked, events with NaN/inf in it (set aside)
 
 
 def process_step(job: StepJob) -> StepResult:
@@ -76,7 +78,7 @@ def process_step(job: StepJob) -> StepResult:
     splits = assign(table["run"], table["luminosityBlock"], table["event"], params.split)
     whole = pa.table(table)
     parts = {name: whole.filter(pa.array(splits == name)) for name in SPLITS}
-    return StepResult(selected.cutflow, parts, nonfinite, b_match)
+    return StepResult(selected.cutflow, parts, nonfinite, b_match, selected.nonfinite)
 
 
 def _add(total: dict[str, int], part: dict[str, int]) -> None:
@@ -130,17 +132,21 @@ def drop_nonfinite(table: dict[str, np.ndarray], columns: list[str]) -> tuple[di
 
 
 def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                metrics_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                metrics_path: str | os.PathLike[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Run the stage; return the cutflow metrics (also written to `metrics_path`)."""
     schema = SCHEMAS[params.schema_name]
+    check_not_protected(out_dir)
     files = discover_inputs(inputs)
+    out_dir = check_output_dir(out_dir, "prepare", [*inputs, *files], overwrite)
+    if metrics_path is not None:
+        check_output_file(metrics_path, [*inputs, *files, out_dir])
     check_distinct(files)
     clear_open_trees()
     trees = [cached_tree(path, params.tree) for path in files]
     for path, tree in zip(files, trees, strict=True):
         check_branches(path, tree, schema)
+        check_weights(path, tree, schema)
     truth = has_truth(trees[0], schema)
-    out_dir = check_writable_dir(out_dir)
     columns = feature_columns(params.feature_sets, params.max_jets)
     metadata = {
         "schema": schema.name,
@@ -160,14 +166,14 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     }
     if not truth:
         print(f"prepare: no truth in {files[0]} (schema {schema.name!r}): truth-less mode, features only")
-    cutflow, nonfinite, b_match = dict.fromkeys(CUTS, 0), {}, {}
+    cutflow, nonfinite, b_match, nonfinite_inputs = dict.fromkeys(CUTS, 0), {}, {}, {}
     jobs = [StepJob(step, params, truth, tuple(columns)) for step in plan_steps(files, trees, params.step_size)]
     workers = resolve_workers(params.workers, len(jobs))
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
     # the local workers are forked before the hashing thread starts
-    with (atomic_dir(out_dir) as tmp, stage_executor(params, workers, "prepare", local=True) as executor,
+    with (atomic_dir(out_dir, "prepare") as tmp, stage_executor(params, workers, "prepare", local=True) as executor,
           ThreadPoolExecutor(1) as hasher):
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 
@@ -178,9 +184,11 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
 
         writers = SplitWriters(tmp, lambda: {METADATA_KEY: json.dumps({**metadata, "sources": sources()}).encode()})
         for result in _results(jobs, executor):
-            for total, part in ((cutflow, result.cutflow), (nonfinite, result.nonfinite), (b_match, result.b_match)):
+            for total, part in ((cutflow, result.cutflow), (nonfinite, result.nonfinite), (b_match, result.b_match),
+                                (nonfinite_inputs, result.nonfinite_inputs)):
                 _add(total, part)
             writers.write(result.parts)
+        report_nonfinite_inputs(cutflow, nonfinite_inputs, params.max_nonfinite_fraction, "prepare", PrepareError)
         selected = cutflow[CUTS[-1]]
         if selected == 0:
             raise PrepareError(f"no events pass the selection in {len(files)} file(s):\n{format_cutflow(cutflow)}")
@@ -194,7 +202,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         writers.close()
         check_unique_ids(tmp)
         print(format_cutflow(cutflow))
-        metrics = cutflow_metrics(cutflow, nonfinite, writers.rows, truth)
+        metrics = cutflow_metrics(cutflow, nonfinite, writers.rows, truth, nonfinite_inputs)
         if b_match:
             metrics["b_candidates"] = match_summary(b_match)
             print("prepare: b-jet candidates are the jets of the true b quarks in "
@@ -207,9 +215,10 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
             "executor": f"dask at {executor.address}" if isinstance(executor, DaskExecutor) else "local"}
 
 
-def main(params: PrepareParams, inputs: list[str], out_dir: str, metrics_path: str | None) -> dict[str, Any]:
+def main(params: PrepareParams, inputs: list[str], out_dir: str, metrics_path: str | None,
+         overwrite: bool = False) -> dict[str, Any]:
     """Stage entry: run and print a one-line summary."""
-    summary = run_prepare(params, inputs, out_dir, metrics_path)
+    summary = run_prepare(params, inputs, out_dir, metrics_path, overwrite)
     splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
     print(f"prepare: {summary['cutflow']['all']['events']} events read, "
           f"{summary['cutflow'][CUTS[-1]]['events']} selected ({splits}) -> {out_dir} "

@@ -23,7 +23,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.config import SimulateParams
-from mtt.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_writable_dir
+from mtt.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_output_dir
 from mtt.simulate.detector import DetectorCard, reconstruct
 from mtt.simulate.generator import (
     GeneratorConfig,
@@ -180,9 +180,9 @@ def _run_dask(executor: DaskExecutor, jobs: list[ChunkJob], total: int, progress
         bar.close()
 
 
-def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str], overwrite: bool = False) -> dict[str, Any]:
     """Run the stage: check inputs, make every chunk into a fresh folder, swap it in when all succeeded."""
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "simulate", [params.lhe_file] if params.lhe_file else [], overwrite)
     n_events = params.n_events
     generator = GeneratorConfig(level=params.level, sqrt_s=params.sqrt_s, top_mass=params.top_mass,
                                 lhe_file=None, process=params.process, zprime_mass=params.zprime.mass,
@@ -193,14 +193,13 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> d
         n_events = min(n_events, lhe_info.n_events)
         generator = GeneratorConfig(level=params.level, sqrt_s=lhe_info.sqrt_s, top_mass=params.top_mass,
                                     lhe_file=str(Path(params.lhe_file).resolve()))
-    check_writable_dir(out_dir)
     chunks = plan_chunks(n_events, params.events_per_chunk)
     workers = resolve_workers(params.workers, len(chunks))
     card = DetectorCard(jet_radius=params.jet_radius, jet_pt_min=params.jet_pt_min)
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any chunk runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
-    with atomic_dir(out_dir) as tmp, stage_executor(params, workers, "simulate") as executor:
+    with atomic_dir(out_dir, "simulate") as tmp, stage_executor(params, workers, "simulate") as executor:
         jobs = [ChunkJob(i, first, n, params.seed, generator, card, str(tmp)) for i, first, n in chunks]
         if executor is None:
             results = _run_jobs(jobs, workers, n_events, params.progress)
@@ -224,9 +223,9 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str]) -> d
             "workers": workers, "executor": "local" if executor is None else f"dask at {executor.address}"}
 
 
-def main(params: SimulateParams, out_dir: str) -> dict[str, Any]:
+def main(params: SimulateParams, out_dir: str, overwrite: bool = False) -> dict[str, Any]:
     """Stage entry: run, print a one-line summary, log to an active MLflow run if there is one."""
-    summary = run_simulation(params, out_dir)
+    summary = run_simulation(params, out_dir, overwrite)
     print(f"simulate: {summary['n_events']} events in {len(summary['chunks'])} file(s) -> {out_dir} "
           f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), {summary['executor']}, "
           f"level={params.level}, process={params.process})")

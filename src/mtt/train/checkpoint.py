@@ -62,13 +62,17 @@ def load_state(folder: str | os.PathLike[str]) -> TrainState | None:
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as stored:
-        meta = json.loads(str(stored["meta"]))
-        groups: dict[str, list[np.ndarray]] = {"weights": [], "optimizer": [], "best_weights": []}
-        for group, items in groups.items():
-            count = sum(1 for k in stored.files if k.startswith(f"{group}/"))
-            items.extend(stored[f"{group}/{i}"] for i in range(count))
-    return TrainState(**meta, **groups)
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            groups: dict[str, list[np.ndarray]] = {"weights": [], "optimizer": [], "best_weights": []}
+            for group, items in groups.items():
+                count = sum(1 for k in stored.files if k.startswith(f"{group}/"))
+                items.extend(stored[f"{group}/{i}"] for i in range(count))
+        return TrainState(**meta, **groups)
+    except Exception as exc:  # numpy, zipfile and json raise many kinds for a damaged file
+        raise TrainError(f"{path}: not a readable training state ({type(exc).__name__}: {exc}); delete it to start "
+                         "a new run, or set train.resume=false") from None
 
 
 def discard(folder: str | os.PathLike[str]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mtt.config import TrainParams
-from mtt.dataset import ID_COLUMNS, TARGET, check_finite, nested_subset, open_split
+from mtt.dataset import ID_COLUMNS, TARGET, check_finite, nested_subset, open_split, present_splits, require_disjoint
 from mtt.errors import TrainError
 from mtt.preprocessing import Scaler
 
@@ -40,6 +40,13 @@ def stream_or_memory(mode: str, path: Path, features: list[str]) -> str:
     size = sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
                for c in range(meta.num_columns) if meta.row_group(g).column(c).path_in_schema in wanted)
     return "stream" if size > STREAM_ABOVE * psutil.virtual_memory().available else "memory"
+
+
+def check_n_train(n_train: int, n_rows: int, path: Path) -> None:
+    """More events than the split holds would train on all of them under a name (and params) that claim n_train."""
+    if n_train > n_rows:
+        raise TrainError(f"train.n_train={n_train} but the train split ({path}) holds {n_rows} events; give at most "
+                         f"{n_rows} or 0 for all")
 
 
 def train_subset(table: pd.DataFrame, n_train: int) -> np.ndarray:
@@ -216,6 +223,8 @@ def load_training_data(params: TrainParams, path: Path, scaler: Scaler) -> Train
     from mtt.model import TargetTransform
 
     split = open_split(path, params.feature_set)
+    check_n_train(params.n_train, split.n_rows, path)
+    require_disjoint(present_splits(path.parent))  # val or test events in train: every val/test figure is wrong
     features = list(scaler.columns)
     mode = stream_or_memory(params.input, path, features)
     if mode == "stream":

@@ -2,8 +2,10 @@
 
 `run_train` sets the run up (`Trainer.build`: data, scaler from the validate reference, network), then
 `Trainer.start` opens (or resumes) the MLflow run and logs params and lineage, `Trainer.fit` trains with the
-per-epoch logger and checkpoints, `Trainer.finish` logs the headline figures, artifacts and model, and
-`Trainer.write` writes the DVC outputs. A run ends FAILED on an exception and KILLED on Ctrl-C.
+per-epoch logger and checkpoints, `Trainer.finish` logs the headline figures, artifacts and model (the model
+folder staged), and `Trainer.commit` swaps the model folder in, writes the DVC outputs (`Trainer.write`) and
+ends the run FINISHED, SIGTERM held back meanwhile. A run ends FAILED on an exception and KILLED on Ctrl-C or
+SIGTERM; `--model` then keeps the previous model.
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.artifact import PROFILE_FILE, save_model_dir
+from mtt.artifact import PROFILE_FILE, write_model_files
 from mtt.checks import check_split_file, load_reference_medians
 from mtt.config import TrainParams
 from mtt.dataset import open_split, split_path
 from mtt.errors import TrainError
-from mtt.io import atomic_file, file_sha256, write_json
+from mtt.io import (
+    atomic_dir,
+    atomic_file,
+    check_apart,
+    check_not_protected,
+    check_output_dir,
+    check_output_file,
+    file_sha256,
+    write_json,
+)
 from mtt.metrics import median_bias, resolution, rmse, width_ratio
 from mtt.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_scaler
 from mtt.train.callbacks import checkpointer, epoch_logger, restore
@@ -47,6 +58,19 @@ class TrainPaths:
     #: the validate stage's summary and Data Docs, attached to the run as its data checks
     validation: Path | None = None
     docs: Path | None = None
+    #: replace a model folder that holds files train did not write
+    overwrite: bool = False
+
+    def check(self) -> None:
+        """Before any work: no output may replace an input or the user's files, and each must be writable."""
+        inputs = [p for p in (self.prepared, self.reference, self.validation, self.docs) if p is not None]
+        check_output_dir(self.model, "train", inputs, self.overwrite)
+        for path in (self.metrics, self.history):
+            if path is not None:
+                check_output_file(path, [*inputs, self.model])
+        if self.checkpoints is not None:
+            check_not_protected(self.checkpoints)
+            check_apart(self.checkpoints, [*inputs, self.model])
 
 
 def run_name(params: TrainParams, changes: dict[str, Any] | None, baseline: TrainParams | None = None,
@@ -246,8 +270,9 @@ class Trainer:
 
     @contextmanager
     def start(self, name: str) -> Any:
-        """The MLflow run (new, resumed, or the one `mlflow run` started) with params and lineage; ends it
-        FAILED on an exception and KILLED on Ctrl-C."""
+        """The MLflow run (new, resumed, or the one `mlflow run` started), tagged with this process when made,
+        with params and lineage; ends it FAILED on an exception and KILLED on Ctrl-C or SIGTERM (`commit` ends
+        it FINISHED)."""
         import mlflow
 
         from mtt import tracking
@@ -258,8 +283,11 @@ class Trainer:
         outer = os.environ.get("MLFLOW_RUN_ID")
         start = ({"run_id": self.state.run_id} if self.state is not None else {"run_id": outer} if outer
                  else {"experiment_id": experiment, "run_name": name})
-        with mlflow.start_run(**start, log_system_metrics=tracking.system_metrics_enabled()) as run:
+        deferral = tracking.SigtermDeferral()  # a SIGTERM while the run is made waits for the handling below
+        with deferral, mlflow.start_run(**start, tags=tracking.process_tags(),
+                                        log_system_metrics=tracking.system_metrics_enabled()) as run:
             try:
+                deferral.release()
                 self._log_start(name, outer is not None)
                 yield run
             except KeyboardInterrupt:
@@ -274,7 +302,6 @@ class Trainer:
 
         from mtt import tracking
 
-        mlflow.set_tags(tracking.process_tags())
         if self.state is not None:
             mlflow.set_tags({"resumed_at_epoch": self.first_epoch, "resumed_epochs": self.params.epochs})
             return
@@ -295,8 +322,27 @@ class Trainer:
                          "scaler": self.data.scaler.name})
         tracking.log_split_inputs(self.lineage.splits())  # the runs table's Dataset column
 
-    def finish(self, run_id: str, fit_seconds: float, wall_seconds: float, best_weights: Any) -> dict[str, Any]:
-        """Best weights back in, headline figures, artifacts and the model logged; the summary returned."""
+    def commit(self, run_id: str, fit_seconds: float, wall_seconds: float, best_weights: Any) -> dict[str, Any]:
+        """`finish` into a staged model folder; then, with SIGTERM held back, swap it in, write the DVC outputs
+        and end the run FINISHED. So `--model` holds the previous model (or nothing) or this one, whose run has
+        ended FINISHED with its metrics and history: never a model of a KILLED run. A SIGTERM that came during
+        the swap is delivered after it. The summary returned."""
+        import mlflow
+
+        from mtt import tracking
+
+        with tracking.SigtermDeferral(armed=False) as deferral:
+            with atomic_dir(self.paths.model, "train") as staged:
+                summary = self.finish(run_id, fit_seconds, wall_seconds, best_weights, staged)
+                deferral.arm()
+            self.write(summary)
+            mlflow.end_run()
+        return summary
+
+    def finish(self, run_id: str, fit_seconds: float, wall_seconds: float, best_weights: Any,
+               staged: Path) -> dict[str, Any]:
+        """Best weights back in, headline figures, artifacts and the model logged, the model folder written
+        into `staged`; the summary returned."""
         import mlflow
 
         self.network.set_weights(best_weights)
@@ -315,13 +361,13 @@ class Trainer:
         mlflow.log_metrics({f"final/{k}" if k.startswith("val_") else k: v for k, v in summary.items()})
         mlflow.set_tag("mlflow.note.content", self.note(summary))
         model_info = self._log_artifacts(frame, summary["best_epoch"])
-        save_model_dir(self.paths.model, self.predict, self.data.scaler,
-                       {"features": self.features, "target_transform": asdict(self.data.target),
-                        "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary,
-                        "data": self.lineage.files, "reference_medians": self.lineage.medians,
-                        "prepare": prepare_settings(self.paths.prepared)},
-                       profile=self.paths.reference / PROFILE_FILE)
-        mlflow.log_artifacts(str(self.paths.model), artifact_path="models")  # `mtt predict --model runs:/<id>`
+        write_model_files(staged, self.predict, self.data.scaler,
+                          {"features": self.features, "target_transform": asdict(self.data.target),
+                           "mlflow_run_id": run_id, "params": self.params.model_dump(), "summary": summary,
+                           "data": self.lineage.files, "reference_medians": self.lineage.medians,
+                           "prepare": prepare_settings(self.paths.prepared)},
+                          profile=self.paths.reference / PROFILE_FILE)
+        mlflow.log_artifacts(str(staged), artifact_path="models")  # `mtt predict --model runs:/<id>`
         if self.params.registered_model:  # last: a version's run has every artifact
             from mtt import registry
 
@@ -392,6 +438,7 @@ def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
               callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train and log one run (or continue an interrupted one); return its headline figures."""
     started = time.perf_counter()
+    paths.check()
     trainer = Trainer.build(params, paths)
     if not is_chief(params.strategy):
         trainer.fit_silently()
@@ -407,9 +454,7 @@ def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
             fit_seconds = trainer.fit(logger, extra)
         finally:  # an interrupted or failed run keeps the metrics of the epochs it finished
             logger.flush()
-        summary = trainer.finish(run.info.run_id, fit_seconds, time.perf_counter() - started, logger.best_weights)
-    trainer.write(summary)
-    return summary
+        return trainer.commit(run.info.run_id, fit_seconds, time.perf_counter() - started, logger.best_weights)
 
 
 def main(params: TrainParams, paths: TrainPaths, changes: dict[str, Any] | None = None,

@@ -57,7 +57,7 @@ def write_reference(train: pd.DataFrame, features: list[str], params: ValidatePa
 def build_reference(train: pd.DataFrame, features: list[str], params: ValidateParams,
                     reference_dir: str | os.PathLike[str]) -> None:
     """Write the train profile and the scalers into `reference_dir`, replacing it as a whole."""
-    with atomic_dir(reference_dir) as tmp:
+    with atomic_dir(reference_dir, "validate") as tmp:
         write_reference(train, features, params, tmp)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,9 @@ import pandas as pd
 
 from mtt.checks import CONSISTENCY_TOLERANCE, consistency_residuals
 from mtt.config import ValidateParams
-from mtt.dataset import IDENTITY, SPLITS, open_split, split_path, truth_columns
+from mtt.dataset import ID_COLUMNS, IDENTITY, SPLITS, open_split, split_overlaps, split_path, truth_columns
 from mtt.errors import ValidationFailed
-from mtt.io import atomic_dir, file_sha256, write_json
+from mtt.io import atomic_dir, check_output_dir, check_output_file, file_sha256, write_json
 from mtt.preprocessing import Scaler, momentum_like
 from mtt.validate.gx import GXRunner
 from mtt.validate.reference import SCALERS_FILE, load_reference, scaler_check, write_reference
@@ -91,9 +92,42 @@ def finish(report: Report, summary_path: str | os.PathLike[str] | None, seconds:
     return summary
 
 
+def check_outputs(inputs: list[Any], reference_dir: Any, docs_dir: Any, summary_path: Any, overwrite: bool) -> None:
+    """Before any work: the reference and Data Docs folders and the summary may not lose the user's files or
+    replace what is read (see `mtt.io.check_output_dir`)."""
+    folders = [f for f in (reference_dir, docs_dir) if f is not None]
+    for folder in folders:
+        check_output_dir(folder, "validate", [*inputs, *(f for f in folders if f is not folder)], overwrite)
+    if summary_path is not None:
+        check_output_file(summary_path, [*inputs, *folders])
+
+
+def require_disjoint_frames(frames: dict[Any, pd.DataFrame]) -> None:
+    """A critical check before any other: no event (run, luminosityBlock, event) in two splits. It stops the stage
+    before a reference is built, as an empty train split does: every figure of data that overlaps is wrong."""
+    ids = {Path(path): frame for path, frame in frames.items() if set(ID_COLUMNS) <= set(frame.columns)}
+    overlaps = split_overlaps(ids)
+    if overlaps:
+        raise ValidationFailed("; ".join(o.message() for o in overlaps))
+
+
+#: fewer events than this in a split cannot be compared with the train reference (a standard deviation needs two,
+#: and the drift bounds of a handful of events admit anything): refused rather than passed or failed
+MIN_SPLIT_EVENTS = 10
+
+
+def check_split_sizes(sizes: dict[str, int], where: Any) -> None:
+    """Refuse a split of 1 to MIN_SPLIT_EVENTS - 1 events, naming it (an empty split has nothing to check)."""
+    small = {split: n for split, n in sizes.items() if 0 < n < MIN_SPLIT_EVENTS}
+    if small:
+        listed = ", ".join(f"{split} has {n}" for split, n in small.items())
+        raise ValidationFailed(f"{where}: {listed} event(s); validate needs at least {MIN_SPLIT_EVENTS} per split to "
+                               "compare it with the train reference: prepare more events")
+
+
 def _docs_into(docs_dir: str | os.PathLike[str] | None) -> Any:
     """A temporary folder for Data Docs that replaces `docs_dir` when closed (or None)."""
-    return atomic_dir(docs_dir) if docs_dir is not None else contextlib.nullcontext()
+    return atomic_dir(docs_dir, "validate") if docs_dir is not None else contextlib.nullcontext()
 
 
 def _reference_scaler(reference: dict[str, Any], scaler: str, where: Any) -> Scaler:
@@ -106,22 +140,26 @@ def _reference_scaler(reference: dict[str, Any], scaler: str, where: Any) -> Sca
 
 def run_validate(params: ValidateParams, prepared_dir: str | os.PathLike[str],
                  reference_dir: str | os.PathLike[str], summary_path: str | os.PathLike[str] | None = None,
-                 docs_dir: str | os.PathLike[str] | None = None, scaler: str = "standard") -> dict[str, Any]:
+                 docs_dir: str | os.PathLike[str] | None = None, scaler: str = "standard",
+                 overwrite: bool = False) -> dict[str, Any]:
     """The stage: build the reference from train, validate every split against it (scaling: with `scaler`).
 
     The new reference replaces the old one only when the train split passes its critical checks (a failed
     run must not leave a reference built from bad data). The outputs are swapped in the order reference,
     Data Docs, summary; the summary records the hashes of the files it describes.
     """
+    check_outputs([prepared_dir], reference_dir, docs_dir, summary_path, overwrite)
     start = time.perf_counter()
     splits = {split: open_split(split_path(prepared_dir, split), need_target=False) for split in SPLITS}
     features = list(splits["train"].metadata["features"])
     frames = {split: opened.read() for split, opened in splits.items()}
+    check_split_sizes({split: len(frame) for split, frame in frames.items()}, prepared_dir)
+    require_disjoint_frames({opened.path: frames[split] for split, opened in splits.items()})
     train = frames["train"]
     if len(train) == 0 or train[features].isna().any().any():
         raise ValidationFailed(f"{splits['train'].path}: the train split is empty or has nulls; cannot build a "
                                "reference")
-    with atomic_dir(reference_dir) as new_reference:
+    with atomic_dir(reference_dir, "validate") as new_reference:
         write_reference(train, features, params, new_reference)
         reference = load_reference(new_reference)
         reference["chosen"] = chosen = _reference_scaler(reference, scaler, reference_dir)
@@ -148,23 +186,29 @@ def run_validate(params: ValidateParams, prepared_dir: str | os.PathLike[str],
 def validate_new(params: ValidateParams, frame: pd.DataFrame, reference_dir: str | os.PathLike[str],
                  summary_path: str | os.PathLike[str] | None = None,
                  docs_dir: str | os.PathLike[str] | None = None, name: str = "new",
-                 scaler: str = "standard") -> dict[str, Any]:
+                 scaler: str = "standard", overwrite: bool = False) -> dict[str, Any]:
     """Check a new dataset against the reference: schema of its features, physics, units, drift, scaling."""
+    check_outputs([reference_dir], None, docs_dir, summary_path, overwrite)
     start = time.perf_counter()
+    with_drift = len(frame) >= MIN_SPLIT_EVENTS
+    if not with_drift:  # schema, physics and units are checked event by event; drift needs a sample
+        print(f"validate: warning: the new data has {len(frame)} event(s): drift checks skipped (they need at least "
+              f"{MIN_SPLIT_EVENTS})")
     reference = load_reference(reference_dir)
     reference["chosen"] = chosen = _reference_scaler(reference, scaler, reference_dir)
     features = list(chosen.columns)
     identity = [c for c in IDENTITY if c in frame.columns]
     columns = [*features, *truth_columns(list(frame.columns)), *identity]
     with _docs_into(docs_dir) as docs:
-        checks = check_split(GXRunner(docs), name, frame, columns, features, reference, params, with_drift=True)
-    return finish(Report(checks), summary_path, time.perf_counter() - start, {"scaler": chosen.name})
+        checks = check_split(GXRunner(docs), name, frame, columns, features, reference, params, with_drift)
+    return finish(Report(checks), summary_path, time.perf_counter() - start,
+                  {"scaler": chosen.name, "drift_checked": with_drift})
 
 
 def main(params: ValidateParams, prepared_dir: str, reference_dir: str, summary_path: str | None,
-         docs_dir: str | None, scaler: str = "standard") -> dict[str, Any]:
+         docs_dir: str | None, scaler: str = "standard", overwrite: bool = False) -> dict[str, Any]:
     """Stage entry."""
-    summary = run_validate(params, prepared_dir, reference_dir, summary_path, docs_dir, scaler)
+    summary = run_validate(params, prepared_dir, reference_dir, summary_path, docs_dir, scaler, overwrite)
     total = sum(s["evaluated"] for s in summary["splits"].values())
     print(f"validate: {total} checks, {summary['critical_failures']} critical failure(s), "
           f"{summary['warnings']} warning(s) in {summary['seconds']:.1f} s (scaling checked for the "
