@@ -20,19 +20,19 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     raw = repo_copy / "data" / "raw"
     produced = _files(raw)
     reference = _files(repo_copy / "data" / "reference")
-    assert sorted(produced) == ["events_00000.root", "events_00001.root", "simulation.json"]
+    assert sorted(produced) == [".mtt-output.json", "events_00000.root", "events_00001.root", "simulation.json"]
     assert json.loads(produced["simulation.json"])["n_events"] == 1500
 
     assert "Running stage 'prepare'" in first.stdout
     assert sorted(p.name for p in (repo_copy / "data" / "prepared").iterdir()) == [
-        "test.parquet", "train.parquet", "val.parquet"]
+        ".mtt-output.json", "test.parquet", "train.parquet", "val.parquet"]
     assert "Running stage 'validate'" in first.stdout
     assert sorted(p.name for p in (repo_copy / "data" / "reference").iterdir()) == [
-        "profile.json", "scalers.npz", "train_outside.json"]
+        ".mtt-output.json", "profile.json", "scalers.npz", "train_outside.json"]
     assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
     assert "Running stage 'train'" in first.stdout
-    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == ["model.json", "model.keras", "profile.json",
-                                                                     "scaler.npz"]
+    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == [".mtt-output.json", "model.json",
+                                                                     "model.keras", "profile.json", "scaler.npz"]
     assert "Running stage 'evaluate'" in first.stdout
     assert (repo_copy / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
     # the Z' branch: simulated and prepared beside the SM sample, injected by evaluate

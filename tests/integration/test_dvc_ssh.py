@@ -102,7 +102,7 @@ def test_push_clone_pull_over_ssh_then_nothing_to_do(repo_copy, tool_env, ssh_en
     first = run(["dvc", "repro", "simulate"], repo_copy, tool_env)
     assert "Running stage 'simulate'" in first.stdout
     produced = _files(repo_copy / "data" / "raw")
-    assert sorted(produced) == ["events_00000.root", "events_00001.root", "simulation.json"]
+    assert sorted(produced) == [".mtt-output.json", "events_00000.root", "events_00001.root", "simulation.json"]
 
     _add_remote(repo_copy, ssh_server, ssh_server.keyfile, ssh_env)
     assert "keyfile" not in (repo_copy / ".dvc" / "config").read_text()  # the personal part stays out of git

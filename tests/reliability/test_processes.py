@@ -171,6 +171,7 @@ def other_data(small_prepared, tiny_trained, tmp_path):
     root, uri, _ = tiny_trained
     database = tmp_path / "mlflow.db"
     database.write_bytes(Path(uri.removeprefix("sqlite:///")).read_bytes())
+    database.with_suffix(".copied").write_text(str(int(time.time() * 1000)))  # runs from here on are this test's
     with sqlite3.connect(database) as connection:
         connection.execute("UPDATE experiments SET artifact_location = ?", ((tmp_path / "mlartifacts").as_uri(),))
     connection.close()
@@ -185,8 +186,10 @@ def _evaluate_args(model: Path, prepared: Path, out: Path) -> list[str]:
 
 
 def _evaluation_runs(uri: str) -> list:
+    """The evaluation runs this test made (the copied store may hold earlier tests' evaluations of the model)."""
     _, runs = _runs(uri)
-    return [run for run in runs if run.data.tags.get("eval.model_run_id")]
+    since = int(Path(uri.removeprefix("sqlite:///")).with_suffix(".copied").read_text())
+    return [run for run in runs if run.data.tags.get("eval.model_run_id") and run.info.start_time >= since]
 
 
 @pytest.mark.slow

@@ -36,10 +36,11 @@ def prepared(tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame], list[str]
     rng = np.random.default_rng(5)
     folder = root / "prepared"
     folder.mkdir()
-    frames = {}
+    frames, first = {}, 0
     for split, n in SIZES.items():
         frame = pool.iloc[rng.integers(0, len(pool), n)].reset_index(drop=True)
-        frame["event"] = np.arange(n, dtype=np.uint64)
+        frame["event"] = np.arange(first, first + n, dtype=np.uint64)  # unique ids: no event in two splits
+        first += n
         table = pa.Table.from_pandas(frame, preserve_index=False)
         pq.write_table(table.replace_schema_metadata({**table.schema.metadata, METADATA_KEY: metadata[METADATA_KEY]}),
                        folder / f"{split}.parquet")
