@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import itertools
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,15 @@ OUTPUT_RECORD = ".mtt-output.json"
 CARRIED = frozenset({".gitignore"})
 #: files whose presence marks a folder as a project (or a repository): never an output
 PROJECT_FILES = (".git", "dvc.yaml", "MLproject", "pyproject.toml", "params.yaml")
+
+
+#: the date in every ROOT header mtt writes: ROOT's datime epoch (its code counts years from 1995), so the same
+#: content gives the same bytes; when a file was made lives in its mtime and in the MLflow run
+ROOT_DATIME = datetime.datetime(1995, 1, 1)
+#: the namespace of the (name-based, uuid5) UUIDs in mtt's ROOT files
+ROOT_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "mtt ROOT output")
+#: whether uproot's time encoder writes ROOT_DATIME: on only inside `reproducible_root`, in that thread or task
+_FIXED_ROOT_TIME: ContextVar[bool] = ContextVar("mtt_fixed_root_time", default=False)
 
 
 class OutputError(OSError):
@@ -239,6 +252,84 @@ def atomic_dir(path: str | os.PathLike[str], stage: str | None = None) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_named_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Like `atomic_file`, but the temporary file has `path`'s own name (in a temporary folder next to it): for
+    formats that record their file name (ROOT does), so the bytes do not carry a random temporary name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    folder = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
+    try:
+        tmp = folder / path.name
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def root_uuids(identity: str) -> Callable[[], uuid.UUID]:
+    """uproot's `uuid_function` for one file: the n-th UUID is uuid5(ROOT_UUID_NAMESPACE, "identity:n"), so
+    rewriting the same file gives the same UUIDs (uproot's default, uuid1, holds the time and the host)."""
+    count = itertools.count()
+    return lambda: uuid.uuid5(ROOT_UUID_NAMESPACE, f"{identity}:{next(count)}")
+
+
+def _fix_root_time() -> None:
+    """Route uproot's time encoder through the `_FIXED_ROOT_TIME` switch (once per process).
+
+    uproot 5.7 takes no time argument: every fDatime (file and directory headers, each key, each basket) is
+    `uproot._util.datetime_to_code(datetime.now())` at the moment of writing. Two ways to fix it were weighed:
+    rewriting the datime bytes after writing needs the offset of every key header, which uproot does not report
+    (the basket keys' are in the compressed TTree, a friend tree or a histogram adds others), so a missed kind of
+    key fails silently; replacing this one function covers every header uproot writes. It is not swapped in and
+    out around a write (two threads doing that restore each other's copy): a wrapper that passes the time
+    through stays installed, and writes ROOT_DATIME only where `reproducible_root` switched it on, in that thread
+    or task (a context variable), so no other uproot write in the process changes. A test checks every header's
+    date, so an uproot that stops calling it fails there.
+    """
+    import uproot._util
+
+    encode = uproot._util.datetime_to_code
+    if getattr(encode, "mtt_fixed_time", False):
+        return
+
+    def datetime_to_code(value: datetime.datetime) -> int:
+        return encode(ROOT_DATIME if _FIXED_ROOT_TIME.get() else value)
+
+    datetime_to_code.mtt_fixed_time = True  # type: ignore[attr-defined]
+    uproot._util.datetime_to_code = datetime_to_code
+
+
+@contextmanager
+def reproducible_root(path: str | os.PathLike[str], identity: str, **options: Any) -> Iterator[Any]:
+    """`uproot.recreate(path, **options)`, written atomically, whose bytes depend on the content only: UUIDs
+    from `identity` (what makes this file: e.g. the seed and the chunk), every date ROOT_DATIME, and the file's
+    own name inside it, not a temporary one."""
+    import uproot
+
+    _fix_root_time()
+    token = _FIXED_ROOT_TIME.set(True)
+    try:
+        with atomic_named_file(path) as tmp, uproot.recreate(tmp, uuid_function=root_uuids(identity),
+                                                             **options) as root_file:
+            yield root_file
+    finally:
+        _FIXED_ROOT_TIME.reset(token)
+
+
+def portable_path(path: str | os.PathLike[str]) -> str:
+    """`path` relative to the working folder when it lies inside it, else as given (POSIX separators): what an
+    output records of its inputs, so the same run in another clone writes the same bytes."""
+    given = Path(path)
+    absolute = Path(os.path.normpath(given.absolute()))
+    for base in (Path.cwd(), Path.cwd().resolve()):
+        if _within(absolute, base):
+            return absolute.relative_to(base).as_posix()
+    return given.as_posix()
 
 
 def write_json(path: str | os.PathLike[str], data: Any, indent: int = 2) -> None:

@@ -15,6 +15,7 @@ from mtt.dataset import ID_COLUMNS
 from mtt.errors import DataError, PredictError, PrepareError
 from mtt.inference import head_output
 from mtt.predict import Request, main
+from mtt.predict.stage import write_output
 from mtt.train import TrainPaths, run_train
 
 DRIFT = (0.05, 0.02)
@@ -59,7 +60,10 @@ def test_predictions_equal_the_models_on_the_prepared_events(small_prepared, mod
 
 def test_the_root_output_is_a_friend_of_the_input(small_prepared, model, tmp_path):
     raw = sorted((small_prepared.parent / "raw").glob("*.root"))[0]
-    main(_request(model, [raw], tmp_path / "p.root"), PrepareParams(workers=1), {}, DRIFT)
+    result = main(_request(model, [raw], tmp_path / "p.root"), PrepareParams(workers=1), {}, DRIFT)
+    assert uproot.open(tmp_path / "p.root").classnames() == {"Friends;1": "TTree"}  # AddFriend takes a TTree only
+    write_output(result.table, tmp_path / "again" / "p.root", overwrite=False)
+    assert (tmp_path / "again" / "p.root").read_bytes() == (tmp_path / "p.root").read_bytes()  # same table, same bytes
     friend = uproot.open(tmp_path / "p.root")["Friends"].arrays(library="np")
     events = uproot.open(raw)["Events"]
     assert len(friend["event"]) == events.num_entries

@@ -87,6 +87,21 @@ def test_reads_in_steps_with_the_same_result(tmp_path):
         pd.testing.assert_frame_equal(table, _splits(tmp_path / "many")[name])
 
 
+def test_one_or_two_workers_give_the_same_bytes(tmp_path, monkeypatch):
+    """Parquet (rows, row groups, metadata with relative sources) and the cutflow JSON: the same params in another
+    clone, on another number of workers, write the same files."""
+    (tmp_path / "raw").mkdir()
+    write_events(tmp_path / "raw" / "a.root", _variety(200))
+    monkeypatch.chdir(tmp_path)
+    params = PARAMS.model_copy(update={"step_size": 30})
+    run_prepare(params.model_copy(update={"workers": 1}), ["raw"], "one", "one.json")
+    run_prepare(params.model_copy(update={"workers": 2}), [tmp_path / "raw"], tmp_path / "two", tmp_path / "two.json")
+    for name in ("train.parquet", "val.parquet", "test.parquet", ".mtt-output.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()
+    assert list(read_metadata(tmp_path / "two" / "train.parquet")["sources"]) == ["raw/a.root"]  # not absolute
+
+
 def test_real_cms_nanoaod_runs_truthless(shared_data, tmp_path):
     """The 2015 CMS Open Data NanoAOD file: 200 events, no top quarks in GenPart (truth-less).
 

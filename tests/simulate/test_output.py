@@ -42,7 +42,7 @@ def test_write_events_round_trip(tmp_path):
     branches = {**event_ids(7, 3, 100, 2),
                 "Jet": ak.zip({"pt": ak.Array([[50.0, 30.0], []]), "eta": ak.Array([[0.1, -1.0], []])}),
                 "MET_pt": np.array([10.0, 20.0], dtype=np.float32)}
-    path = write_events(tmp_path / "x.root", branches)
+    path = write_events(tmp_path / "x.root", branches, "test")
     back = uproot.open(path)[TREE].arrays()
     assert back.nJet.tolist() == [2, 0] and back.Jet_pt.tolist() == [[50.0, 30.0], []]
     assert back.event.tolist() == [100, 101] and back.luminosityBlock.tolist() == [3, 3]
@@ -51,5 +51,5 @@ def test_write_events_round_trip(tmp_path):
 
 def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(ValueError):  # uproot refuses branches of different lengths
-        write_events(tmp_path / "bad.root", {"a": np.zeros(2), "b": np.zeros(3)})
+        write_events(tmp_path / "bad.root", {"a": np.zeros(2), "b": np.zeros(3)}, "test")
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from lhe_writer import write_lhe
 
 import mtt.simulate as stage
 from mtt.config import ParamsError, load_params
-from mtt.io import OUTPUT_RECORD, OutputError
+from mtt.io import OUTPUT_RECORD, OutputError, file_sha256
 from mtt.simulate import MANIFEST, plan_chunks, run_simulation
 from mtt.simulate.lhe import LHEError
 
@@ -85,14 +85,19 @@ def test_lepton_and_btag_rates_follow_the_card(small_sim):
     assert 1.5 < np.sum(flavour == 5) / len(events) <= 2.3
 
 
-def test_same_params_give_identical_arrays_with_any_number_of_workers(small_sim, tmp_path):
-    _, _, reference = small_sim
+def test_same_params_give_the_same_bytes_with_any_number_of_workers(small_sim, tmp_path):
+    folder, _, reference = small_sim
     two_workers = run_simulation(SMALL.model_copy(update={"workers": 2}), tmp_path / "raw")
     assert two_workers["workers"] == 2
     again = read_events(tmp_path / "raw")
     assert reference.fields == again.fields
     for field in reference.fields:
         assert ak.array_equal(reference[field], again[field], equal_nan=True), field
+    # a later run, on 2 workers: every file (ROOT headers' UUIDs and dates, the manifest) is byte-identical
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "raw").iterdir())
+    for name in names:
+        assert file_sha256(folder / name) == file_sha256(tmp_path / "raw" / name), name
 
 
 def test_a_different_seed_gives_different_events(tmp_path):
@@ -111,11 +116,13 @@ def test_manifest_records_chunks_and_params(small_sim):
                                                         MANIFEST]
 
 
-def test_shower_a_written_lhe_file(tmp_path):
+def test_shower_a_written_lhe_file(tmp_path, monkeypatch):
     masses = [360.0, 420.0, 500.0, 650.0, 800.0, 1200.0]
     lhe = write_lhe(tmp_path / "tt.lhe", masses)
     params = SMALL.model_copy(update={"lhe_file": str(lhe), "n_events": 100, "events_per_chunk": 4})
+    monkeypatch.chdir(tmp_path)
     summary = run_simulation(params, tmp_path / "raw")
+    assert json.loads((tmp_path / "raw" / MANIFEST).read_text())["lhe"]["path"] == "tt.lhe"  # no absolute path
     events = read_events(tmp_path / "raw")
     assert summary["n_events"] == len(masses) and summary["sqrt_s"] == pytest.approx(13000.0)
     # truth comes from the LHE tops: m_tt as written (float32 storage)

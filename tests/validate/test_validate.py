@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -37,6 +38,29 @@ def test_clean_prepared_data_passes_and_writes_reports(prepared, tmp_path):
     assert summary["scaler"] == "standard"
     index = (tmp_path / "docs" / "index.html").read_text()
     assert "val" in index and len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 9  # 3 suites per split
+
+
+def _contents(folder):
+    """Every file under `folder` (relative path -> bytes), in sorted order."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow  # two full validate runs with Data Docs
+def test_two_runs_on_the_same_data_write_the_same_bytes(small_prepared, tmp_path, monkeypatch):
+    """Reference, summary and every Data Docs file: no run time, build time, random id or absolute path, so a
+    second run (or another clone) writes the same bytes."""
+    params = ValidateParams(drift=DriftParams(action="warn"))
+    prepared = tmp_path / "data" / "prepared"
+    shutil.copytree(small_prepared, prepared)
+    monkeypatch.chdir(tmp_path)
+    for run in ("one", "two"):
+        run_validate(params, "data/prepared", f"{run}/reference", f"{run}/validation.json", f"{run}/docs")
+    one, two = (_contents(tmp_path / run) for run in ("one", "two"))
+    assert list(one) == list(two) and len(one) > 20
+    assert [name for name in one if one[name] != two[name]] == []
+    summary = json.loads((tmp_path / "one" / "validation.json").read_text())
+    assert summary["inputs"]["train"]["path"] == "data/prepared/train.parquet" and "seconds" not in summary
+    assert not [name for name, data in one.items() if str(tmp_path).encode() in data]  # no absolute path anywhere
 
 
 def test_clean_val_split_passes_against_the_reference(prepared, reference):

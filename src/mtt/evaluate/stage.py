@@ -9,6 +9,7 @@ scaled by its mean ratio to the truth on train, and the ellipse method (analytic
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import ExitStack
@@ -55,6 +56,38 @@ def read_split(prepared_dir: Path, split: str, columns: list[str], max_events: i
     return table
 
 
+#: significant digits of every float evaluate writes (CSV tables, metrics.json): far below any figure's uncertainty,
+#: above the last-bit differences of sums that a CPU with other vector units adds in another order, so figures
+#: derived from the data alone (truth, the ellipse method) keep their bytes on another machine
+DIGITS = 10
+
+
+def rounded_floats(value: Any) -> Any:
+    """`value` with every finite float rounded to DIGITS significant digits (in dicts and lists too)."""
+    if isinstance(value, float):
+        return float(f"{value:.{DIGITS}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: rounded_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded_floats(v) for v in value]
+    return value
+
+
+def _float_text(value: float) -> str:
+    """A CSV cell: DIGITS significant digits, written as Python writes the float (325.0, 0.2149100151)."""
+    return repr(rounded_floats(float(value)))
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """A CSV output: no index, floats to DIGITS significant digits (the same bytes for the same figures)."""
+    table.to_csv(path, index=False, float_format=_float_text)
+
+
+def write_metrics(figures: dict[str, Any], path: Path) -> None:
+    """metrics.json: the figures in the order evaluate made them, floats to DIGITS significant digits."""
+    path.write_text(json.dumps(rounded_floats(figures), indent=2) + "\n")
+
+
 def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: EvaluateParams,
                   history: pd.DataFrame | None) -> None:
     """metrics.json, per_bin.csv, spectrum.csv and the plots, into `folder`."""
@@ -62,10 +95,10 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
 
     edges = params.edges()
     plot = folder / "plots"
-    (folder / "metrics.json").write_text(json.dumps(result.figures, indent=2) + "\n")
+    write_metrics(result.figures, folder / "metrics.json")
     coverages = {k: v for k, v in result.arrays.items() if k.endswith("_per_bin")}
-    per_bin_table(result.tables, coverages).to_csv(folder / "per_bin.csv", index=False)
-    spectrum_table(true, result.estimates, edges, result.histograms).to_csv(folder / "spectrum.csv", index=False)
+    write_table(per_bin_table(result.tables, coverages), folder / "per_bin.csv")
+    write_table(spectrum_table(true, result.estimates, edges, result.histograms), folder / "spectrum.csv")
     plot.mkdir()
     plots.spectrum(true, result.estimates, edges, plot / "spectrum.png", result.histograms)
     for name, pred in result.estimates.items():
@@ -79,7 +112,7 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
                                       if "coverage_68" in k}, plot / "coverage.png")
     unfolding_edges = result.arrays.get("unfolding_edges", edges)  # a DVC output: written even when skipped
     truth = np.histogram(true, unfolding_edges)[0]
-    unfolded_table(unfolding_edges, truth, result.unfolded).to_csv(folder / "unfolded.csv", index=False)
+    write_table(unfolded_table(unfolding_edges, truth, result.unfolded), folder / "unfolded.csv")
     if result.unfolded:
         plots.unfolded(truth, result.unfolded, unfolding_edges, plot / "unfolded.png")
     if history is not None:
@@ -93,7 +126,7 @@ def write_injection(folder: Path, injection: Any) -> None:
 
     table = pd.DataFrame([{"estimator": name, **{k: v for k, v in row.items()}}
                           for name, row in injection.figures.items() if isinstance(row, dict)])
-    table.to_csv(folder / "zprime.csv", index=False)
+    write_table(table, folder / "zprime.csv")
     plots.injected_spectra(plot_panels(injection), injection.edges, injection.figures["mass"],
                            folder / "plots" / "zprime_injected.png")
 

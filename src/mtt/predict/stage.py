@@ -10,11 +10,12 @@ refusal) and the drift checks against the train profile (a warning table; `--str
 Output: per input event, in the input's entry order (files in the order given), run, luminosityBlock, event,
 `selected`, the predicted m_tt in GeV (NaN where not selected) and, where the head gives them, the mode and
 16/84% quantiles (MDN) or the quantiles (quantile head). Parquet also gets the input file and entry; a ROOT
-output is a tree of the same length as the input, usable as a friend of the input tree.
+output is a TTree of the same length as the input, usable as a friend of the input tree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,7 +44,7 @@ from mtt.events.schemas import SCHEMAS
 from mtt.events.selection import format_cutflow
 from mtt.events.step import report_nonfinite_inputs, select_step
 from mtt.inference import head_output
-from mtt.io import atomic_file, check_output_file, remove_stale
+from mtt.io import atomic_file, check_output_file, remove_stale, reproducible_root
 from mtt.workers import LocalExecutor, resolve_workers
 
 #: the settings of prepare that decide which events are selected and how their features are built
@@ -230,20 +231,24 @@ def predict(model_dir: Path, meta: dict[str, Any], inputs: list[str], params: Pr
 
 
 def write_output(table: pd.DataFrame, output: Path, overwrite: bool) -> None:
-    """Parquet (every column) or a ROOT tree `Friends` (numbers only), under a temporary name, then renamed."""
+    """Parquet (every column) or a ROOT TTree `Friends` (numbers only, so ROOT can AddFriend it), under a temporary
+    name, then renamed; the same table gives the same bytes (a ROOT file's UUIDs follow its content)."""
     if output.exists() and not overwrite:
         raise PredictError(f"--output {output}: exists; give --overwrite to replace it")
     if output.suffix not in (".parquet", ".root"):
         raise PredictError(f"--output {output}: write .parquet or .root")
     output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(output) as tmp:
-        if output.suffix == ".parquet":
+    if output.suffix == ".parquet":
+        with atomic_file(output) as tmp:
             table.to_parquet(tmp, index=False)
-        else:
-            import uproot
-
-            with uproot.recreate(tmp) as root:
-                root["Friends"] = {c: table[c].to_numpy() for c in table.columns if c != "file"}
+        return
+    columns = {c: table[c].to_numpy() for c in table.columns if c != "file"}
+    content = hashlib.sha256()
+    for name, values in columns.items():
+        content.update(f"{name}:{values.dtype.str}:".encode() + np.ascontiguousarray(values).tobytes())
+    # a TTree (mktree), not what uproot 5.7 makes of a dict (an RNTuple, which ROOT cannot take as a friend)
+    with reproducible_root(output, f"predict {content.hexdigest()}") as root:
+        root.mktree("Friends", columns)
 
 
 def drift_table(rows: list[dict[str, Any]]) -> str:

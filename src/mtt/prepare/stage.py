@@ -41,7 +41,15 @@ from mtt.events.matching import B_TRUTH, b_candidate_match, match_summary
 from mtt.events.schemas import SCHEMAS
 from mtt.events.selection import CUTS, format_cutflow
 from mtt.events.step import report_nonfinite_inputs, select_step
-from mtt.io import atomic_dir, check_not_protected, check_output_dir, check_output_file, file_sha256, write_json
+from mtt.io import (
+    atomic_dir,
+    check_not_protected,
+    check_output_dir,
+    check_output_file,
+    file_sha256,
+    portable_path,
+    write_json,
+)
 from mtt.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.prepare.split import assign
 from mtt.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
@@ -178,7 +186,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 
         def sources() -> dict[str, str]:
-            found = {str(p): h.result() for p, h in zip(files, hashes, strict=True)}
+            # relative to the working folder (as dvc.yaml gives them): the same run in another clone, same bytes
+            found = {portable_path(p): h.result() for p, h in zip(files, hashes, strict=True)}
             check_distinct_content(found)
             return found
 

@@ -8,6 +8,7 @@ task instead (`mtt.workers.DaskExecutor`), written by its worker into the same t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -23,7 +24,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.config import SimulateParams
-from mtt.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_output_dir
+from mtt.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_output_dir, portable_path
 from mtt.simulate.detector import DetectorCard, reconstruct
 from mtt.simulate.generator import (
     GeneratorConfig,
@@ -38,6 +39,8 @@ from mtt.simulate.output import event_ids, reco_branches, truth_branches, write_
 from mtt.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 
 MANIFEST = SIMULATION_MANIFEST
+#: params that change how the stage runs, not the events: left out of the manifest
+UNRECORDED_PARAMS = frozenset({"executor", "dask", "workers", "progress"})
 #: events reconstructed at a time inside a chunk: bounds memory, large enough to amortise awkward overhead
 RECO_BATCH = 5000
 
@@ -59,6 +62,15 @@ class ChunkJob:
     @property
     def filename(self) -> str:
         return f"events_{self.index:05d}.root"
+
+    @property
+    def identity(self) -> str:
+        """What makes this chunk's file (the seed, the chunk, its events, generator and detector, the LHE file by
+        name): its UUIDs derive from it, so the same params give the same bytes wherever it runs."""
+        lhe = None if self.generator.lhe_file is None else Path(self.generator.lhe_file).name
+        generator = dataclasses.replace(self.generator, lhe_file=lhe)
+        return (f"simulate seed={self.master_seed} chunk={self.index} first_event={self.first_event} "
+                f"n_events={self.n_events} {generator} {self.card}")
 
 
 def plan_chunks(n_events: int, events_per_chunk: int) -> list[tuple[int, int, int]]:
@@ -106,7 +118,7 @@ def simulate_chunk(job: ChunkJob) -> dict[str, Any]:
     if not pieces:
         raise GeneratorError(f"chunk {job.index}: Pythia produced no events")
     branches = {**event_ids(job.master_seed, job.index, job.first_event, n), **_concatenate_branches(pieces)}
-    write_events(Path(job.out_dir) / job.filename, branches)
+    write_events(Path(job.out_dir) / job.filename, branches, job.identity)
     return {"file": job.filename, "chunk": job.index, "first_event": job.first_event, "n_events": n,
             "pythia_seed": pythia_seed}
 
@@ -208,10 +220,11 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str], over
             results = _run_dask(executor, jobs, n_events, params.progress)
         manifest = {
             "n_events": sum(r["n_events"] for r in results),
-            # where the chunks ran does not change them: the record (and the output's hash) leaves it out
-            "params": params.model_dump(exclude={"executor", "dask"}),
+            # where and on how many workers the chunks ran does not change them: the record (and the output's
+            # hash) leaves it out, so 1 or 2 workers, local or Dask, give the same bytes
+            "params": params.model_dump(exclude=UNRECORDED_PARAMS),
             "sqrt_s": generator.sqrt_s,
-            "lhe": None if lhe_info is None else {"path": str(lhe_info.path), "n_events": lhe_info.n_events,
+            "lhe": None if lhe_info is None else {"path": portable_path(lhe_info.path), "n_events": lhe_info.n_events,
                                                   "beam_energies": list(lhe_info.beam_energies)},
             "detector": asdict(card),
             "chunks": sorted(results, key=lambda r: r["chunk"]),

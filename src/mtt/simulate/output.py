@@ -11,7 +11,7 @@ import numpy as np
 import uproot
 import vector
 
-from mtt.io import atomic_file
+from mtt.io import reproducible_root
 from mtt.simulate.generator import TRUTH_OBJECTS
 
 TREE = "Events"
@@ -83,10 +83,11 @@ def event_ids(run: int, chunk_index: int, first_event: int, n: int) -> dict[str,
     }
 
 
-def write_events(path: str | os.PathLike[str], branches: dict[str, Any]) -> Path:
-    """Write the Events tree to `path` atomically (a temporary name, renamed when complete)."""
+def write_events(path: str | os.PathLike[str], branches: dict[str, Any], identity: str) -> Path:
+    """Write the Events tree to `path` atomically; the same branches and `identity` (what made them: the seed
+    and the chunk) give the same bytes (`mtt.io.reproducible_root`: fixed UUIDs and dates)."""
     path = Path(path)
-    with atomic_file(path) as tmp, uproot.recreate(tmp) as root_file:
+    with reproducible_root(path, identity) as root_file:
         # explicit names give the NanoAOD layout: nJet, Jet_pt, ... (not split Jet.pt objects)
         # (mktree given data writes it in one basket per branch)
         root_file.mktree(TREE, branches, counter_name=lambda counted: f"n{counted}",

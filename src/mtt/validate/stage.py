@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from mtt.checks import CONSISTENCY_TOLERANCE, consistency_residuals
 from mtt.config import ValidateParams
 from mtt.dataset import ID_COLUMNS, IDENTITY, SPLITS, open_split, split_overlaps, split_path, truth_columns
 from mtt.errors import ValidationFailed
-from mtt.io import atomic_dir, check_output_dir, check_output_file, file_sha256, write_json
+from mtt.io import atomic_dir, check_output_dir, check_output_file, file_sha256, portable_path, write_json
 from mtt.preprocessing import Scaler, momentum_like
-from mtt.validate.gx import GXRunner
+from mtt.validate.gx import GXRunner, reproducible_docs
 from mtt.validate.reference import SCALERS_FILE, load_reference, scaler_check, write_reference
 from mtt.validate.report import Check, Report
 from mtt.validate.scaling import allowed_range
@@ -66,10 +67,12 @@ def check_split(runner: GXRunner, split: str, frame: pd.DataFrame, columns: list
 
 def summarize(report: Report, summary_path: str | os.PathLike[str] | None, seconds: float,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the summary, print the table and the warnings; return the summary."""
-    summary = {**report.summary(), **(extra or {}), "seconds": round(seconds, 3)}
+    """Write the summary, print the table and the warnings; return the summary with the time taken (not written:
+    the summary is a tracked DVC metric, the same bytes for the same data)."""
+    summary = {**report.summary(), **(extra or {})}
     if summary_path is not None:
         write_json(summary_path, summary)
+    summary["seconds"] = round(seconds, 3)
     print(report.table())
     for check in report.failures(critical=False):
         print(f"validate: warning: {check.line()}")
@@ -125,9 +128,16 @@ def check_split_sizes(sizes: dict[str, int], where: Any) -> None:
                                "compare it with the train reference: prepare more events")
 
 
-def _docs_into(docs_dir: str | os.PathLike[str] | None) -> Any:
-    """A temporary folder for Data Docs that replaces `docs_dir` when closed (or None)."""
-    return atomic_dir(docs_dir, "validate") if docs_dir is not None else contextlib.nullcontext()
+@contextlib.contextmanager
+def _docs_into(docs_dir: str | os.PathLike[str] | None) -> Iterator[Path | None]:
+    """A temporary folder for Data Docs that replaces `docs_dir` when closed (or None); the site is made
+    byte-reproducible before the swap."""
+    if docs_dir is None:
+        yield None
+        return
+    with atomic_dir(docs_dir, "validate") as docs:
+        yield docs
+        reproducible_docs(docs)
 
 
 def _reference_scaler(reference: dict[str, Any], scaler: str, where: Any) -> Scaler:
@@ -169,7 +179,7 @@ def run_validate(params: ValidateParams, prepared_dir: str | os.PathLike[str],
             for split, frame in frames.items():
                 report.checks += check_split(runner, split, frame, list(train.columns), features, reference, params,
                                              with_drift=split != "train")
-        inputs = {split: {"path": str(opened.path.resolve()), "sha256": file_sha256(opened.path)}
+        inputs = {split: {"path": portable_path(opened.path), "sha256": file_sha256(opened.path)}
                   for split, opened in splits.items()}
         train_failed = any(c.split == "train" for c in report.failures(critical=True))
         if train_failed:  # leaving the block by an exception discards the new reference
