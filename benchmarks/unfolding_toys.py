@@ -1,6 +1,7 @@
 """Do the unfolded errors cover? Toy ensembles with a known answer, old and new settings side by side.
 
     python benchmarks/unfolding_toys.py --toys 100
+    python benchmarks/unfolding_toys.py --timing OLD/src/mtt/unfolding.py  # evaluate's unfolding, old vs new
 
 Each toy: a response sample and an independent data sample (Poisson-distributed size around --events) of a
 falling spectrum above the tt threshold (m = 345 GeV + an exponential of 180 GeV: mean 525 GeV), smeared by
@@ -111,13 +112,54 @@ def table(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_timing(old_path: str, events: int = 5151, seed: int = 1) -> str:
+    """Wall clock of evaluate's unfolding on a toy of the default pipeline's size (two methods of 12% and 25%
+    resolution, response and data of `events` each, common stopping point): an older mtt/unfolding.py (its
+    defaults: 100 data replicas) against this one (its defaults: the evaluate params)."""
+    import importlib.util
+    import sys
+
+    from mtt import unfolding
+    from mtt.config import EvaluateParams
+
+    spec = importlib.util.spec_from_file_location("old_unfolding", old_path)
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["old_unfolding"] = old  # its dataclasses look their module up
+    spec.loader.exec_module(old)
+    rng = np.random.default_rng(seed)
+    params = EvaluateParams()
+
+    def toy(resolution: float) -> tuple[np.ndarray, np.ndarray]:
+        true = THRESHOLD + rng.gamma(2.0, 90.0, events)
+        return true * rng.normal(1, resolution, events), true
+
+    pairs = [(toy(resolution), toy(resolution)) for resolution in (0.12, 0.25)]
+    edges = merged_edges(params.edges(), pairs[0][0][1], params.unfold_min_events)
+    lines = []
+    for name, module, kwargs, replicas in (("old", old, {}, 100),
+                                           ("new", unfolding, {"prior": params.unfold_prior}, params.unfold_replicas)):
+        start = time.perf_counter()
+        inputs = [(np.histogram(test[0], edges)[0], module.Response.build(*val, edges)) for val, test in pairs]
+        iterations, _ = module.common_iterations(inputs, params.unfold_ts_stopping, params.unfold_max_iter,
+                                                 *kwargs.values())
+        for observed, response in inputs:
+            module.unfold(observed, response, replicas=replicas, seed=params.seed, iterations=iterations, **kwargs)
+        lines.append(f"{name}: {time.perf_counter() - start:.2f} s ({len(edges) - 1} bins, {iterations} iterations, "
+                     f"{replicas} replicas)")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toys", type=int, default=100, help="toys per data spectrum (>= 20)")
     parser.add_argument("--events", type=int, default=50_000, help="events of the response and (mean) data sample")
     parser.add_argument("--replicas", type=int, default=1000, help="replicas of the data and of the response each")
     parser.add_argument("--seed", type=int, default=25)
+    parser.add_argument("--timing", metavar="OLD_UNFOLDING_PY", help="time evaluate's unfolding, old against new")
     args = parser.parse_args()
+    if args.timing:
+        print(evaluate_timing(args.timing))
+        return
     start = time.perf_counter()
     results = {spectrum: ensemble(args.toys, args.events, spectrum == "harder", args.seed + i, args.replicas)
                for i, spectrum in enumerate(("same", "harder"))}
