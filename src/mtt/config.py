@@ -570,10 +570,14 @@ class EvaluateParams(Section):
                               "this relative tolerance of the truth (0.1 = +-10%)")
     unfold: bool = Field(True, description="unfold the model's and the ellipse method's spectra (response from val)")
     unfold_ts_stopping: float = Field(1e-3, gt=0, description="stop iterating when the KS distance between "
-                                      "successive unfolded spectra is below this (prior: the val truth)")
+                                      "successive unfolded spectra is below this")
+    unfold_prior: Literal["smooth", "flat", "truth"] = Field(
+        "smooth", description="the unfolding's starting spectrum: smooth (the val truth with its bin-to-bin "
+        "fluctuations fitted away: a local quadratic in the log density), flat, or truth (the val truth histogram, "
+        "whose fluctuations pass into the result)")
     unfold_max_iter: int = Field(100, ge=1, le=1000, description="at most this many unfolding iterations")
-    unfold_replicas: int = Field(100, ge=2, le=1000, description="Poisson replicas for the unfolded covariance (the "
-                                 "unfolding's time grows in proportion)")
+    unfold_replicas: int = Field(1000, ge=2, le=10_000, description="Poisson replicas of the observed histogram, "
+                                 "and as many of the response sample, for the unfolded errors and covariance")
     unfold_min_events: int = Field(20, ge=1, description="unfolding bins: the m_tt bins merged until each holds this "
                                    "many val events")
     seed: int = Field(7, ge=0, lt=2**31, description="MDN sampling, unfolding replicas, the Z' events injected")
