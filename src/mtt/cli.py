@@ -191,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "train.promote_metric, e.g. final/val_resolution; test/model.resolution once evaluate ran)")
     promote.add_argument("--force", nargs="?", const="true", default="false", choices=["true", "false", ""],
                          metavar="true|false", help="move champion whatever the metric says (--force, or --force=true)")
+    baseline = sub.add_parser("baseline", help="the working tree's DVC metrics against those committed at HEAD",
+                              description="Compare every figure of the metrics files dvc.yaml names with git "
+                                          "HEAD's: data-derived ones exactly, model-derived ones within the "
+                                          "relative tolerances of baseline.yaml (measured from the seed-to-seed "
+                                          "spread). Prints the figures that differ; exits 1 naming those beyond "
+                                          "tolerance.")
+    baseline.add_argument("--check", action="store_true", required=True, help="compare against git HEAD")
+    baseline.add_argument("--rules", default="baseline.yaml", help="tolerances, next to dvc.yaml (default: "
+                          "baseline.yaml)")
+    baseline.add_argument("--all", dest="show_all", action="store_true", help="list every figure, not only "
+                          "those that differ")
     for command in sub.choices.values():  # `mtt train --debug` as well as `mtt --debug train`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error (or MTT_DEBUG=1)")
@@ -355,6 +366,14 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_baseline(args: argparse.Namespace) -> int:
+    """`mtt baseline --check`: a fresh run's metrics against the committed ones."""
+    from mtt.baseline import main as baseline_main
+
+    baseline_main(args.rules, args.show_all)
+    return 0
+
+
 def run_cleanup(args: argparse.Namespace) -> int:
     """`mtt runs --cleanup`."""
     cleanup_runs(args.experiment, args.older_than)
@@ -380,7 +399,8 @@ def run_search(args: argparse.Namespace) -> int:
 TRACKED = {"train", "evaluate", "sweep", "tune", "runs", "promote", "report"}
 #: the commands that read no stage section of params.yaml before they start
 TOOLS = {"runs": run_cleanup, "sweep": run_search, "tune": run_search, "predict": run_predict,
-         "promote": run_promote, "report": run_report, "ui": run_store, "relocate": run_store}
+         "promote": run_promote, "report": run_report, "ui": run_store, "relocate": run_store,
+         "baseline": run_baseline}
 
 
 def _path(value: str | None) -> Path | None:

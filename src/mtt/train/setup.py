@@ -14,6 +14,17 @@ from mtt.errors import TrainError
 from mtt.preprocessing import Scaler
 
 
+def make_deterministic(seed: int) -> None:
+    """Same params, same weights on one machine: Python, numpy and TensorFlow seeded from train.seed (initial
+    weights, Keras' per-epoch shuffle, dropout, augmentation) and TensorFlow's deterministic kernels and tf.data
+    order. What still varies across CPU types and thread counts: docs/determinism.md."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)  # random.seed, np.random.seed and tf.random.set_seed
+    tf.config.experimental.enable_op_determinism()
+
+
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
     """Optimizer with the learning-rate schedule and gradient clipping from params."""
     import keras

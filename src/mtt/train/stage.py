@@ -42,7 +42,7 @@ from mtt.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_sca
 from mtt.train.callbacks import checkpointer, epoch_logger, restore
 from mtt.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
 from mtt.train.data import TrainingData, ValSet, load_training_data
-from mtt.train.setup import compiled_network, distribution_strategy, is_chief
+from mtt.train.setup import compiled_network, distribution_strategy, is_chief, make_deterministic
 
 
 @dataclass(frozen=True)
@@ -218,8 +218,6 @@ class Trainer:
     @classmethod
     def build(cls, params: TrainParams, paths: TrainPaths) -> Trainer:
         """Read the data, take the scaler validate fitted, resume state if asked, build and compile the network."""
-        import keras
-
         from mtt.model import inference_model
 
         val_split = open_split(split_path(paths.prepared, "val"), params.feature_set)
@@ -237,7 +235,7 @@ class Trainer:
         data = load_training_data(params, split_path(paths.prepared, "train"), scaler)
         fingerprint = data_fingerprint(data.m_tt, len(features))
         state = _state_to_resume(params, paths.checkpoints, fingerprint)
-        keras.utils.set_random_seed(params.seed)
+        make_deterministic(params.seed)
         with strategy.scope():
             network, spec = compiled_network(params, features, scaler, int(np.ceil(data.n_rows / params.batch_size)))
             if state is not None:
