@@ -142,13 +142,7 @@ def check_output_file(path: str | os.PathLike[str], inputs: list[str | os.PathLi
     check_apart(path, list(inputs))
     if path.is_dir():
         raise OutputRefused(f"output {path}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as exc:
-        raise OutputError(f"output {path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
-    return path
+    return _writable_parent(path)
 
 
 def check_writable_dir(path: str | os.PathLike[str]) -> Path:
@@ -156,6 +150,11 @@ def check_writable_dir(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"output {path}: exists and is not a folder")
+    return _writable_parent(path)
+
+
+def _writable_parent(path: Path) -> Path:
+    """`path`, once its folder exists and takes a new file (what an output needs, checked before any work)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):

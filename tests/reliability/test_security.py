@@ -123,21 +123,17 @@ def _admin(server_dir: Path) -> tuple[str, str]:
 
 def _post(url: str, path: str, body: dict, user: tuple[str, str] | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON answer) of a POST to MLflow's REST API, with basic auth when `user` is given."""
-    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    if user:
-        token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, {}
+    return _call(urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+                                        method="POST", headers={"Content-Type": "application/json"}), user)
 
 
 def _get(url: str, path: str, user: tuple[str, str] | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON answer) of a GET of MLflow's REST API."""
-    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}")
+    return _call(urllib.request.Request(f"{url}/api/2.0/mlflow/{path}"), user)
+
+
+def _call(request: urllib.request.Request, user: tuple[str, str] | None) -> tuple[int, dict]:
+    """Send a request, logged in as `user` if given; (status, JSON answer), an HTTP error as its status."""
     if user:
         token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")

@@ -34,7 +34,7 @@ def test_clean_prepared_data_passes_and_writes_reports(prepared, tmp_path):
     assert summary["categories"]["units"]["failed"] == 0 and summary["categories"]["drift"]["evaluated"] > 0
     assert json.loads((tmp_path / "validation.json").read_text())["splits"]["train"]["failed"] == 0
     assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == [
-        "profile.json", "scalers.npz", "train_outside.json"]
+        ".mtt-output.json", "profile.json", "scalers.npz", "train_outside.json"]
     assert summary["scaler"] == "standard"
     index = (tmp_path / "docs" / "index.html").read_text()
     assert "val" in index and len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 9  # 3 suites per split
