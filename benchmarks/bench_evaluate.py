@@ -1,4 +1,4 @@
-"""Benchmark the evaluate stage's ellipse method (`mtt.reco.ellipse.reconstruct_mtt`): vectorised vs a per-event loop.
+"""Benchmark the evaluate stage's ellipse method (`mtt.core.reco.ellipse.reconstruct_mtt`): vectorised vs a per-event loop.
 
     python benchmarks/bench_evaluate.py [--events 50000] [--loop-events 500] [--repeat 3]
 
@@ -27,9 +27,9 @@ import numpy as np
 import uproot
 import vector
 
-from mtt.config import SimulateParams
-from mtt.reco.ellipse import reconstruct_mtt, solve_neutrinos
-from mtt.simulate import MANIFEST, run_simulation
+from mtt.core.params import SimulateParams
+from mtt.core.reco.ellipse import reconstruct_mtt, solve_neutrinos
+from mtt.stages.simulate import MANIFEST, run_simulation
 
 WORK = Path(__file__).resolve().parent / ".work"
 GEN = ("B", "Bbar", "LepPlus", "LepMinus", "Nu", "Antinu")

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.artifact import load_model_dir
-from mtt.config import PrepareParams
-from mtt.predict import Request
-from mtt.predict import main as predict_main
+from mtt.core.artifact import load_model_dir
+from mtt.core.params import PrepareParams
+from mtt.stages.predict import Request
+from mtt.stages.predict import main as predict_main
 
 DRIFT = (0.05, 0.02)
 

@@ -46,7 +46,7 @@ def peak_flops() -> float:
 
 def objects_frame(frame: pd.DataFrame, max_jets: int, seed: int = 0) -> pd.DataFrame:
     """The `objects` columns missing from a prepared split, from its four objects (see the module docstring)."""
-    from mtt.dataset import object_columns
+    from mtt.core.dataset import object_columns
 
     rng = np.random.default_rng(seed)
     n, n_jets = len(frame), frame["n_jets"].to_numpy()
@@ -75,9 +75,9 @@ def objects_prepared(prepared: Path, max_jets: int) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mtt.config import ValidateParams
-    from mtt.dataset import METADATA_KEY, SPLITS, object_columns, open_split, read_metadata, split_path, unit
-    from mtt.validate.reference import build_reference
+    from mtt.core.dataset import METADATA_KEY, SPLITS, object_columns, open_split, read_metadata, split_path, unit
+    from mtt.core.params import ValidateParams
+    from mtt.stages.validate.reference import build_reference
 
     if "objects" in read_metadata(split_path(prepared, "train")).get("feature_sets", {}):
         return prepared, WORK / "validate_reference"
@@ -103,7 +103,7 @@ def objects_prepared(prepared: Path, max_jets: int) -> tuple[Path, Path]:
 
 def stage_rates(variants: dict[str, tuple[Any, bool]], prepared: Path, reference: Path, repeat: int) -> dict:
     """Best samples/s of `run_train` per variant (a fresh MLflow store and network each run)."""
-    from mtt.train import TrainPaths, run_train
+    from mtt.stages.train import TrainPaths, run_train
 
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,10 +126,10 @@ def plain_fit(params: Any, prepared: Path, reference: Path, repeat: int) -> tupl
     """(best samples/s, train events, features, parameters) of one cold `model.fit` on the same network."""
     import keras
 
-    from mtt.dataset import open_split, split_path
-    from mtt.model import TargetTransform
-    from mtt.preprocessing import load_reference_scaler
-    from mtt.train.setup import compiled_network
+    from mtt.core.dataset import open_split, split_path
+    from mtt.core.model import TargetTransform
+    from mtt.core.preprocessing import load_reference_scaler
+    from mtt.stages.train.setup import compiled_network
 
     split = open_split(split_path(prepared, "train"), params.feature_set)
     features = split.features(params.feature_set, params.max_jets)
@@ -160,9 +160,9 @@ def main() -> None:
     source_rows()  # makes benchmarks/.work/validate_prepared if needed
     prepared, reference = WORK / "validate_prepared", WORK / "validate_reference"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mtt.config import TrainParams, ValidateParams, parse_overrides
-    from mtt.dataset import open_split, split_path
-    from mtt.validate.reference import build_reference
+    from mtt.core.dataset import open_split, split_path
+    from mtt.core.params import TrainParams, ValidateParams, parse_overrides
+    from mtt.stages.validate.reference import build_reference
 
     if not reference.is_dir():  # the validate stage's output: the scalers fitted on train
         train = open_split(split_path(prepared, "train"))

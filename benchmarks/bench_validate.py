@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.config import PrepareParams, SimulateParams, ValidateParams
-from mtt.dataset import read_metadata
-from mtt.prepare import run_prepare
-from mtt.simulate import MANIFEST, run_simulation
+from mtt.core.dataset import read_metadata
+from mtt.core.params import PrepareParams, SimulateParams, ValidateParams
+from mtt.stages.prepare import run_prepare
+from mtt.stages.simulate import MANIFEST, run_simulation
 
 WORK = Path(__file__).resolve().parent / ".work"
 
@@ -51,8 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    from mtt.validate import validate_new
-    from mtt.validate.reference import build_reference
+    from mtt.stages.validate import validate_new
+    from mtt.stages.validate.reference import build_reference
 
     pool, features = source_rows()
     params = ValidateParams()

@@ -13,7 +13,7 @@ fraction within 20%, width ratio, each over the ellipse method's on the same eve
 (an MDN's `mdn_window` resolution too).
 
 With 3 or more sizes per config it fits resolution / ellipse = limit + scale (n / 1000)^-power
-(`mtt.metrics.learning_curve`) and prints the limit with unlimited data and the n_train that reaches
+(`mtt.core.metrics.learning_curve`) and prints the limit with unlimited data and the n_train that reaches
 `--target`: whether more data can reach it at all. `--rows a.csv,b.csv` refits earlier tables without
 training (`learning_curve_fit.csv`).
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from mtt.metrics import learning_curve
+from mtt.core.metrics import learning_curve
 
 FIGURES = ("resolution", "calibrated_resolution", "response_slope", "within_20pct", "width_ratio")
 #: per-event estimators whose resolution / ellipse is fitted, as the table names them

@@ -1,7 +1,7 @@
 """Do the unfolded errors cover? Toy ensembles with a known answer, old and new settings side by side.
 
     python benchmarks/unfolding_toys.py --toys 100
-    python benchmarks/unfolding_toys.py --timing OLD/src/mtt/unfolding.py  # evaluate's unfolding, old vs new
+    python benchmarks/unfolding_toys.py --timing OLD/src/mtt/core/unfolding.py  # evaluate's unfolding, old vs new
 
 Each toy: a response sample and an independent data sample (Poisson-distributed size around --events) of a
 falling spectrum above the tt threshold (m = 345 GeV + an exponential of 180 GeV: mean 525 GeV), smeared by
@@ -24,7 +24,7 @@ import time
 import numpy as np
 from scipy import stats
 
-from mtt.unfolding import PRIORS, Response, merged_edges, unfold
+from mtt.core.unfolding import PRIORS, Response, merged_edges, unfold
 
 THRESHOLD = 345.0  # GeV
 SLOPE = 180.0  # GeV: the exponential's scale above the threshold
@@ -114,13 +114,13 @@ def table(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:
 
 def evaluate_timing(old_path: str, events: int = 5151, seed: int = 1) -> str:
     """Wall clock of evaluate's unfolding on a toy of the default pipeline's size (two methods of 12% and 25%
-    resolution, response and data of `events` each, common stopping point): an older mtt/unfolding.py (its
+    resolution, response and data of `events` each, common stopping point): an older mtt/core/unfolding.py (its
     defaults: 100 data replicas) against this one (its defaults: the evaluate params)."""
     import importlib.util
     import sys
 
-    from mtt import unfolding
-    from mtt.config import EvaluateParams
+    from mtt.core import unfolding
+    from mtt.core.params import EvaluateParams
 
     spec = importlib.util.spec_from_file_location("old_unfolding", old_path)
     old = importlib.util.module_from_spec(spec)

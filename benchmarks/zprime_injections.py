@@ -2,7 +2,7 @@
 
     python benchmarks/zprime_injections.py --model models --seeds 1-20
 
-Runs `mtt.evaluate.injection.study` on the pipeline's test split once per `evaluate.seed` (which Z' events
+Runs `mtt.stages.evaluate.injection.study` on the pipeline's test split once per `evaluate.seed` (which Z' events
 are injected; the SM events, the templates and the model stay the same) and prints, per estimator, the mean
 and standard deviation of the fitted peak position, the Gaussian yield over the injected number and the
 known-shape yield over it. Writes `zprime_injections.csv` (one row per seed and estimator) to --out.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtt.artifact import load_model_dir
-from mtt.config import load_params
-from mtt.dataset import ID_COLUMNS, OBJECT_COLUMNS, SPLITS, TARGET, open_split, read_metadata, split_path
-from mtt.evaluate.estimators import PROVIDED
-from mtt.evaluate.injection import study, zprime_mass
+from mtt.core.artifact import load_model_dir
+from mtt.core.dataset import ID_COLUMNS, OBJECT_COLUMNS, SPLITS, TARGET, open_split, read_metadata, split_path
+from mtt.core.params import load_params
+from mtt.stages.evaluate.estimators import PROVIDED
+from mtt.stages.evaluate.injection import study, zprime_mass
 
 FIGURES = ("position", "position_shift", "yield_ratio", "template_yield_ratio", "signal_median")
 

@@ -10,9 +10,9 @@ import pytest
 import uproot
 from mlflow.tracking import MlflowClient
 
-from mtt.config import PrepareParams, SimulateParams, ValidateParams
-from mtt.prepare import run_prepare
-from mtt.simulate import run_simulation
+from mtt.core.params import PrepareParams, SimulateParams, ValidateParams
+from mtt.stages.prepare import run_prepare
+from mtt.stages.simulate import run_simulation
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -47,8 +47,8 @@ def shared_data() -> Path:
 def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Prepared train/val/test splits of 2000 simulated events (~390 selected), and their train reference
     (profile and scalers, in the sibling folder `reference`): for train and evaluate."""
-    from mtt.dataset import open_split, split_path
-    from mtt.validate.reference import build_reference
+    from mtt.core.dataset import open_split, split_path
+    from mtt.stages.validate.reference import build_reference
 
     root = tmp_path_factory.mktemp("prepared")
     run_simulation(SimulateParams(n_events=2000, workers=1, progress=False, seed=11), root / "raw")
@@ -62,8 +62,8 @@ def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_trained(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """A 1-epoch, 8-unit model of the tiny sample in its own SQLite store (registered as its params say):
     (folder holding `models/`, store URI, run id). For tests that need some trained model, not a good one."""
-    from mtt.config import TrainParams
-    from mtt.train import TrainPaths, run_train
+    from mtt.core.params import TrainParams
+    from mtt.stages.train import TrainPaths, run_train
 
     root = tmp_path_factory.mktemp("tiny_trained")
     uri = f"sqlite:///{root}/mlflow.db"

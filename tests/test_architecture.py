@@ -33,8 +33,8 @@ def test_a_stage_importing_another_stage_breaks_it(tmp_path):
     shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     stage = tmp_path / "src" / "mtt" / "evaluate" / "stage.py"
-    stage.write_text(stage.read_text() + "\n\ndef _model_file() -> str:\n    from mtt.train import stage\n\n"
+    stage.write_text(stage.read_text() + "\n\ndef _model_file() -> str:\n    from mtt.stages.train import stage\n\n"
                                           "    return stage.__name__\n")
     result = lint(tmp_path)
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and "mtt.evaluate.stage -> mtt.train" in result.stdout
+    assert "BROKEN" in result.stdout and "mtt.stages.evaluate.stage -> mtt.stages.train" in result.stdout

@@ -94,15 +94,15 @@ def test_stage_deps_are_its_imports(stage: str) -> None:
 
 def test_a_missing_dep_is_caught(tmp_path: Path) -> None:
     """The check fails on a deliberate violation: simulate's detector imports kinematics, the deps omit it."""
-    deps = [d for d in dvc_deps("simulate") if d != "src/mtt/kinematics.py"]
+    deps = [d for d in dvc_deps("simulate") if d != "src/mtt/core/kinematics.py"]
     undeclared, _ = mismatch("simulate", deps)
-    assert "mtt/kinematics.py" in undeclared
+    assert "mtt/core/kinematics.py" in undeclared
 
 
 def test_an_unused_dep_is_caught() -> None:
     """... and a dep the stage never imports (train listing the ellipse method) is caught too."""
-    _, unused = mismatch("train", [*dvc_deps("train"), "src/mtt/reco/ellipse.py"])
-    assert unused == {"mtt/reco/ellipse.py"}
+    _, unused = mismatch("train", [*dvc_deps("train"), "src/mtt/core/reco/ellipse.py"])
+    assert unused == {"mtt/core/reco/ellipse.py"}
 
 
 def test_lazy_and_relative_imports_are_followed(tmp_path: Path) -> None:

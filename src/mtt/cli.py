@@ -11,9 +11,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from mtt.config import load_params, parse_overrides
-from mtt.errors import MttError, ValidationFailed
-from mtt.io import OutputError
+from mtt.core.errors import MttError, ValidationFailed
+from mtt.core.io import OutputError
+from mtt.core.params import load_params, parse_overrides
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_promote(args: argparse.Namespace) -> int:
     """`mtt promote`: the name and metric default to params.yaml's train section (read only when needed)."""
-    from mtt.registry import main as promote_main
+    from mtt.core.registry import main as promote_main
 
     if args.version and args.run:
         raise MttError("give --version or --run, not both")
@@ -240,7 +240,7 @@ def cleanup_runs(experiment: str | None, older_than: float | None = None) -> lis
     (default: tracking.UNTAGGED_HOURS); their ids."""
     from mlflow.tracking import MlflowClient
 
-    from mtt import tracking
+    from mtt.core import tracking
 
     tracking.configure()
     client = MlflowClient()
@@ -260,12 +260,12 @@ def new_data(paths: list[str], prepare: Any) -> Any:
 
     import pandas as pd
 
-    from mtt.dataset import SPLITS, split_path
+    from mtt.core.dataset import SPLITS, split_path
 
     files = [Path(p) for p in paths]
     if all(p.suffix == ".parquet" for p in files):
         return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-    from mtt.prepare import run_prepare
+    from mtt.stages.prepare import run_prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         run_prepare(prepare, files, Path(tmp) / "prepared")
@@ -274,8 +274,8 @@ def new_data(paths: list[str], prepare: Any) -> Any:
 
 def run_predict(args: argparse.Namespace) -> int:
     """`mtt predict`: params.yaml's prepare section under the model's own, then the command line's changes."""
-    from mtt.predict import Request
-    from mtt.predict import main as predict_main
+    from mtt.stages.predict import Request
+    from mtt.stages.predict import main as predict_main
 
     changes = parse_overrides(args.overrides, "prepare")
     changes.update({k: v for k, v in (("schema", args.schema), ("units", args.units)) if v is not None})
@@ -299,7 +299,7 @@ def uses_tracking(args: argparse.Namespace) -> bool:
 def run_stage(args: argparse.Namespace) -> int:
     """Load the stage's params (failing early on bad ones) and run it; the exit status."""
     if uses_tracking(args):  # a tracking server that is down: one line now, not after the stage's work
-        from mtt import tracking
+        from mtt.core import tracking
 
         tracking.require_server()
     tool = TOOLS.get(args.stage)
@@ -308,18 +308,18 @@ def run_stage(args: argparse.Namespace) -> int:
     changes = parse_overrides(args.overrides, args.stage)
     params = load_params(args.params, args.stage, changes)
     if args.stage == "simulate":
-        from mtt.simulate import main as simulate_main
+        from mtt.stages.simulate import main as simulate_main
 
         simulate_main(params, args.out, args.overwrite)
     elif args.stage == "prepare":
-        from mtt.prepare import main as prepare_main
+        from mtt.stages.prepare import main as prepare_main
 
         prepare_main(params, args.input or ["data/raw"], args.out, args.metrics, args.overwrite)
     elif args.stage == "validate":
-        from mtt.preprocessing import scaler_name
-        from mtt.validate import main as validate_main
-        from mtt.validate import validate_new
-        from mtt.validate.stage import check_outputs
+        from mtt.core.preprocessing import scaler_name
+        from mtt.stages.validate import main as validate_main
+        from mtt.stages.validate import validate_new
+        from mtt.stages.validate.stage import check_outputs
 
         train = load_params(args.params, "train")  # the scaler training will use is the one checked
         scaler = scaler_name(train.scaler, train.log_features)
@@ -332,8 +332,8 @@ def run_stage(args: argparse.Namespace) -> int:
             validate_main(params, args.prepared, args.reference, args.summary or "reports/validation.json",
                           args.docs or "reports/data_docs", scaler, args.overwrite)
     elif args.stage == "train":
-        from mtt.train import TrainPaths
-        from mtt.train import main as train_main
+        from mtt.stages.train import TrainPaths
+        from mtt.stages.train import main as train_main
 
         paths = TrainPaths(prepared=Path(args.prepared), reference=Path(args.reference), model=Path(args.model),
                            metrics=_path(args.metrics), history=_path(args.history),
@@ -341,7 +341,7 @@ def run_stage(args: argparse.Namespace) -> int:
                            docs=_path(args.docs), overwrite=args.overwrite)
         train_main(params, paths, changes, Path(args.params))
     elif args.stage == "evaluate":
-        from mtt.evaluate import main as evaluate_main
+        from mtt.stages.evaluate import main as evaluate_main
 
         evaluate_main(params, args.prepared, args.model, args.out, args.history, args.zprime, args.overwrite)
     return 0
@@ -349,7 +349,7 @@ def run_stage(args: argparse.Namespace) -> int:
 
 def run_store(args: argparse.Namespace) -> int:
     """`mtt ui` and `mtt relocate`: the local MLflow store, served or moved."""
-    from mtt import store
+    from mtt.tools import store
 
     if args.stage == "ui":
         store.serve(args.experiment, args.host, args.port)
@@ -360,7 +360,7 @@ def run_store(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """`mtt report`: a study's table and figures from tracked runs."""
-    from mtt.report import main as report_main
+    from mtt.tools.report import main as report_main
 
     report_main(args.spec, args.out)
     return 0
@@ -368,7 +368,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_baseline(args: argparse.Namespace) -> int:
     """`mtt baseline --check`: a fresh run's metrics against the committed ones."""
-    from mtt.baseline import main as baseline_main
+    from mtt.tools.baseline import main as baseline_main
 
     baseline_main(args.rules, args.show_all)
     return 0
@@ -381,8 +381,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    """`mtt sweep` and `mtt tune`: child runs of train + evaluate, which mtt.sweep starts as subprocesses."""
-    from mtt.sweep import StagePaths, run_sweep, run_tune
+    """`mtt sweep` and `mtt tune`: child runs of train + evaluate, which mtt.tools.sweep starts as subprocesses."""
+    from mtt.tools.sweep import StagePaths, run_sweep, run_tune
 
     paths = StagePaths(params=Path(args.params), prepared=Path(args.prepared), reference=Path(args.reference),
                        validation=_path(args.validation), docs=_path(args.docs), out=_path(args.out),

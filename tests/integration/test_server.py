@@ -29,9 +29,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mtt.config import TrainParams
-from mtt.dataset import FEATURE_SETS
-from mtt.train import TrainPaths, run_train
+from mtt.core.dataset import FEATURE_SETS
+from mtt.core.params import TrainParams
+from mtt.stages.train import TrainPaths, run_train
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,8 @@ PROCESSES, EPOCHS = 4, 4
 CHILD = """
 import sys
 from pathlib import Path
-from mtt.config import TrainParams
-from mtt.train import TrainPaths, run_train
+from mtt.core.params import TrainParams
+from mtt.stages.train import TrainPaths, run_train
 prepared, out, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 params = TrainParams(epochs=int(sys.argv[4]), batch_size=64, width=16, depth=1, registered_model="mtt-concurrent")
 paths = TrainPaths(prepared=prepared, reference=prepared.parent / "reference", model=out / "models")
@@ -58,7 +58,7 @@ print("RUN_ID", run_train(params, paths, name)["run_id"])
 RACE = """
 import sys, time
 from pathlib import Path
-from mtt import tracking
+from mtt.core import tracking
 folder, count, name = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 tracking.configure(folder)
 (folder / f"ready-{tracking.os.getpid()}").touch()

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mtt import cli, store
+from mtt import cli
+from mtt.tools import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtt.dataset import METADATA_KEY, SPLITS
+from mtt.core.dataset import METADATA_KEY, SPLITS
 
 #: columns in GeV that an ATLAS-style file would hold in MeV
 ENERGY_SUFFIXES = ("_pt", "_e", "_px", "_py")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from reliability.conftest import mev, rewrite
 
-from mtt.config import EvaluateParams, TrainParams
-from mtt.errors import DataError
-from mtt.evaluate import run_evaluate
-from mtt.train import TrainPaths, run_train
+from mtt.core.errors import DataError
+from mtt.core.params import EvaluateParams, TrainParams
+from mtt.stages.evaluate import run_evaluate
+from mtt.stages.train import TrainPaths, run_train
 
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 

@@ -14,15 +14,15 @@ from reliability.conftest import rewrite
 from root_events import branches, good_emu, write_root
 
 from mtt.cli import main as cli
-from mtt.config import EvaluateParams, PrepareParams, TrainParams, ValidateParams
-from mtt.dataset import ID_COLUMNS, shared_events
-from mtt.errors import DataError, PrepareError, ValidationFailed
-from mtt.evaluate import run_evaluate
-from mtt.predict import Request
-from mtt.predict import main as predict
-from mtt.prepare import run_prepare
-from mtt.train import TrainPaths, run_train
-from mtt.validate import run_validate
+from mtt.core.dataset import ID_COLUMNS, shared_events
+from mtt.core.errors import DataError, PrepareError, ValidationFailed
+from mtt.core.params import EvaluateParams, PrepareParams, TrainParams, ValidateParams
+from mtt.stages.evaluate import run_evaluate
+from mtt.stages.predict import Request
+from mtt.stages.predict import main as predict
+from mtt.stages.prepare import run_prepare
+from mtt.stages.train import TrainPaths, run_train
+from mtt.stages.validate import run_validate
 
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 PARAMS = PrepareParams(workers=1)

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from reliability.conftest import rewrite
 
-from mtt.config import PrepareParams, TrainParams, ValidateParams
-from mtt.errors import DataError, PrepareError, ValidationFailed
-from mtt.prepare import run_prepare
-from mtt.train import TrainPaths, run_train
-from mtt.validate import validate_new
+from mtt.core.errors import DataError, PrepareError, ValidationFailed
+from mtt.core.params import PrepareParams, TrainParams, ValidateParams
+from mtt.stages.prepare import run_prepare
+from mtt.stages.train import TrainPaths, run_train
+from mtt.stages.validate import validate_new
 
 
 def test_an_input_folder_given_twice_is_refused(small_sim, tmp_path):
@@ -37,7 +37,7 @@ def _doubled(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_validate_catches_repeated_event_ids(small_prepared, tmp_path):
-    from mtt.validate.reference import build_reference
+    from mtt.stages.validate.reference import build_reference
 
     train = pd.read_parquet(small_prepared / "train.parquet")
     features = [c for c in train.columns if train[c].dtype == np.float32 and c not in (

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mtt.cli import main
-from mtt.errors import OutputRefused
-from mtt.io import OUTPUT_RECORD, atomic_dir, check_output_dir, foreign_files
+from mtt.core.errors import OutputRefused
+from mtt.core.io import OUTPUT_RECORD, atomic_dir, check_output_dir, foreign_files
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = str(REPO / "params.yaml")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mtt.cli import main
-from mtt.config import load_params, parse_overrides
-from mtt.errors import ParamsError
+from mtt.core.errors import ParamsError
+from mtt.core.params import load_params, parse_overrides
 
 
 def test_a_leading_zero_is_not_read_as_octal():

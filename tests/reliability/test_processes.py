@@ -57,7 +57,7 @@ mlflow.end_run, MlflowClient.set_terminated = end_run_slowly, set_terminated_slo
 
 if point == "epoch":
     import keras
-    from mtt.train import stage
+    from mtt.stages.train import stage
 
     class Pause(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -74,7 +74,7 @@ elif point == "model_artifact":  # train logs the model folder to its run
         return log_artifacts(local_dir, artifact_path, *args, **kwargs)
     mlflow.log_artifacts = log_then_pause
 elif point == "commit":  # train writes its headline figures
-    from mtt.train import stage
+    from mtt.stages.train import stage
 
     write_json = stage.write_json
     def slow_write_json(*args, **kwargs):
@@ -88,7 +88,7 @@ elif point == "evaluate_log":  # evaluate logs its outputs to a run
         return log_artifacts(self, *args, **kwargs)
     MlflowClient.log_artifacts = pause_then_log
 elif point == "predict":  # predict selects events
-    from mtt.predict import stage
+    from mtt.stages.predict import stage
 
     def paused(*args, **kwargs):
         pause()

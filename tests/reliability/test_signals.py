@@ -33,7 +33,7 @@ def pause():
 
 if sys.argv[2] == "train":
     import keras
-    from mtt.train import stage
+    from mtt.stages.train import stage
 
     class Pause(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -43,7 +43,7 @@ if sys.argv[2] == "train":
     fit = stage.Trainer.fit
     stage.Trainer.fit = lambda self, logger, extra: fit(self, logger, [*extra, Pause()])
 else:
-    from mtt.prepare import output
+    from mtt.stages.prepare import output
 
     write = output.SplitWriters.write
     def write_then_pause(self, parts):

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from mtt import tracking
 from mtt.cli import main
-from mtt.errors import ArtifactError
-from mtt.preprocessing import load_scalers
+from mtt.core import tracking
+from mtt.core.errors import ArtifactError
+from mtt.core.preprocessing import load_scalers
 
 #: two processes start a run in the same, not yet existing, SQLite store the moment a flag file appears
 RACER = """
@@ -23,7 +23,7 @@ flag = pathlib.Path(sys.argv[1])
 while not flag.exists():
     time.sleep(0.001)
 import mlflow
-from mtt import tracking
+from mtt.core import tracking
 tracking.configure()
 experiment = tracking.ensure_experiment("race")
 with mlflow.start_run(experiment_id=experiment):

@@ -8,9 +8,9 @@ import pytest
 from reliability.conftest import mev, rewrite
 
 from mtt.cli import main
-from mtt.config import DriftParams, ValidateParams
-from mtt.errors import ValidationFailed
-from mtt.validate import run_validate
+from mtt.core.errors import ValidationFailed
+from mtt.core.params import DriftParams, ValidateParams
+from mtt.stages.validate import run_validate
 
 PARAMS = ValidateParams(drift=DriftParams(action="warn"))
 

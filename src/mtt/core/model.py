@@ -1,0 +1,256 @@
+"""Keras models for m_tt regression: preprocessing inside the model, a Dense stack, and three heads.
+
+- Preprocessing layers reproduce the scaler fitted on train (minmax, standard, robust, quantile) and an
+  optional log of momentum-like features, so a saved model takes raw features in GeV.
+- Architectures: `dense` (a Dense stack on the flat features) and `set` (the objects of the `objects`
+  feature set as tokens: l+, l-, the jet slots and MET, through a transformer encoder with the jets'
+  padding mask and a masked mean, then the Dense stack; no positional encoding, so the jet order does not
+  matter). Both take the same flat feature vector, so scaler, saved model and evaluation do not change.
+- Heads: `point` (one value; loss mse, mae, huber or log-cosh), `mdn` (a mixture of K Gaussians trained by
+  negative log-likelihood, Bishop 1994), `quantile` (one output per quantile, pinball loss).
+- The target transform (none, log, standardize) is inverted by the inference model, which returns GeV.
+- Training-time augmentation (`train.augment`): the event turned about the beam and mirrored in z, inside the
+  model and identity at inference. An ensemble (`train.ensemble`): members side by side in one network, each
+  with its own initial weights and loss, combined by the inference model.
+
+The custom layers and losses are defined in `mtt.core.layers`, a standalone file (Keras and numpy only) that travels
+with every model logged to MLflow; this module builds the networks from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import keras
+import numpy as np
+
+from mtt.core.dataset import JET_FIELDS, LEPTON_FIELDS, LEPTON_SLOTS, symmetry_roles
+from mtt.core.layers import PACKAGE as PACKAGE
+from mtt.core.layers import SIGMA_MIN as SIGMA_MIN
+from mtt.core.layers import (
+    AffineScale,
+    EventSymmetry,
+    MaskedMean,
+    MemberMean,
+    MixtureNLL,
+    ObjectTokens,
+    Pinball,
+    QuantileScale,
+    TargetTransform,
+    ToGeV,
+)
+from mtt.core.layers import mdn_parameters as mdn_parameters
+from mtt.core.params import TrainParams
+from mtt.core.preprocessing import Scaler
+
+# --- preprocessing -----------------------------------------------------------------------------------
+
+
+def preprocessing_layer(scaler: Scaler) -> keras.layers.Layer:
+    """The Keras layer that applies a fitted scaler (after log1p of the features in its log mask), passing its
+    `unscaled` columns (padding masks) through unchanged."""
+    log_mask = list(scaler.log_mask)
+    if scaler.kind in ("minmax", "standard", "robust"):
+        offset, scale = scaler.affine()  # 0 and 1 for the unscaled columns
+        return AffineScale(offset.tolist(), scale.tolist(), log_mask, name=f"scale_{scaler.kind}")
+    if scaler.kind == "quantile":
+        return QuantileScale(np.asarray(scaler.state["quantiles_"]).T.tolist(),
+                             np.asarray(scaler.state["references_"]).tolist(), log_mask, list(scaler.unscaled),
+                             name="scale_quantile")
+    raise ValueError(f"unknown scaler {scaler.kind!r}; allowed: minmax, standard, robust, quantile")
+
+
+# --- heads and losses --------------------------------------------------------------------------------
+
+POINT_LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber", "log_cosh": "log_cosh"}
+
+
+# --- the set architecture: objects as tokens ----------------------------------------------------------
+
+#: the MET token's fields
+MET_FIELDS = {"px": "met_px", "py": "met_py"}
+
+
+def _jet_slots(features: list[str]) -> list[str]:
+    """The jet slots among `features`: jet0, jet1, ... (each named by its mask column)."""
+    suffix = "_mask"
+    return [name.removesuffix(suffix) for name in features
+            if name.startswith("jet") and name.endswith(suffix) and name[3:-len(suffix)].isdigit()]
+
+
+def object_tokens(features: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """The tokens of the `objects` feature set among `features`, as `ObjectTokens` takes them: l+, l-, every
+    jet slot (by its `_mask` column) and MET, each with the columns of its fields; a ValueError names the
+    columns the set architecture needs and did not find."""
+    jets = _jet_slots(features)
+    tokens: list[tuple[str, dict[str, str]]] = [
+        *((slot, {f: f"{slot}_{f}" for f in LEPTON_FIELDS}) for slot in LEPTON_SLOTS),
+        *(("jet", {f: f"{jet}_{f}" for f in JET_FIELDS}) for jet in jets), ("met", MET_FIELDS)]
+    present = set(features)
+    missing = [c for _, columns in tokens for c in columns.values() if c not in present]
+    missing += [] if jets else ["jet0_mask (no jet slot)"]
+    if missing:
+        raise ValueError(f"the set architecture needs the columns of the `objects` feature set (l+, l-, jet "
+                         f"slots with their mask, MET): missing {missing}; pick a feature_set with objects "
+                         "(objects, or e.g. objects+ellipse)")
+    return tokens
+
+
+def _encoder_block(h: Any, mask: Any, spec: ModelSpec, i: int, prefix: str = "") -> Any:
+    """Pre-norm transformer block: masked multi-head self-attention and a feed-forward net, each residual."""
+    a = keras.layers.LayerNormalization(name=f"{prefix}attention_norm_{i}")(h)
+    a = keras.layers.MultiHeadAttention(spec.set_heads, spec.set_dim // spec.set_heads,
+                                        name=f"{prefix}attention_{i}")(a, a, value_mask=mask)  # padded slots unseen
+    h = keras.layers.Add(name=f"{prefix}attention_residual_{i}")([h, a])
+    f = keras.layers.LayerNormalization(name=f"{prefix}feed_forward_norm_{i}")(h)
+    f = keras.layers.Dense(2 * spec.set_dim, activation=spec.activation, name=f"{prefix}feed_forward_{i}")(f)
+    f = keras.layers.Dense(spec.set_dim, name=f"{prefix}feed_forward_out_{i}")(f)
+    return keras.layers.Add(name=f"{prefix}feed_forward_residual_{i}")([h, f])
+
+
+def set_encoder(x: Any, features: list[str], spec: ModelSpec, seed: int, prefix: str = "") -> Any:
+    """Scaled features -> [masked mean of the encoded objects, globals]: invariant under jet-slot order."""
+    split = ObjectTokens(features, object_tokens(features), name=f"{prefix}object_tokens")
+    tokens, mask, globals_ = split(x)
+    h = keras.layers.Dense(spec.set_dim, kernel_initializer=keras.initializers.GlorotUniform(seed + 200),
+                           name=f"{prefix}token_embedding")(tokens)
+    for i in range(spec.set_layers):
+        h = _encoder_block(h, mask, spec, i, prefix)
+    pooled = MaskedMean(name=f"{prefix}masked_mean")([keras.layers.LayerNormalization(name=f"{prefix}set_norm")(h),
+                                                      mask])
+    if not split.token_layout.globals:
+        return pooled
+    return keras.layers.Concatenate(name=f"{prefix}objects_and_globals")([pooled, globals_])
+
+
+# --- the network -------------------------------------------------------------------------------------
+
+ARCHITECTURES = ("dense", "set")
+#: ModelSpec fields whose TrainParams name differs
+PARAM_NAMES = {"components": "mdn_components", "members": "ensemble"}
+#: the augmentations of train.augment: the rotation about the beam, the mirror in z
+AUGMENTATIONS = ("phi_rotation", "z_reflection")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and head of a regressor (the seed baseline: 4 x 100 ReLU, point head, MSE)."""
+
+    depth: int = 4
+    width: int = 100
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    residual: bool = False
+    head: str = "point"
+    loss: str = "mse"
+    components: int = 5
+    quantiles: tuple[float, ...] = (0.16, 0.5, 0.84)
+    architecture: str = "dense"
+    #: the set architecture: token width, attention blocks, heads
+    set_dim: int = 64
+    set_layers: int = 2
+    set_heads: int = 4
+    #: training-time augmentations (AUGMENTATIONS) and the ensemble's size
+    augment: tuple[str, ...] = ()
+    members: int = 1
+
+    @classmethod
+    def of(cls, params: TrainParams) -> ModelSpec:
+        """The architecture and head that the train params describe (each field from its train param)."""
+        values = {f.name: getattr(params, PARAM_NAMES.get(f.name, f.name)) for f in fields(cls)}
+        return cls(**{**values, "quantiles": tuple(values["quantiles"]), "augment": tuple(values["augment"])})
+
+    def outputs(self) -> int:
+        """Head outputs of one member."""
+        return {"point": 1, "mdn": 3 * self.components, "quantile": len(self.quantiles)}[self.head]
+
+    def loss_function(self) -> Any:
+        """The head's loss; for an ensemble, the mean of the members' losses."""
+        loss = self._member_loss()
+        return MemberMean(loss, self.members) if self.members > 1 else loss
+
+    def _member_loss(self) -> Any:
+        if self.head == "mdn":
+            return MixtureNLL(self.components)
+        if self.head == "quantile":
+            return Pinball(list(self.quantiles))
+        if self.loss not in POINT_LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r} for the point head; allowed: {', '.join(POINT_LOSSES)}")
+        return POINT_LOSSES[self.loss]
+
+    def check(self) -> None:
+        """Stop on an unknown head or architecture before any layer is built."""
+        if self.head not in ("point", "mdn", "quantile"):
+            raise ValueError(f"unknown head {self.head!r}; allowed: point, mdn, quantile")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown}; allowed: {', '.join(AUGMENTATIONS)}")
+        if self.members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {self.members}")
+
+
+def dense_stack(x: Any, spec: ModelSpec, seed: int, prefix: str = "") -> Any:
+    """`depth` Dense layers of `width` with the activation, optional batch norm, dropout and residuals."""
+    for i in range(spec.depth):
+        dense = keras.layers.Dense(spec.width, kernel_initializer=keras.initializers.GlorotUniform(seed + i),
+                                   name=f"{prefix}dense_{i}")
+        y = dense(x)
+        if spec.batch_norm:
+            y = keras.layers.BatchNormalization(name=f"{prefix}batch_norm_{i}")(y)
+        y = keras.layers.Activation(spec.activation, name=f"{prefix}{spec.activation}_{i}")(y)
+        if spec.dropout > 0:
+            y = keras.layers.Dropout(spec.dropout, seed=seed + i, name=f"{prefix}dropout_{i}")(y)
+        x = keras.layers.Add(name=f"{prefix}residual_{i}")([x, y]) if spec.residual and i > 0 else y
+    return x
+
+
+#: seed offset between ensemble members: each member's layers start from their own initial weights
+MEMBER_SEED_STRIDE = 1000
+
+
+def augmentation_layer(names: list[str], augment: tuple[str, ...], seed: int) -> EventSymmetry:
+    """The training-time symmetry layer for `augment` on the features `names` (their roles from the contract)."""
+    roles = symmetry_roles(names)
+    return EventSymmetry(len(names), roles.phi, roles.px, roles.py, roles.z_odd, rotate="phi_rotation" in augment,
+                         reflect="z_reflection" in augment, seed=seed + 300, name="event_symmetry")
+
+
+def member(x: Any, names: list[str] | None, spec: ModelSpec, seed: int, prefix: str = "") -> Any:
+    """One network on the scaled features: (set encoder) -> Dense stack -> head output."""
+    if spec.architecture == "set":
+        x = set_encoder(x, names, spec, seed, prefix)
+    x = dense_stack(x, spec, seed, prefix)
+    return keras.layers.Dense(spec.outputs(), kernel_initializer=keras.initializers.GlorotUniform(seed + 99),
+                              name=f"{prefix}{spec.head}_head")(x)
+
+
+def build_network(features: int | list[str], spec: ModelSpec, preprocessing: keras.layers.Layer | None = None,
+                  seed: int = 0) -> keras.Model:
+    """Raw features -> (augmentation, training only) -> (preprocessing) -> per member: (set encoder) -> Dense
+    stack -> head output in the transformed target space; an ensemble's members side by side. `features`:
+    their names (the set architecture and the augmentation read them), or only their number."""
+    spec.check()
+    names = list(features) if not isinstance(features, int) else None
+    for needs, why in ((spec.architecture == "set", "the set architecture"), (bool(spec.augment), "augmentation")):
+        if needs and names is None:
+            raise ValueError(f"{why} needs the feature names, not only their number")
+    inputs = keras.Input((len(names) if names is not None else features,), name="features")
+    x = augmentation_layer(names, spec.augment, seed)(inputs) if spec.augment else inputs
+    x = preprocessing(x) if preprocessing is not None else x
+    if spec.members == 1:
+        outputs = member(x, names, spec, seed)
+    else:
+        outputs = keras.layers.Concatenate(name="members")(
+            [member(x, names, spec, seed + MEMBER_SEED_STRIDE * i, f"member{i}_") for i in range(spec.members)])
+    return keras.Model(inputs, outputs, name="mtt_regressor")
+
+
+def inference_model(network: keras.Model, spec: ModelSpec, target: TargetTransform) -> keras.Model:
+    """Raw features -> m_tt in GeV (the point value, the mixture mean, or every quantile; an ensemble's combined)."""
+    gev = ToGeV(spec.head, target.kind, target.mean, target.std, spec.components, spec.members,
+                name="to_gev")(network.output)
+    return keras.Model(network.input, gev, name="mtt_inference")

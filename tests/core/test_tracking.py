@@ -1,0 +1,293 @@
+"""MLflow plumbing: one absolute SQLite store at the repo root, also from DVC's temporary workspaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtt.core.tracking import git_state, repo_root, tracking_uri
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_uri_is_absolute_sqlite_at_the_repo_root(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(REPO / "src" / "mtt") == f"sqlite:///{REPO}/mlflow.db"
+
+
+def test_queued_experiment_workspace_logs_into_the_main_store(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    workspace = tmp_path / "proj" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    workspace.mkdir(parents=True)
+    (workspace / "dvc.yaml").write_text("stages: {}\n")
+    (workspace / "MLproject").write_text("name: mtt\n")
+    assert repo_root(workspace) == tmp_path / "proj"
+    assert tracking_uri(workspace) == f"sqlite:///{tmp_path / 'proj'}/mlflow.db"
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_git_state_outside_a_checkout(tmp_path):
+    assert git_state(tmp_path) == {"git_commit": "", "git_dirty": ""}
+
+
+def test_log_data_checks_attaches_summary_and_docs(tmp_path):
+    import json
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from mtt.core.tracking import ensure_experiment, log_data_checks
+
+    summary = tmp_path / "validation.json"
+    summary.write_text(json.dumps({"critical_failures": 0, "warnings": 2,
+                                   "splits": {"val": {"evaluated": 10, "passed": 9, "failed": 1}}}))
+    docs = tmp_path / "docs"
+    (docs / "validations").mkdir(parents=True)
+    (docs / "index.html").write_text("<html>data docs</html>")
+    (docs / "validations" / "val.html").write_text("<html>val</html>")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = ensure_experiment("checks", start=tmp_path)
+        assert ensure_experiment("checks", start=tmp_path) == experiment
+        with mlflow.start_run(experiment_id=experiment) as run:
+            log_data_checks(summary, docs)
+        assert (tmp_path / "mlartifacts" / run.info.run_id / "artifacts" / "data_checks" / "validation.json").exists()
+        client = MlflowClient(tracking_uri=uri)
+        logged = client.get_run(run.info.run_id)
+        # counts as tags: one-point metrics would be a chart section of zeros in the UI
+        assert logged.data.tags["data_checks.warnings"] == "2" and logged.data.tags["data_checks.val_failed"] == "1"
+        assert not logged.data.metrics
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "data_checks")}
+        assert names == {"data_checks/validation.json", "data_checks/data_docs"}
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "data_checks/data_docs")} == {
+            "data_checks/data_docs/index.html", "data_checks/data_docs/validations"}
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_metric_names_put_epoch_curves_and_each_split_in_one_section():
+    from mtt.core.tracking import epoch_metric, evaluation_metric
+
+    assert epoch_metric("val_rmse_gev") == "epoch/val_rmse_gev"
+    assert evaluation_metric("test", "model/resolution") == "test/model.resolution"
+    assert evaluation_metric("val", "zprime/model/position") == "val/zprime.model.position"
+
+
+def test_find_metric_reads_current_and_older_names():
+    from mtt.core.tracking import find_metric
+
+    now = {"test/model.resolution": 0.15, "epoch/val_loss": 0.4, "wall_time_s": 9.0}
+    before = {"model/resolution": 0.16, "val_loss": 0.5}
+    assert find_metric(now, "model/resolution") == 0.15 and find_metric(now, "test/model.resolution") == 0.15
+    assert find_metric(before, "test/model.resolution") == 0.16 and find_metric(before, "model/resolution") == 0.16
+    assert find_metric(now, "val_loss") == 0.4 and find_metric(before, "epoch/val_loss") == 0.5
+    assert find_metric(now, "wall_time_s") == 9.0 and find_metric(now, "model/crps") is None
+
+
+def _git(folder, *args):
+    import subprocess
+
+    subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+
+def test_pipeline_outputs_do_not_make_the_code_dirty(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    outs: [models]\n"
+                                       "    metrics: [reports/train.json: {cache: false}]\n    plots: [eval/a.csv]\n")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "eval").mkdir()
+    for name in ("dvc.lock", "reports/train.json", "eval/a.csv", "code.py"):
+        (tmp_path / name).write_text("0\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "x", "--allow-empty")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
+    for name in ("dvc.lock", "reports/train.json", "eval/a.csv"):  # what `dvc repro` rewrites
+        (tmp_path / name).write_text("1\n")
+    state = git_state(tmp_path)
+    assert state["git_dirty"] == "false" and state["mlflow.source.git.commit"] == state["git_commit"] != ""
+    (tmp_path / "code.py").write_text("1\n")
+    assert git_state(tmp_path)["git_dirty"] == "true"
+
+
+def test_committed_text_is_the_file_at_head(tmp_path):
+    from mtt.core.tracking import committed_text
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train: {width: 16}\n")
+    assert committed_text(params) is None  # not a checkout
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "params.yaml")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "params")
+    params.write_text("train: {width: 32}\n")
+    assert committed_text(params) == "train: {width: 16}\n"
+
+
+# --- a tracking server (MLFLOW_TRACKING_URI=http://...) ----------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_server_that_is_down_is_named_in_one_line_at_once(monkeypatch):
+    import time
+
+    import pytest
+
+    from mtt.core.errors import MttError
+    from mtt.core.tracking import TrackingError, configure, require_server
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as error:
+        configure()
+    assert time.monotonic() - started < 5
+    message = str(error.value)
+    assert isinstance(error.value, MttError) and "\n" not in message
+    assert message.startswith(f"no MLflow tracking server answers at {uri} (")
+    assert message.endswith("start it with `make server` or unset MLFLOW_TRACKING_URI")
+    with pytest.raises(TrackingError, match="answers at http://127.0.0.1"):
+        require_server()
+
+
+def test_a_local_store_needs_no_server(tmp_path):
+    from mtt.core.tracking import require_server
+
+    require_server(f"sqlite:///{tmp_path}/mlflow.db")  # nothing to check, nothing raised
+    require_server(f"file://{tmp_path}/mlruns")
+
+
+def _health_server(status: int, api: tuple[int, bytes] = (404, b"")):
+    """A local HTTP server whose /health answers `status` and its API `api` (status, body); (URI, server)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code, body = (status, b"OK") if self.path == "/health" else api
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_a_server_that_answers_its_health_check_passes():
+    import pytest
+
+    from mtt.core.tracking import TrackingError, require_server
+
+    uri, server = _health_server(200)
+    try:
+        require_server(uri)
+        require_server(uri + "/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    uri, server = _health_server(404)  # something else listens there
+    try:
+        with pytest.raises(TrackingError, match="/health answered HTTP 404"):
+            require_server(uri)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_mtt_train_stops_before_reading_anything_when_the_server_is_down(monkeypatch, tmp_path, capsys):
+    from mtt import cli
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    # neither the params file nor the data exist: the server is checked first
+    code = cli.main(["train", "--params", str(tmp_path / "missing.yaml"), "--prepared", str(tmp_path / "none"),
+                     "--model", str(tmp_path / "models")])
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"mtt train: error: no MLflow tracking server answers at {uri}")
+    assert not (tmp_path / "models").exists()
+
+
+def test_only_commands_that_use_mlflow_need_the_server(monkeypatch):
+    import argparse
+
+    from mtt.cli import uses_tracking
+
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    assert uses_tracking(argparse.Namespace(stage="train")) and uses_tracking(argparse.Namespace(stage="promote"))
+    assert not uses_tracking(argparse.Namespace(stage="simulate"))
+    assert not uses_tracking(argparse.Namespace(stage="predict", model="models"))
+    assert uses_tracking(argparse.Namespace(stage="predict", model="models:/mtt-mtt@champion"))
+    monkeypatch.setenv("MLFLOW_RUN_ID", "abc")  # under `mlflow run` every stage logs into the run
+    assert uses_tracking(argparse.Namespace(stage="simulate"))
+
+
+def test_experiments_on_a_server_use_its_artifact_store(monkeypatch, tmp_path):
+    import mlflow
+
+    from mtt.core.tracking import ARTIFACTS, ensure_experiment
+
+    created = {}
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", lambda name: None)
+    monkeypatch.setattr(mlflow, "create_experiment", lambda name, **kwargs: created.setdefault(name, kwargs) and "7")
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:5001")
+    assert ensure_experiment("team", start=tmp_path) == "7"
+    assert "artifact_location" not in created["team"]  # the server's proxied store, mlflow-artifacts:/
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: f"sqlite:///{tmp_path}/mlflow.db")
+    ensure_experiment("local", start=tmp_path)
+    assert created["local"]["artifact_location"] == (tmp_path / ARTIFACTS).as_uri()
+
+
+def test_an_experiment_another_process_created_first_is_used(monkeypatch, tmp_path):
+    import mlflow
+    from mlflow.entities import Experiment, ExperimentTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+
+    from mtt.core.tracking import ensure_experiment
+
+    other = Experiment("3", "mtt", "mlflow-artifacts:/3", "active", tags=[ExperimentTag("mlflow.experimentKind", "x")])
+    found = iter([None, other, other])
+
+    def create(name, **kwargs):
+        raise MlflowException(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
+
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", lambda name: next(found))
+    monkeypatch.setattr(mlflow, "create_experiment", create)
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:5001")
+    assert ensure_experiment("mtt", start=tmp_path) == "3"
+
+
+def test_a_server_that_refuses_the_host_name_says_so():
+    import pytest
+
+    from mtt.core.tracking import TrackingError, require_server
+
+    # what `mlflow server --allowed-hosts` answers a Host header it does not list (its health check is exempt)
+    uri, server = _health_server(200, (403, b"Invalid Host header - possible DNS rebinding attack detected"))
+    try:
+        with pytest.raises(TrackingError, match=r"refuses the host name '127.0.0.1:\d+': start it with --allowed"):
+            require_server(uri)
+    finally:
+        server.shutdown()
+        server.server_close()
+    uri, server = _health_server(200, (403, b"Permission denied"))  # a login the client's credentials may pass
+    try:
+        require_server(uri)
+    finally:
+        server.shutdown()
+        server.server_close()
