@@ -27,9 +27,9 @@ import numpy as np
 import uproot
 import vector
 
-from mtt.core.params import SimulateParams
 from mtt.core.reco.ellipse import reconstruct_mtt, solve_neutrinos
-from mtt.stages.simulate import MANIFEST, run_simulation
+from mtt.stages.simulate.stage import MANIFEST, run_simulation
+from mtt.stages.simulate.params import SimulateParams
 
 WORK = Path(__file__).resolve().parent / ".work"
 GEN = ("B", "Bbar", "LepPlus", "LepMinus", "Nu", "Antinu")

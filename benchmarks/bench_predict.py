@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from mtt.core.artifact import load_model_dir
-from mtt.core.params import PrepareParams
-from mtt.stages.predict import Request
-from mtt.stages.predict import main as predict_main
+from mtt.core.events.params import PrepareParams
+from mtt.stages.predict.stage import Request
+from mtt.stages.predict.stage import main as predict_main
 
 DRIFT = (0.05, 0.02)
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import uproot
 
+from mtt.core.events.params import PrepareParams
 from mtt.core.events.schemas import NATIVE
-from mtt.core.params import PrepareParams, SimulateParams
-from mtt.stages.simulate import MANIFEST, run_simulation
+from mtt.stages.simulate.stage import MANIFEST, run_simulation
+from mtt.stages.simulate.params import SimulateParams
 
 WORK = Path(__file__).resolve().parent / ".work"
 
@@ -63,8 +64,8 @@ def stage_run(folder: Path, out: Path, workers: int) -> dict:
     """Run the stage in a fresh process; its rate and peak RSS (MB) of the main process and of a worker."""
     code = f"""
 import json, resource, time
-from mtt.core.params import PrepareParams
-from mtt.stages.prepare import run_prepare
+from mtt.core.events.params import PrepareParams
+from mtt.stages.prepare.stage import run_prepare
 start = time.perf_counter()
 metrics = run_prepare(PrepareParams(workers={workers}), [{str(folder)!r}], {str(out)!r})
 seconds = time.perf_counter() - start

@@ -76,7 +76,7 @@ def objects_prepared(prepared: Path, max_jets: int) -> tuple[Path, Path]:
     import pyarrow.parquet as pq
 
     from mtt.core.dataset import METADATA_KEY, SPLITS, object_columns, open_split, read_metadata, split_path, unit
-    from mtt.core.params import ValidateParams
+    from mtt.stages.validate.params import ValidateParams
     from mtt.stages.validate.reference import build_reference
 
     if "objects" in read_metadata(split_path(prepared, "train")).get("feature_sets", {}):
@@ -103,7 +103,7 @@ def objects_prepared(prepared: Path, max_jets: int) -> tuple[Path, Path]:
 
 def stage_rates(variants: dict[str, tuple[Any, bool]], prepared: Path, reference: Path, repeat: int) -> dict:
     """Best samples/s of `run_train` per variant (a fresh MLflow store and network each run)."""
-    from mtt.stages.train import TrainPaths, run_train
+    from mtt.stages.train.stage import TrainPaths, run_train
 
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +161,9 @@ def main() -> None:
     prepared, reference = WORK / "validate_prepared", WORK / "validate_reference"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mtt.core.dataset import open_split, split_path
-    from mtt.core.params import TrainParams, ValidateParams, parse_overrides
+    from mtt.core.params import parse_overrides
+    from mtt.stages.train.params import TrainParams
+    from mtt.stages.validate.params import ValidateParams
     from mtt.stages.validate.reference import build_reference
 
     if not reference.is_dir():  # the validate stage's output: the scalers fitted on train

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from mtt.core.dataset import read_metadata
-from mtt.core.params import PrepareParams, SimulateParams, ValidateParams
-from mtt.stages.prepare import run_prepare
-from mtt.stages.simulate import MANIFEST, run_simulation
+from mtt.core.events.params import PrepareParams
+from mtt.stages.prepare.stage import run_prepare
+from mtt.stages.simulate.stage import MANIFEST, run_simulation
+from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.validate.params import ValidateParams
 
 WORK = Path(__file__).resolve().parent / ".work"
 
@@ -51,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    from mtt.stages.validate import validate_new
+    from mtt.stages.validate.stage import validate_new
     from mtt.stages.validate.reference import build_reference
 
     pool, features = source_rows()

@@ -120,7 +120,7 @@ def evaluate_timing(old_path: str, events: int = 5151, seed: int = 1) -> str:
     import sys
 
     from mtt.core import unfolding
-    from mtt.core.params import EvaluateParams
+    from mtt.stages.evaluate.params import EvaluateParams
 
     spec = importlib.util.spec_from_file_location("old_unfolding", old_path)
     old = importlib.util.module_from_spec(spec)

@@ -17,9 +17,9 @@ import pandas as pd
 
 from mtt.core.artifact import load_model_dir
 from mtt.core.dataset import ID_COLUMNS, OBJECT_COLUMNS, SPLITS, TARGET, open_split, read_metadata, split_path
-from mtt.core.params import load_params
 from mtt.stages.evaluate.estimators import PROVIDED
 from mtt.stages.evaluate.injection import study, zprime_mass
+from mtt.tools.params import load_params
 
 FIGURES = ("position", "position_shift", "yield_ratio", "template_yield_ratio", "signal_median")
 

@@ -32,7 +32,7 @@ def test_the_tree_keeps_the_contract():
 def test_a_stage_importing_another_stage_breaks_it(tmp_path):
     shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    stage = tmp_path / "src" / "mtt" / "evaluate" / "stage.py"
+    stage = tmp_path / "src" / "mtt" / "stages" / "evaluate" / "stage.py"
     stage.write_text(stage.read_text() + "\n\ndef _model_file() -> str:\n    from mtt.stages.train import stage\n\n"
                                           "    return stage.__name__\n")
     result = lint(tmp_path)

@@ -1,8 +1,10 @@
 """dvc.yaml tells the truth: each stage's code deps are exactly the mtt modules the stage imports.
 
-The imports are walked statically (`ast`, function-level imports included) from the stage's package,
-transitively within `mtt`. `mtt/__init__.py`, `cli.py` and `__main__.py` are the dispatcher every command
-passes through and are left out on purpose: a new option of one subcommand must not re-run the pipeline.
+The imports are walked statically (`ast`, function-level imports included) from the stage's command module
+(`mtt/stages/<stage>/command.py`, which `mtt <stage>` runs), transitively within `mtt`. `mtt/__init__.py`,
+`cli.py` and `__main__.py` are the dispatcher every command passes through and are left out on purpose: a
+new option of one subcommand must not re-run the pipeline. A file that holds only a docstring (the floors'
+`__init__.py`) runs no code and is left out too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-DISPATCHER = {"mtt/__init__.py", "mtt/cli.py", "mtt/__main__.py"}
-#: dvc.yaml stage -> the mtt package it runs (the Z' branch runs simulate and prepare again)
+#: the dispatcher every command passes through: the entry points, and how commands declare options and end
+DISPATCHER = {"mtt/__init__.py", "mtt/cli.py", "mtt/__main__.py", "mtt/core/command.py", "mtt/core/outcome.py"}
+#: dvc.yaml stage -> the stage package it runs (the Z' branch runs simulate and prepare again)
 STAGES = {"simulate": "simulate", "prepare": "prepare", "validate": "validate", "train": "train",
           "evaluate": "evaluate", "simulate_zprime": "simulate", "prepare_zprime": "prepare"}
 
@@ -60,7 +63,13 @@ def closure(start: str, src: Path = SRC) -> set[str]:
             if path is not None and path not in seen:
                 seen.add(path)
                 todo.extend(imported_modules(path, src))
-    return {p.relative_to(src).as_posix() for p in seen} - DISPATCHER
+    return {p.relative_to(src).as_posix() for p in seen if runs_code(p)} - DISPATCHER
+
+
+def runs_code(path: Path) -> bool:
+    """Whether a file holds more than a docstring (one that does not cannot change a stage's output)."""
+    body = ast.parse(path.read_text()).body
+    return not (len(body) <= 1 and all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body))
 
 
 def declared(deps: list[str], src: Path = SRC, repo: Path = REPO) -> set[str]:
@@ -71,7 +80,7 @@ def declared(deps: list[str], src: Path = SRC, repo: Path = REPO) -> set[str]:
         if not path.resolve().is_relative_to(src.resolve()):
             continue
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        out.update(f.relative_to(src).as_posix() for f in files)
+        out.update(f.relative_to(src).as_posix() for f in files if runs_code(f))
     return out
 
 
@@ -81,7 +90,7 @@ def dvc_deps(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[str]:
 
 def mismatch(stage: str, deps: list[str], src: Path = SRC, repo: Path = REPO) -> tuple[set[str], set[str]]:
     """(imported but not declared, declared but not imported)."""
-    imported, listed = closure(f"mtt.{STAGES.get(stage, stage)}", src), declared(deps, src, repo)
+    imported, listed = closure(f"mtt.stages.{STAGES.get(stage, stage)}.command", src), declared(deps, src, repo)
     return imported - listed, listed - imported
 
 
@@ -109,8 +118,23 @@ def test_lazy_and_relative_imports_are_followed(tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "mtt" / "stage").mkdir(parents=True)
     (src / "mtt" / "__init__.py").write_text("")
-    (src / "mtt" / "floor.py").write_text("")
+    (src / "mtt" / "floor.py").write_text("LEVEL = 1\n")
     (src / "mtt" / "other.py").write_text("")
     (src / "mtt" / "stage" / "__init__.py").write_text("from .work import run\n")
     (src / "mtt" / "stage" / "work.py").write_text("def run():\n    from mtt import floor\n")
     assert closure("mtt.stage", src) == {"mtt/stage/__init__.py", "mtt/stage/work.py", "mtt/floor.py"}
+
+
+@pytest.mark.parametrize("owner", ["simulate", "validate", "train", "evaluate"])
+def test_a_stage_params_module_reruns_only_its_stage(owner: str) -> None:
+    """Editing one stage's params (train/params.py) leaves every other stage's code deps, and so its
+    `dvc status`, untouched: the params modules are split per stage for this."""
+    params_file = f"mtt/stages/{owner}/params.py"
+    touched = {stage for stage in STAGES if params_file in declared(dvc_deps(stage))}
+    assert touched == {stage for stage, package in STAGES.items() if package == owner}
+
+
+def test_the_prepare_section_reruns_prepare_only() -> None:
+    """The prepare section's schema lives with the events code prepare and predict share: no other stage."""
+    touched = {stage for stage in STAGES if "mtt/core/events/params.py" in declared(dvc_deps(stage))}
+    assert touched == {"prepare", "prepare_zprime"}

@@ -140,7 +140,7 @@ def test_the_params_schema_knows_the_same_feature_sets_as_the_contract():
     """config cannot import the contract (simulate would depend on it): the names are kept equal here."""
     from typing import get_args
 
-    from mtt.core.params import FeatureSetName
+    from mtt.core.dataset import FeatureSetName
 
     assert set(get_args(FeatureSetName)) == set(FEATURE_SETS)
 

@@ -7,16 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtt.core.params import (
-    DriftParams,
-    ParamsError,
-    PrepareParams,
-    SelectionParams,
-    SimulateParams,
-    ValidateParams,
-    load_params,
-    parse_overrides,
-)
+from mtt.core.events.params import PrepareParams, SelectionParams
+from mtt.core.params import ParamsError, parse_overrides
+from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.validate.params import DriftParams, ValidateParams
+from mtt.tools.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 

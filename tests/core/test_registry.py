@@ -216,8 +216,8 @@ def load_in_a_fresh_process(inputs: dict[str, np.ndarray], tmp_path: Path) -> tu
 
 @pytest.mark.slow  # two tiny trainings (~6 s) and a fresh Python with TensorFlow (~8 s)
 def test_registered_models_load_where_mtt_cannot_be_imported(small_prepared, store, tmp_path):
-    from mtt.core.params import TrainParams
-    from mtt.stages.train import TrainPaths, run_train
+    from mtt.stages.train.stage import TrainPaths, run_train
+    from mtt.stages.train.params import TrainParams
 
     dense = TrainParams(epochs=1, batch_size=64, width=16, depth=1, registered_model=NAME)
     objects = dense.model_copy(update={"feature_set": "objects+ellipse", "architecture": "set", "max_jets": 4,
@@ -247,8 +247,8 @@ def test_registered_models_load_where_mtt_cannot_be_imported(small_prepared, sto
 
 def test_promote_compares_two_training_runs_by_the_metric_in_params(small_prepared, store, tmp_path, capsys):
     """Two tiny real trainings (~3 s): their registered versions, promoted by params' train.promote_metric."""
-    from mtt.core.params import TrainParams
-    from mtt.stages.train import TrainPaths, run_train
+    from mtt.stages.train.stage import TrainPaths, run_train
+    from mtt.stages.train.params import TrainParams
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(f"train:\n  registered_model: {NAME}\n")  # promote_metric: the default

@@ -30,8 +30,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mtt.core.dataset import FEATURE_SETS
-from mtt.core.params import TrainParams
-from mtt.stages.train import TrainPaths, run_train
+from mtt.stages.train.stage import TrainPaths, run_train
+from mtt.stages.train.params import TrainParams
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,8 @@ PROCESSES, EPOCHS = 4, 4
 CHILD = """
 import sys
 from pathlib import Path
-from mtt.core.params import TrainParams
-from mtt.stages.train import TrainPaths, run_train
+from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_train
 prepared, out, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 params = TrainParams(epochs=int(sys.argv[4]), batch_size=64, width=16, depth=1, registered_model="mtt-concurrent")
 paths = TrainPaths(prepared=prepared, reference=prepared.parent / "reference", model=out / "models")

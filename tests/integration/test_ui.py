@@ -23,7 +23,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mtt import cli
-from mtt.tools import store
+from mtt.tools.store import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

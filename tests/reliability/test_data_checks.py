@@ -16,13 +16,16 @@ from root_events import branches, good_emu, write_root
 from mtt.cli import main as cli
 from mtt.core.dataset import ID_COLUMNS, shared_events
 from mtt.core.errors import DataError, PrepareError, ValidationFailed
-from mtt.core.params import EvaluateParams, PrepareParams, TrainParams, ValidateParams
-from mtt.stages.evaluate import run_evaluate
-from mtt.stages.predict import Request
-from mtt.stages.predict import main as predict
-from mtt.stages.prepare import run_prepare
-from mtt.stages.train import TrainPaths, run_train
-from mtt.stages.validate import run_validate
+from mtt.core.events.params import PrepareParams
+from mtt.stages.evaluate.stage import run_evaluate
+from mtt.stages.evaluate.params import EvaluateParams
+from mtt.stages.predict.stage import Request
+from mtt.stages.predict.stage import main as predict
+from mtt.stages.prepare.stage import run_prepare
+from mtt.stages.train.stage import TrainPaths, run_train
+from mtt.stages.train.params import TrainParams
+from mtt.stages.validate.stage import run_validate
+from mtt.stages.validate.params import ValidateParams
 
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 PARAMS = PrepareParams(workers=1)

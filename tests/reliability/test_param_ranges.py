@@ -14,10 +14,12 @@ from root_events import event, good_emu, write_events
 
 from mtt.cli import main
 from mtt.core.errors import ParamsError, TrainError
+from mtt.core.events.params import NanoAODParams, SelectionParams
 from mtt.core.events.schemas import NATIVE, to_objects
 from mtt.core.events.selection import CUTS, select
-from mtt.core.params import NanoAODParams, SelectionParams, load_params, load_yaml, parse_overrides
-from mtt.tools.sweep import parse_value
+from mtt.core.params import load_yaml, parse_overrides
+from mtt.tools.params import load_params
+from mtt.tools.sweep.sweep import parse_value
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -188,8 +190,8 @@ def test_pairs_of_params_are_checked(params_file, section, overrides, message):
 
 
 def test_n_train_above_the_train_split_is_refused_before_a_run_starts(small_prepared, store, tmp_path):
-    from mtt.core.params import TrainParams
-    from mtt.stages.train import TrainPaths, run_train
+    from mtt.stages.train.stage import TrainPaths, run_train
+    from mtt.stages.train.params import TrainParams
 
     paths = TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
                        model=tmp_path / "models")

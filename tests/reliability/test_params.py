@@ -6,7 +6,8 @@ import pytest
 
 from mtt.cli import main
 from mtt.core.errors import ParamsError
-from mtt.core.params import load_params, parse_overrides
+from mtt.core.params import parse_overrides
+from mtt.tools.params import load_params
 
 
 def test_a_leading_zero_is_not_read_as_octal():

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from mtt.cli import main
-from mtt.tools.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, load_spec, run_report
+from mtt.tools.report.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, load_spec, run_report
 
 COLUMNS = {"resolution": {"header": "resolution", "format": ".3f"},
            "bias": {"header": "median bias", "format": "+.3f"},

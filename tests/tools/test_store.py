@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mtt.core import tracking
-from mtt.tools import store
+from mtt.tools.store import store
 
 
 def test_ui_is_one_worker_without_job_runner_or_telemetry():

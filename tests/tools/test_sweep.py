@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from mtt.core.errors import ParamsError
-from mtt.core.params import TuneParams, load_params, load_yaml
-from mtt.tools.sweep import (
+from mtt.core.params import load_yaml
+from mtt.tools.params import load_params
+from mtt.tools.sweep.sweep import (
     Child,
     StagePaths,
     log_scale,
@@ -30,6 +31,7 @@ from mtt.tools.sweep import (
     write_table,
     yaml_text,
 )
+from mtt.tools.tune_params import TuneParams
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
@@ -170,8 +172,8 @@ def test_trials_draw_from_the_space_reproducibly():
 def test_a_trial_the_train_params_refuse_fails_without_a_run(tmp_path, capsys):
     import optuna
 
-    from mtt.core.params import SearchDimension
-    from mtt.tools.sweep import Study
+    from mtt.tools.sweep.sweep import Study
+    from mtt.tools.tune_params import SearchDimension
 
     tune = TuneParams(space={"architecture": SearchDimension(choices=["dense", "set"])})
     study = Study(tune, ("epochs=1",), _paths(PARAMS, tmp_path / "prepared", tmp_path), tmp_path)

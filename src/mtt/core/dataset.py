@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from mtt.core import params as config
 from mtt.core.errors import DataError
 
 # --- column groups -----------------------------------------------------------------------------------
@@ -44,6 +43,19 @@ LEPTON_SLOTS = ("lplus", "lminus")
 OBJECT_GLOBALS = ["met_px", "met_py", "n_jets", "n_bjets"]
 #: jets written by default (`prepare.max_jets`)
 MAX_JETS = 10
+
+#: the feature sets prepare can write (FEATURE_SETS below holds their columns; a test keeps the two equal)
+FeatureSetName = Literal["seed", "lowlevel", "extended", "objects", "ellipse"]
+
+
+def feature_set_names(feature_set: str) -> list[str]:
+    """The sets of a train.feature_set: one name, or several joined by '+' (e.g. `objects+ellipse`); a
+    ValueError (what a params check raises) for an unknown one."""
+    names = [n.strip() for n in feature_set.split("+")]
+    known = get_args(FeatureSetName)
+    if not feature_set or any(n not in known for n in names):
+        raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(known)} (join sets with '+')")
+    return names
 
 
 def object_columns(max_jets: int = MAX_JETS) -> list[str]:
@@ -127,7 +139,7 @@ def symmetry_roles(features: list[str]) -> SymmetryRoles:
 def set_names(feature_set: str) -> list[str]:
     """The sets of a feature-set name: one set, or several joined by '+' (e.g. `objects+ellipse`)."""
     try:
-        return config.set_names(feature_set)
+        return feature_set_names(feature_set)
     except ValueError as exc:
         raise DataError(str(exc)) from None
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr, softmax
 
+#: the relative tolerance of `most_probable_within` by default: evaluate.mdn_window, predict's m_tt_window
+MDN_WINDOW = 0.1
 #: the floor the head adds to its widths (mtt.core.model.SIGMA_MIN)
 SIGMA_MIN = 1e-4
 #: GeV range searched for modes and quantiles

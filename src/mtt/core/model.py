@@ -41,7 +41,6 @@ from mtt.core.layers import (
     ToGeV,
 )
 from mtt.core.layers import mdn_parameters as mdn_parameters
-from mtt.core.params import TrainParams
 from mtt.core.preprocessing import Scaler
 
 # --- preprocessing -----------------------------------------------------------------------------------
@@ -127,7 +126,7 @@ def set_encoder(x: Any, features: list[str], spec: ModelSpec, seed: int, prefix:
 # --- the network -------------------------------------------------------------------------------------
 
 ARCHITECTURES = ("dense", "set")
-#: ModelSpec fields whose TrainParams name differs
+#: ModelSpec fields whose train param's name differs
 PARAM_NAMES = {"components": "mdn_components", "members": "ensemble"}
 #: the augmentations of train.augment: the rotation about the beam, the mirror in z
 AUGMENTATIONS = ("phi_rotation", "z_reflection")
@@ -157,8 +156,8 @@ class ModelSpec:
     members: int = 1
 
     @classmethod
-    def of(cls, params: TrainParams) -> ModelSpec:
-        """The architecture and head that the train params describe (each field from its train param)."""
+    def of(cls, params: Any) -> ModelSpec:
+        """The architecture and head that the train section describes (each field from its train param)."""
         values = {f.name: getattr(params, PARAM_NAMES.get(f.name, f.name)) for f in fields(cls)}
         return cls(**{**values, "quantiles": tuple(values["quantiles"]), "augment": tuple(values["augment"])})
 

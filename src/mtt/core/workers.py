@@ -18,8 +18,24 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
+from pydantic import Field
+
 from mtt.core.errors import MttError
-from mtt.core.params import DaskParams
+from mtt.core.params import Section
+
+#: a Dask scheduler address: [protocol://]host:port (tcp://node12:8786, tls://..., [::1]:8786)
+SCHEDULER_ADDRESS = r"^$|^([a-z]+://)?[^\s/]+:\d+$"
+
+
+class DaskParams(Section):
+    """Where a stage's tasks run when its executor is `dask` (one task per chunk or read step)."""
+
+    scheduler: str = Field(
+        "", pattern=SCHEDULER_ADDRESS, description="address of a running Dask scheduler (tcp://host:8786, e.g. a "
+        "dask-jobqueue cluster's scheduler_address); empty: start a LocalCluster of `workers` single-threaded worker "
+        "processes for the run")
+    connect_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds to wait for the scheduler before failing (before any work)")
 
 
 def resolve_workers(requested: int, n_tasks: int) -> int:
@@ -219,13 +235,13 @@ class DaskExecutor:
             yield self._result(future)
 
 
-def stage_executor(params: Any, workers: int, stage: str,
+def stage_executor(params: Any, workers: int, stage: str, module: str,
                    local: bool = False) -> AbstractContextManager[DaskExecutor | LocalExecutor | None]:
     """The stage's Dask executor when `<stage>.executor` is dask (connected now, its workers preloaded with the
-    stage's module `mtt.<stage>`); with `local`, a LocalExecutor of `workers` processes (forked now) when there
+    stage's `module`, which holds the task functions); with `local`, a LocalExecutor of `workers` processes (forked now) when there
     is more than one; else None in a context: the stage runs its jobs in-process or in its own pool."""
     if params.executor == "dask":
-        return DaskExecutor(params.dask, workers, stage, [f"mtt.{stage}"])
+        return DaskExecutor(params.dask, workers, stage, [module])
     if local and workers > 1:
         return LocalExecutor(workers, stage)
     return nullcontext()

@@ -9,9 +9,9 @@ from root_events import ELECTRON_MASS, MUON_MASS, good_emu, write_events
 
 from mtt.core.dataset import FEATURE_SETS, feature_columns, unit
 from mtt.core.events.features import all_features
+from mtt.core.events.params import NanoAODParams, SelectionParams
 from mtt.core.events.schemas import NATIVE, to_objects
 from mtt.core.events.selection import select
-from mtt.core.params import NanoAODParams, SelectionParams
 
 
 def _by_hand_mass(*objects: tuple[float, float, float, float]) -> float:

@@ -12,9 +12,9 @@ from root_events import good_emu, write_events
 from mtt.core.dataset import ELLIPSE_FEATURES, object_columns
 from mtt.core.events.features import all_features, ellipse_features, object_features
 from mtt.core.events.matching import b_candidate_match, match_summary
+from mtt.core.events.params import NanoAODParams, SelectionParams
 from mtt.core.events.schemas import NATIVE, to_objects
 from mtt.core.events.selection import select
-from mtt.core.params import NanoAODParams, SelectionParams
 
 JETS = [(60.0, 1.0, -2.0, 10.0, True), (45.0, -1.2, 1.0, 8.0, False), (120.0, 0.2, 0.5, 12.0, False),
         (35.0, 2.0, 2.5, 5.0, False)]

@@ -7,9 +7,9 @@ import pytest
 import uproot
 from root_events import event, good_emu, write_events
 
+from mtt.core.events.params import NanoAODParams, SelectionParams
 from mtt.core.events.schemas import NATIVE, to_objects
 from mtt.core.events.selection import CUTS, select
-from mtt.core.params import NanoAODParams, SelectionParams
 
 SEL = SelectionParams()
 

@@ -45,8 +45,8 @@ def test_the_mass_comes_from_the_samples_lineage():
 
 def test_the_untrained_estimators_take_their_sm_shape_from_train_too(small_prepared):
     from mtt.core.dataset import OBJECT_COLUMNS, TARGET, open_split, split_path
-    from mtt.core.params import EvaluateParams
     from mtt.stages.evaluate.injection import ELLIPSE, TRUTH, VISIBLE, untrained
+    from mtt.stages.evaluate.params import EvaluateParams
 
     train = open_split(split_path(small_prepared, "train")).read([*OBJECT_COLUMNS, TARGET])
     values = untrained(train, EvaluateParams(), train)

@@ -14,9 +14,9 @@ from root_events import good_emu, write_events
 
 from mtt.core.errors import PrepareError
 from mtt.core.events.inputs import Step
-from mtt.core.params import DaskParams, PrepareParams
-from mtt.core.workers import ExecutorError
-from mtt.stages.prepare import run_prepare
+from mtt.core.events.params import PrepareParams
+from mtt.core.workers import DaskParams, ExecutorError
+from mtt.stages.prepare.stage import run_prepare
 from mtt.stages.prepare.stage import StepJob, process_step_on_worker
 
 #: 3 read steps per 250-event file, 2 workers

@@ -12,8 +12,8 @@ from root_events import branches, good_emu, write_events, write_root
 
 from mtt.core.dataset import FEATURE_SETS, feature_columns, read_metadata
 from mtt.core.errors import PrepareError
-from mtt.core.params import PrepareParams, SelectionParams
-from mtt.stages.prepare import run_prepare
+from mtt.core.events.params import PrepareParams, SelectionParams
+from mtt.stages.prepare.stage import run_prepare
 
 PARAMS = PrepareParams()
 NANO = "nanoAOD_2015_CMS_Open_Data_ttbar.root"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtt.core.dataset import unit_interval_hash
-from mtt.core.params import SplitParams
+from mtt.core.events.params import SplitParams
 from mtt.stages.prepare.split import assign
 
 

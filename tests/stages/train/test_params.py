@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from mtt.core.model import ModelSpec
-from mtt.core.params import ParamsError, TrainParams, load_params
+from mtt.core.params import ParamsError
+from mtt.stages.train.params import TrainParams
+from mtt.tools.params import load_params
 
 REPO = Path(__file__).resolve().parents[2]
 

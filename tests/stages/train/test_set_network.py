@@ -13,8 +13,8 @@ import pytest
 
 from mtt.core.dataset import ELLIPSE_FEATURES, FEATURE_SETS, object_columns
 from mtt.core.model import ModelSpec, ObjectTokens, TargetTransform, build_network, inference_model, object_tokens
-from mtt.core.params import TrainParams
 from mtt.core.preprocessing import Scaler
+from mtt.stages.train.params import TrainParams
 from mtt.stages.train.setup import compiled_network
 
 MAX_JETS = 4

@@ -11,10 +11,12 @@ import pytest
 
 from mtt.core.dataset import FEATURE_SETS
 from mtt.core.errors import DataError, TrainError
-from mtt.core.params import TrainParams, load_params, parse_overrides
-from mtt.stages.train import TrainPaths, run_name, run_train
+from mtt.core.params import parse_overrides
+from mtt.stages.train.stage import TrainPaths, run_name, run_train
 from mtt.stages.train.checkpoint import discard
 from mtt.stages.train.data import flat_weights, train_subset
+from mtt.stages.train.params import TrainParams
+from mtt.tools.params import load_params
 
 TINY = TrainParams(epochs=2, batch_size=64, width=32, depth=2)
 

@@ -16,9 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtt.core.dataset import METADATA_KEY
-from mtt.core.params import PrepareParams, SimulateParams, ValidateParams
-from mtt.stages.prepare import run_prepare
-from mtt.stages.simulate import run_simulation
+from mtt.core.events.params import PrepareParams
+from mtt.stages.prepare.stage import run_prepare
+from mtt.stages.simulate.stage import run_simulation
+from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.validate.params import ValidateParams
 from mtt.stages.validate.reference import build_reference
 
 SIZES = {"train": 20_000, "val": 5_000, "test": 5_000}

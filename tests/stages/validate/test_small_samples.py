@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtt.core.params import ScalingParams, ValidateParams
+from mtt.stages.validate.params import ScalingParams, ValidateParams
 from mtt.stages.validate.profile import feature_profile
 from mtt.stages.validate.scaling import allowed_range
 from mtt.stages.validate.suites import drift_expectations

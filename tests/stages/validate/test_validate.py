@@ -12,8 +12,9 @@ from conftest import SHARED_DATA
 
 from mtt.cli import new_data
 from mtt.core.errors import ValidationFailed
-from mtt.core.params import DriftParams, PrepareParams, ValidateParams
-from mtt.stages.validate import run_validate, validate_new
+from mtt.core.events.params import PrepareParams
+from mtt.stages.validate.stage import run_validate, validate_new
+from mtt.stages.validate.params import DriftParams, ValidateParams
 
 PARAMS = ValidateParams()
 

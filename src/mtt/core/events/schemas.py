@@ -17,7 +17,7 @@ import awkward as ak
 import numpy as np
 import vector
 
-from mtt.core.params import NanoAODParams
+from mtt.core.events.params import NanoAODParams
 
 vector.register_awkward()
 

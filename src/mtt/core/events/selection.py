@@ -8,9 +8,9 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from mtt.core.events.params import SelectionParams
 from mtt.core.events.schemas import Objects
 from mtt.core.kinematics import delta_r
-from mtt.core.params import SelectionParams
 
 #: cut names in the order they are applied; each cutflow entry counts events passing it and all before
 #: (`finite_inputs`: no NaN/inf in the objects' and MET's branches, and in genWeight where weights are written)

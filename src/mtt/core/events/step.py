@@ -11,9 +11,9 @@ import numpy as np
 from mtt.core.errors import MttError
 from mtt.core.events.features import build_table
 from mtt.core.events.inputs import Step, check_jagged, nonfinite_masks, read_step
+from mtt.core.events.params import PrepareParams
 from mtt.core.events.schemas import SCHEMAS, Schema, to_objects
 from mtt.core.events.selection import Candidates, select
-from mtt.core.params import PrepareParams
 
 
 @dataclass

@@ -4,7 +4,3 @@
 training run); `estimators.py` computes the model, visible-mass and ellipse-method estimates and their
 figures; `tables.py` turns them into the DVC plots' CSVs, MLflow metric names and the printed table.
 """
-
-from mtt.stages.evaluate.stage import main, run_evaluate
-
-__all__ = ["main", "run_evaluate"]

@@ -25,7 +25,7 @@ from mtt.core.metrics import (
     pit_flatness,
     spectrum_figures,
 )
-from mtt.core.params import EvaluateParams
+from mtt.stages.evaluate.params import EvaluateParams
 
 MODEL = "model"
 VISIBLE = "baseline_visible"

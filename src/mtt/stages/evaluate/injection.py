@@ -23,7 +23,6 @@ from mtt.core.artifact import ModelArtifact
 from mtt.core.dataset import TARGET
 from mtt.core.errors import EvaluateError
 from mtt.core.inference import head_output
-from mtt.core.params import EvaluateParams
 from mtt.core.peaks import Peak, fit_peak, fit_yield
 from mtt.stages.evaluate.estimators import (
     ELLIPSE,
@@ -37,6 +36,7 @@ from mtt.stages.evaluate.estimators import (
     visible_mass,
     visible_scale,
 )
+from mtt.stages.evaluate.params import EvaluateParams
 
 SIGNAL = "is_signal"
 TRUTH = "truth"

@@ -33,8 +33,8 @@ from mtt.core.dataset import (
 )
 from mtt.core.errors import EvaluateError
 from mtt.core.io import atomic_dir, check_output_dir, file_sha256
-from mtt.core.params import EvaluateParams
 from mtt.stages.evaluate.estimators import ELLIPSE, MODEL, Evaluation, evaluate
+from mtt.stages.evaluate.params import EvaluateParams
 from mtt.stages.evaluate.tables import (
     flat_metrics,
     per_bin_table,

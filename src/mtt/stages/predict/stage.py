@@ -29,6 +29,7 @@ import pandas as pd
 from mtt.core.artifact import PROFILE_FILE, ModelArtifact, load_model_dir, read_meta
 from mtt.core.checks import drift_rows, require_clean
 from mtt.core.dataset import ID_COLUMNS, feature_columns, set_names
+from mtt.core.distributions import MDN_WINDOW
 from mtt.core.errors import PredictError
 from mtt.core.events.inputs import (
     Step,
@@ -39,12 +40,12 @@ from mtt.core.events.inputs import (
     discover_inputs,
     plan_steps,
 )
+from mtt.core.events.params import PrepareParams
 from mtt.core.events.schemas import SCHEMAS
 from mtt.core.events.selection import format_cutflow
 from mtt.core.events.step import report_nonfinite_inputs, select_step
 from mtt.core.inference import head_output
 from mtt.core.io import atomic_file, check_output_file, remove_stale, reproducible_root
-from mtt.core.params import EvaluateParams, PrepareParams
 from mtt.core.workers import LocalExecutor, resolve_workers
 
 #: the settings of prepare that decide which events are selected and how their features are built
@@ -269,7 +270,7 @@ class Request:
     reference: Path | None = None
     strict: bool = False
     overwrite: bool = False
-    mdn_window: float = EvaluateParams.model_fields["mdn_window"].default  # an MDN's m_tt_window: within +-this
+    mdn_window: float = MDN_WINDOW  # an MDN's m_tt_window: within +-this
 
 
 def check_request(request: Request) -> None:

@@ -4,7 +4,3 @@
 objects, `selection.py` applies the cuts, `features.py` builds the feature sets, `split.py` assigns splits,
 `output.py` writes Parquet and the cutflow. What the output holds is the contract in `mtt.core.dataset`.
 """
-
-from mtt.stages.prepare.stage import main, run_prepare
-
-__all__ = ["main", "run_prepare"]

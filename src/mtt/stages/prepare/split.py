@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtt.core.dataset import SPLITS, unit_interval_hash
-from mtt.core.params import SplitParams
+from mtt.core.events.params import SplitParams
 
 
 def assign(run: np.ndarray, lumi: np.ndarray, event: np.ndarray, fractions: SplitParams) -> np.ndarray:

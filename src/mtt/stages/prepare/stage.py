@@ -37,6 +37,7 @@ from mtt.core.events.inputs import (
     plan_steps,
 )
 from mtt.core.events.matching import B_TRUTH, b_candidate_match, match_summary
+from mtt.core.events.params import PrepareParams
 from mtt.core.events.schemas import SCHEMAS
 from mtt.core.events.selection import CUTS, format_cutflow
 from mtt.core.events.step import report_nonfinite_inputs, select_step
@@ -49,7 +50,6 @@ from mtt.core.io import (
     portable_path,
     write_json,
 )
-from mtt.core.params import PrepareParams
 from mtt.core.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 from mtt.stages.prepare.output import SplitWriters, check_unique_ids, cutflow_metrics
 from mtt.stages.prepare.split import assign
@@ -181,7 +181,7 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
     # the local workers are forked before the hashing thread starts
-    with (atomic_dir(out_dir, "prepare") as tmp, stage_executor(params, workers, "prepare", local=True) as executor,
+    with (atomic_dir(out_dir, "prepare") as tmp, stage_executor(params, workers, "prepare", __name__, local=True) as executor,
           ThreadPoolExecutor(1) as hasher):
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 

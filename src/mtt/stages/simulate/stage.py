@@ -24,7 +24,6 @@ import awkward as ak
 import numpy as np
 
 from mtt.core.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_output_dir, portable_path
-from mtt.core.params import SimulateParams
 from mtt.core.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 from mtt.stages.simulate.detector import DetectorCard, reconstruct
 from mtt.stages.simulate.generator import (
@@ -37,6 +36,7 @@ from mtt.stages.simulate.generator import (
 )
 from mtt.stages.simulate.lhe import inspect_lhe
 from mtt.stages.simulate.output import event_ids, reco_branches, truth_branches, write_events
+from mtt.stages.simulate.params import SimulateParams
 
 MANIFEST = SIMULATION_MANIFEST
 #: params that change how the stage runs, not the events: left out of the manifest
@@ -211,7 +211,7 @@ def run_simulation(params: SimulateParams, out_dir: str | os.PathLike[str], over
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any chunk runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
-    with atomic_dir(out_dir, "simulate") as tmp, stage_executor(params, workers, "simulate") as executor:
+    with atomic_dir(out_dir, "simulate") as tmp, stage_executor(params, workers, "simulate", __name__) as executor:
         jobs = [ChunkJob(i, first, n, params.seed, generator, card, str(tmp)) for i, first, n in chunks]
         if executor is None:
             results = _run_jobs(jobs, workers, n_events, params.progress)

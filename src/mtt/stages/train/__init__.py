@@ -6,7 +6,3 @@
 is the one `validate` fitted on train (`data/reference`); it becomes part of the model, so the saved model
 takes raw features and returns GeV.
 """
-
-from mtt.stages.train.stage import TrainPaths, main, run_name, run_train
-
-__all__ = ["TrainPaths", "main", "run_name", "run_train"]

@@ -26,8 +26,8 @@ from mtt.core.dataset import (
     require_disjoint,
 )
 from mtt.core.errors import TrainError
-from mtt.core.params import TrainParams
 from mtt.core.preprocessing import Scaler
+from mtt.stages.train.params import TrainParams
 
 #: rows per block the stream reads and shuffles at once, and how many blocks it mixes (the shuffle window)
 BLOCK_ROWS = 65536

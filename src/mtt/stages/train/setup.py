@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from mtt.core.errors import TrainError
-from mtt.core.params import TrainParams
 from mtt.core.preprocessing import Scaler
+from mtt.stages.train.params import TrainParams
 
 
 def make_deterministic(seed: int) -> None:

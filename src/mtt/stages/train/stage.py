@@ -37,11 +37,11 @@ from mtt.core.io import (
     write_json,
 )
 from mtt.core.metrics import median_bias, resolution, rmse, width_ratio
-from mtt.core.params import TrainParams
 from mtt.core.preprocessing import REFERENCE_SCALERS, load_reference_scaler, save_scaler
 from mtt.stages.train.callbacks import checkpointer, epoch_logger, restore
 from mtt.stages.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
 from mtt.stages.train.data import TrainingData, ValSet, load_training_data
+from mtt.stages.train.params import TrainParams
 from mtt.stages.train.setup import compiled_network, distribution_strategy, is_chief, make_deterministic
 
 
@@ -99,14 +99,15 @@ def committed_baseline(params_path: Path, preset: str) -> TrainParams | None:
     preset is named by the preset and what differs from it); None outside git or if it does not load."""
     from mtt.core import tracking
     from mtt.core.errors import MttError
-    from mtt.core.params import apply_preset, load_yaml, validate
+    from mtt.core.params import apply_preset, load_yaml, validate_model
 
     text = tracking.committed_text(params_path)
     if text is None:
         return None
     try:
         raw = load_yaml(text)
-        return validate(apply_preset(raw, {"preset": preset}), "params.yaml at HEAD").train
+        train = apply_preset(raw, {"preset": preset}).get("train") or {}
+        return validate_model(TrainParams, train, "params.yaml at HEAD (train)")
     except (MttError, ValueError, TypeError, AttributeError):
         return None
 

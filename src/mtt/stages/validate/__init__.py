@@ -6,7 +6,3 @@ fitted on train only) as tracked outputs; `stage.py` validates every split again
 table (`report.py`), and stops the pipeline on critical failures. `validate_new` checks any new dataset
 against an existing reference.
 """
-
-from mtt.stages.validate.stage import main, run_validate, validate_new
-
-__all__ = ["main", "run_validate", "validate_new"]

@@ -18,8 +18,8 @@ import pandas as pd
 from mtt.core.checks import REFERENCE_PROFILE
 from mtt.core.errors import ValidationFailed
 from mtt.core.io import atomic_dir
-from mtt.core.params import ScalingParams, ValidateParams
 from mtt.core.preprocessing import REFERENCE_SCALERS, SCALERS, Scaler, load_scalers, save_scalers, scaler_name
+from mtt.stages.validate.params import ScalingParams, ValidateParams
 from mtt.stages.validate.profile import build_profile, load_profile, save_profile
 from mtt.stages.validate.report import Check
 from mtt.stages.validate.scaling import out_of_range_fractions

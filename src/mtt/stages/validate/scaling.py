@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtt.core.params import ScalingParams
+from mtt.stages.validate.params import ScalingParams
 
 
 def allowed_range(kind: str, params: ScalingParams, n_train: int | None = None,

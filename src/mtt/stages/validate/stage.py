@@ -16,9 +16,9 @@ from mtt.core.checks import CONSISTENCY_TOLERANCE, consistency_residuals
 from mtt.core.dataset import ID_COLUMNS, IDENTITY, SPLITS, open_split, split_overlaps, split_path, truth_columns
 from mtt.core.errors import ValidationFailed
 from mtt.core.io import atomic_dir, check_output_dir, check_output_file, file_sha256, portable_path, write_json
-from mtt.core.params import ValidateParams
 from mtt.core.preprocessing import Scaler, momentum_like
 from mtt.stages.validate.gx import GXRunner, reproducible_docs
+from mtt.stages.validate.params import ValidateParams
 from mtt.stages.validate.reference import SCALERS_FILE, load_reference, scaler_check, write_reference
 from mtt.stages.validate.report import Check, Report
 from mtt.stages.validate.scaling import allowed_range

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import beta
 
 from mtt.core.dataset import CHANNELS, ID_COLUMNS, OBJECTS, TARGET
-from mtt.core.params import ValidateParams
+from mtt.stages.validate.params import ValidateParams
 
 #: the columns every prepared table has besides features and truth
 IDENTITY_TYPES = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64", "weight": "float32"}

@@ -31,7 +31,10 @@ import numpy as np
 from mtt.core import plots, tracking
 from mtt.core.errors import MttError, ParamsError
 from mtt.core.io import atomic_file, check_apart, check_not_protected, check_writable_dir
-from mtt.core.params import SearchDimension, TrainParams, TuneParams, load_params, load_yaml, parse_overrides
+from mtt.core.params import load_yaml, parse_overrides
+from mtt.stages.train.params import TrainParams
+from mtt.tools.params import load_params
+from mtt.tools.tune_params import SearchDimension, TuneParams
 
 #: table column -> the metric train or evaluate logs on the child run under that name
 METRICS = {
