@@ -1,4 +1,5 @@
-"""Benchmark the evaluate stage's ellipse method (`mtt.core.reco.ellipse.reconstruct_mtt`): vectorised vs a per-event loop.
+"""Benchmark the evaluate stage's ellipse method (`mtt.core.reco.ellipse.reconstruct_mtt`): vectorised vs a
+per-event loop.
 
     python benchmarks/bench_evaluate.py [--events 50000] [--loop-events 500] [--repeat 3]
 
@@ -28,8 +29,8 @@ import uproot
 import vector
 
 from mtt.core.reco.ellipse import reconstruct_mtt, solve_neutrinos
-from mtt.stages.simulate.stage import MANIFEST, run_simulation
 from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.simulate.stage import MANIFEST, run_simulation
 
 WORK = Path(__file__).resolve().parent / ".work"
 GEN = ("B", "Bbar", "LepPlus", "LepMinus", "Nu", "Antinu")

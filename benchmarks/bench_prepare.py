@@ -23,8 +23,8 @@ import uproot
 
 from mtt.core.events.params import PrepareParams
 from mtt.core.events.schemas import NATIVE
-from mtt.stages.simulate.stage import MANIFEST, run_simulation
 from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.simulate.stage import MANIFEST, run_simulation
 
 WORK = Path(__file__).resolve().parent / ".work"
 

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from mtt.core.workers import DaskExecutor, DaskParams
-from mtt.stages.simulate.stage import run_simulation
 from mtt.stages.simulate.generator import GeneratorConfig, make_pythia, pythia_settings
 from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.simulate.stage import run_simulation
 
 
 def bare_rate(level: str, n_events: int, seed: int = 1) -> float:
@@ -58,7 +58,7 @@ def _noop(x: int) -> int:
 
 
 def dask_task_overhead(workers: int, n_tasks: int = 400) -> dict[str, float]:
-    """Seconds to start and stop the stage's LocalCluster (workers preloaded with mtt.stages.simulate.stage), a trivial task's
+    """Seconds to start and stop the stage's LocalCluster (workers preloaded with the stage's module), a trivial task's
     round trip (submit, run, result; one at a time) and the throughput of trivial tasks submitted together."""
     start = time.perf_counter()
     executor = DaskExecutor(DaskParams(), workers, "bench", ["mtt.stages.simulate.stage"])
@@ -101,7 +101,8 @@ def dask_against_pool(level: str, events_per_chunk: int, chunks: int, repeat: in
 
 def peak_rss_mb(level: str, n_events: int, chunk: int) -> float:
     """Peak RSS (MB) of a fresh child process that runs the stage with one worker."""
-    code = (f"from mtt.stages.simulate.stage import run_simulation; from mtt.core.params import SimulateParams; import tempfile;"
+    code = (f"from mtt.stages.simulate.stage import run_simulation; "
+            f"from mtt.stages.simulate.params import SimulateParams; import tempfile;"
             f"import resource; run_simulation(SimulateParams(n_events={n_events}, events_per_chunk={chunk}, "
             f"workers=1, level='{level}', progress=False), tempfile.mkdtemp() + '/raw');"
             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")

@@ -21,8 +21,8 @@ import pandas as pd
 from mtt.core.dataset import read_metadata
 from mtt.core.events.params import PrepareParams
 from mtt.stages.prepare.stage import run_prepare
-from mtt.stages.simulate.stage import MANIFEST, run_simulation
 from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.simulate.stage import MANIFEST, run_simulation
 from mtt.stages.validate.params import ValidateParams
 
 WORK = Path(__file__).resolve().parent / ".work"
@@ -53,8 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    from mtt.stages.validate.stage import validate_new
     from mtt.stages.validate.reference import build_reference
+    from mtt.stages.validate.stage import validate_new
 
     pool, features = source_rows()
     params = ValidateParams()

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from mtt.core.events.params import PrepareParams
 from mtt.stages.prepare.stage import run_prepare
-from mtt.stages.simulate.stage import run_simulation
 from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.simulate.stage import run_simulation
 from mtt.stages.validate.params import ValidateParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +64,8 @@ def small_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_trained(small_prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """A 1-epoch, 8-unit model of the tiny sample in its own SQLite store (registered as its params say):
     (folder holding `models/`, store URI, run id). For tests that need some trained model, not a good one."""
-    from mtt.stages.train.stage import TrainPaths, run_train
     from mtt.stages.train.params import TrainParams
+    from mtt.stages.train.stage import TrainPaths, run_train
 
     root = tmp_path_factory.mktemp("tiny_trained")
     uri = f"sqlite:///{root}/mlflow.db"

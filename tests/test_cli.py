@@ -8,11 +8,14 @@ import sys
 import pytest
 from conftest import read_events
 
-from mtt.cli import build_parser, main
+from mtt.cli import build_parser, discover, main
+from mtt.core.params import PathsParams
+
+PATHS_KEYS = list(PathsParams.model_fields)
 
 
 def test_help_lists_the_stages(capsys):
-    parser = build_parser()
+    parser = build_parser(discover())
     help_text = parser.format_help()
     assert "simulate" in help_text and "prepare" in help_text and "validate" in help_text
 
@@ -60,7 +63,7 @@ def test_prepare_bad_input_exits_2(tmp_path, capsys):
     assert "params file not found" in capsys.readouterr().err
     (tmp_path / "p.yaml").write_text("{}\n")
     assert main(["prepare", "--input", str(tmp_path / "x.root"), "--out", str(tmp_path / "out"), "--params",
-                 str(tmp_path / "p.yaml")]) == 2
+                 str(tmp_path / "p.yaml"), "--metrics", str(tmp_path / "cutflow.json")]) == 2
     assert "x.root: not a readable ROOT file" in capsys.readouterr().err
 
 
@@ -86,3 +89,29 @@ def test_validate_exits_1_on_a_failed_check_and_2_on_missing_input(tmp_path, cap
     assert "units: lplus_pt" in capsys.readouterr().err
     assert main(["validate", "--prepared", str(tmp_path / "nothing"), *common]) == 2
     assert "prepared split missing" in capsys.readouterr().err
+
+
+def test_path_options_default_to_the_params_files_paths(tmp_path, capsys, monkeypatch):
+    """`mtt simulate` alone writes where params.yaml's paths.raw says (what dvc.yaml passes too)."""
+    monkeypatch.chdir(tmp_path)
+    paths = "".join(f"  {key}: out/{key}\n" for key in PATHS_KEYS)
+    (tmp_path / "params.yaml").write_text(f"simulate:\n  n_events: 20\n  workers: 1\n  progress: false\n"
+                                          f"paths:\n{paths}")
+    assert main(["simulate"]) == 0
+    assert len(read_events(tmp_path / "out" / "raw")) == 20
+
+
+def test_a_missing_path_without_a_paths_section_is_named(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("simulate:\n  n_events: 20\n")
+    assert main(["simulate", "--params", str(params)]) == 2
+    assert "--out: not given, and" in capsys.readouterr().err
+
+
+def test_every_stage_and_tool_declares_its_own_command():
+    """The command line knows no stage: every command comes from a stage's or a tool's command module."""
+    commands = discover()
+    assert list(commands)[:6] == ["simulate", "prepare", "validate", "train", "evaluate", "predict"]
+    assert {c.run.__module__.rsplit(".", 1)[0] for c in commands.values()} <= {
+        f"mtt.stages.{s}" for s in ("simulate", "prepare", "validate", "train", "evaluate", "predict")} | {
+        f"mtt.tools.{t}" for t in ("sweep", "store", "runs", "promote", "report", "baseline")}

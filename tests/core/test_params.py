@@ -13,7 +13,7 @@ from mtt.stages.simulate.params import SimulateParams
 from mtt.stages.validate.params import DriftParams, ValidateParams
 from mtt.tools.params import load_params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path, text: str) -> Path:

@@ -27,7 +27,7 @@ from mtt.core import registry, tracking
 from mtt.core.model import ModelSpec, TargetTransform, build_network, inference_model, preprocessing_layer
 from mtt.core.preprocessing import Scaler
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAME = "mtt-test"
 METRIC = "final/val_resolution"
 X = np.random.default_rng(3).normal(100, 20, (64, 3)).astype(np.float32)
@@ -60,7 +60,7 @@ def promote(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_the_layers_file_imports_nothing_of_mtt():
     """It travels alone with every logged model: any `mtt` import would break loading elsewhere."""
-    tree = ast.parse((REPO / "src" / "mtt" / "layers.py").read_text())
+    tree = ast.parse((REPO / "src" / "mtt" / "core" / "layers.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {m for m in imported if m == "mtt" or m.startswith(("mtt.", "."))}, imported
@@ -102,7 +102,7 @@ def test_a_registered_version_is_the_candidate_with_its_metric_and_loads_through
     keras_model = mlflow.keras.load_model(f"models:/{NAME}/1")
     np.testing.assert_allclose(np.asarray(keras_model(X)), prediction, rtol=1e-6)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1"))
-    assert (local / "code" / "mtt_layers.py").read_text() == (REPO / "src" / "mtt" / "layers.py").read_text()
+    assert (local / "code" / "mtt_layers.py").read_text() == (REPO / "src" / "mtt" / "core" / "layers.py").read_text()
     assert (local / "requirements.txt").read_text().split() == [f"mlflow=={mlflow.__version__}",
                                                                *registry.loading_requirements()]
     assert (local / "input_example.json").is_file()
@@ -216,8 +216,8 @@ def load_in_a_fresh_process(inputs: dict[str, np.ndarray], tmp_path: Path) -> tu
 
 @pytest.mark.slow  # two tiny trainings (~6 s) and a fresh Python with TensorFlow (~8 s)
 def test_registered_models_load_where_mtt_cannot_be_imported(small_prepared, store, tmp_path):
-    from mtt.stages.train.stage import TrainPaths, run_train
     from mtt.stages.train.params import TrainParams
+    from mtt.stages.train.stage import TrainPaths, run_train
 
     dense = TrainParams(epochs=1, batch_size=64, width=16, depth=1, registered_model=NAME)
     objects = dense.model_copy(update={"feature_set": "objects+ellipse", "architecture": "set", "max_jets": 4,
@@ -247,8 +247,8 @@ def test_registered_models_load_where_mtt_cannot_be_imported(small_prepared, sto
 
 def test_promote_compares_two_training_runs_by_the_metric_in_params(small_prepared, store, tmp_path, capsys):
     """Two tiny real trainings (~3 s): their registered versions, promoted by params' train.promote_metric."""
-    from mtt.stages.train.stage import TrainPaths, run_train
     from mtt.stages.train.params import TrainParams
+    from mtt.stages.train.stage import TrainPaths, run_train
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(f"train:\n  registered_model: {NAME}\n")  # promote_metric: the default

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mtt.core.tracking import git_state, repo_root, tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_default_uri_is_absolute_sqlite_at_the_repo_root(monkeypatch):
@@ -225,15 +225,17 @@ def test_mtt_train_stops_before_reading_anything_when_the_server_is_down(monkeyp
 def test_only_commands_that_use_mlflow_need_the_server(monkeypatch):
     import argparse
 
-    from mtt.cli import uses_tracking
+    from mtt.cli import discover
 
+    commands = discover()
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    assert uses_tracking(argparse.Namespace(stage="train")) and uses_tracking(argparse.Namespace(stage="promote"))
-    assert not uses_tracking(argparse.Namespace(stage="simulate"))
-    assert not uses_tracking(argparse.Namespace(stage="predict", model="models"))
-    assert uses_tracking(argparse.Namespace(stage="predict", model="models:/mtt-mtt@champion"))
+    none = argparse.Namespace()
+    assert commands["train"].uses_tracking(none) and commands["promote"].uses_tracking(none)
+    assert not commands["simulate"].uses_tracking(none)
+    assert not commands["predict"].uses_tracking(argparse.Namespace(model="models"))
+    assert commands["predict"].uses_tracking(argparse.Namespace(model="models:/mtt-mtt@champion"))
     monkeypatch.setenv("MLFLOW_RUN_ID", "abc")  # under `mlflow run` every stage logs into the run
-    assert uses_tracking(argparse.Namespace(stage="simulate"))
+    assert commands["simulate"].uses_tracking(none)
 
 
 def test_experiments_on_a_server_use_its_artifact_store(monkeypatch, tmp_path):

@@ -175,7 +175,7 @@ def _toys_module():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "unfolding_toys.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "unfolding_toys.py"
     spec = importlib.util.spec_from_file_location("unfolding_toys", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

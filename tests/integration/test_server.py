@@ -30,8 +30,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mtt.core.dataset import FEATURE_SETS
-from mtt.stages.train.stage import TrainPaths, run_train
 from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_train
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import pytest
 from reliability.conftest import mev, rewrite
 
 from mtt.core.errors import DataError
-from mtt.stages.evaluate.stage import run_evaluate
 from mtt.stages.evaluate.params import EvaluateParams
-from mtt.stages.train.stage import TrainPaths, run_train
+from mtt.stages.evaluate.stage import run_evaluate
 from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_train
 
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 

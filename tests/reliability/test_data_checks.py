@@ -17,15 +17,15 @@ from mtt.cli import main as cli
 from mtt.core.dataset import ID_COLUMNS, shared_events
 from mtt.core.errors import DataError, PrepareError, ValidationFailed
 from mtt.core.events.params import PrepareParams
-from mtt.stages.evaluate.stage import run_evaluate
 from mtt.stages.evaluate.params import EvaluateParams
+from mtt.stages.evaluate.stage import run_evaluate
 from mtt.stages.predict.stage import Request
 from mtt.stages.predict.stage import main as predict
 from mtt.stages.prepare.stage import run_prepare
-from mtt.stages.train.stage import TrainPaths, run_train
 from mtt.stages.train.params import TrainParams
-from mtt.stages.validate.stage import run_validate
+from mtt.stages.train.stage import TrainPaths, run_train
 from mtt.stages.validate.params import ValidateParams
+from mtt.stages.validate.stage import run_validate
 
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 PARAMS = PrepareParams(workers=1)

@@ -12,10 +12,10 @@ from reliability.conftest import rewrite
 from mtt.core.errors import DataError, PrepareError, ValidationFailed
 from mtt.core.events.params import PrepareParams
 from mtt.stages.prepare.stage import run_prepare
-from mtt.stages.train.stage import TrainPaths, run_train
 from mtt.stages.train.params import TrainParams
-from mtt.stages.validate.stage import validate_new
+from mtt.stages.train.stage import TrainPaths, run_train
 from mtt.stages.validate.params import ValidateParams
+from mtt.stages.validate.stage import validate_new
 
 
 def test_an_input_folder_given_twice_is_refused(small_sim, tmp_path):

@@ -37,10 +37,10 @@ def rewrite_events(source: Path, dest: Path, **changes: ak.Array) -> Path:
 
 
 def test_an_unexpected_error_is_one_line_and_the_traceback_is_behind_debug(tmp_path, capsys, monkeypatch):
-    def broken(args: object) -> int:
+    def broken(command: object, args: object) -> int:
         return {}["missing"]
 
-    monkeypatch.setattr(cli, "run_stage", broken)
+    monkeypatch.setattr(cli, "start", broken)
     assert main(["simulate", "--out", str(tmp_path / "x")]) == 2
     err = one_line(capsys)
     assert err.startswith("mtt simulate: error: KeyError: 'missing'") and "--debug" in err

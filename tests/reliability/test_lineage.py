@@ -8,8 +8,8 @@ import json
 import pytest
 from reliability.conftest import rewrite
 
-from mtt.stages.train.stage import TrainPaths, run_train
 from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_train
 
 TINY = TrainParams(epochs=1, batch_size=64, width=8, depth=1)
 

@@ -190,8 +190,8 @@ def test_pairs_of_params_are_checked(params_file, section, overrides, message):
 
 
 def test_n_train_above_the_train_split_is_refused_before_a_run_starts(small_prepared, store, tmp_path):
-    from mtt.stages.train.stage import TrainPaths, run_train
     from mtt.stages.train.params import TrainParams
+    from mtt.stages.train.stage import TrainPaths, run_train
 
     paths = TrainPaths(prepared=small_prepared, reference=small_prepared.parent / "reference",
                        model=tmp_path / "models")

@@ -9,8 +9,8 @@ from reliability.conftest import mev, rewrite
 
 from mtt.cli import main
 from mtt.core.errors import ValidationFailed
-from mtt.stages.validate.stage import run_validate
 from mtt.stages.validate.params import DriftParams, ValidateParams
+from mtt.stages.validate.stage import run_validate
 
 PARAMS = ValidateParams(drift=DriftParams(action="warn"))
 

@@ -10,9 +10,19 @@ import pytest
 
 from mtt.cli import main as cli_main
 from mtt.core.errors import ValidationFailed
-from mtt.tools.baseline.baseline import EXACT, IGNORED, TOLERANCE, BaselineError, Rules, compare, figures, main, metrics_files
+from mtt.tools.baseline.baseline import (
+    EXACT,
+    IGNORED,
+    TOLERANCE,
+    BaselineError,
+    Rules,
+    compare,
+    figures,
+    main,
+    metrics_files,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 DVC_YAML = """\
 stages:

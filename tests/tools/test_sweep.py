@@ -33,7 +33,7 @@ from mtt.tools.sweep.sweep import (
 )
 from mtt.tools.tune_params import TuneParams
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PARAMS = REPO / "params.yaml"
 #: a small, quick network for every child; sgd at batch 16 so that learning_rate=10 diverges in the first epoch
 TINY = ["optimizer=sgd", "batch_size=16", "epochs=1", "width=16", "depth=2"]
@@ -184,12 +184,12 @@ def test_a_trial_the_train_params_refuse_fails_without_a_run(tmp_path, capsys):
 
 
 def test_the_command_line_has_sweep_and_tune():
-    from mtt.cli import build_parser
+    from mtt.cli import build_parser, discover
 
-    parser = build_parser()
+    parser = build_parser(discover())
     assert "sweep" in parser.format_help() and "tune" in parser.format_help()
     args = parser.parse_args(["sweep", "-S", "n_train=1e4,3e4", "-S", "epochs=2", "--out", "x"])
-    assert args.overrides == ["n_train=1e4,3e4", "epochs=2"] and args.prepared == "data/prepared"
+    assert args.overrides == ["n_train=1e4,3e4", "epochs=2"] and args.prepared is None  # paths.prepared
     args = parser.parse_args(["tune", "-S", "n_trials=3", "-T", "epochs=2"])
     assert args.overrides == ["n_trials=3"] and args.train_overrides == ["epochs=2"] and args.out is None
 

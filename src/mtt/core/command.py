@@ -72,9 +72,11 @@ def path_option(parser: argparse.ArgumentParser, flag: str, key: str, help: str,
 
 
 def fill_paths(args: argparse.Namespace, paths: Any) -> None:
-    """Give every path option left out its default from the params file's `paths` section."""
+    """Give every path option left out (or empty, as `mlflow run` passes a default) its default from the params
+    file's `paths` section."""
     for dest, (key, repeatable) in (getattr(args, PATH_KEYS, None) or {}).items():
-        if getattr(args, dest) is not None:
+        given = getattr(args, dest)
+        if given is not None and any(given if repeatable else [given]):
             continue
         if paths is None:
             raise MttError(f"--{dest.replace('_', '-')}: not given, and {args.params} has no `paths` section "

@@ -238,8 +238,9 @@ class DaskExecutor:
 def stage_executor(params: Any, workers: int, stage: str, module: str,
                    local: bool = False) -> AbstractContextManager[DaskExecutor | LocalExecutor | None]:
     """The stage's Dask executor when `<stage>.executor` is dask (connected now, its workers preloaded with the
-    stage's `module`, which holds the task functions); with `local`, a LocalExecutor of `workers` processes (forked now) when there
-    is more than one; else None in a context: the stage runs its jobs in-process or in its own pool."""
+    stage's `module`, which holds the task functions); with `local`, a LocalExecutor of `workers` processes
+    (forked now) when there is more than one; else None in a context: the stage runs its jobs in-process or in
+    its own pool."""
     if params.executor == "dask":
         return DaskExecutor(params.dask, workers, stage, [module])
     if local and workers > 1:

@@ -11,12 +11,11 @@ import pytest
 
 from mtt.core.dataset import TARGET
 from mtt.core.errors import ArtifactError, DataError, EvaluateError
-from mtt.stages.evaluate.stage import run_evaluate
 from mtt.stages.evaluate.estimators import Evaluation, likelihood_prior, momenta, visible_mass, visible_scale
 from mtt.stages.evaluate.params import EvaluateParams
-from mtt.stages.evaluate.stage import read_split, rounded_floats, write_metrics, write_table
-from mtt.stages.train.stage import TrainPaths, run_train
+from mtt.stages.evaluate.stage import read_split, rounded_floats, run_evaluate, write_metrics, write_table
 from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_train
 
 HAND = pd.DataFrame({  # l+ and l- back to back along x, b1 and b2 back to back along y (m_b = 15 GeV)
     "lplus_pt": [10.0], "lplus_eta": [0.0], "lplus_phi": [0.0], "lplus_e": [10.0],

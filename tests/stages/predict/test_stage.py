@@ -14,10 +14,9 @@ from mtt.core.dataset import ID_COLUMNS
 from mtt.core.errors import DataError, PredictError, PrepareError
 from mtt.core.events.params import PrepareParams
 from mtt.core.inference import head_output
-from mtt.stages.predict.stage import Request, main
-from mtt.stages.predict.stage import write_output
-from mtt.stages.train.stage import TrainPaths, run_train
+from mtt.stages.predict.stage import Request, main, write_output
 from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_train
 
 DRIFT = (0.05, 0.02)
 NANO = "nanoAOD_2015_CMS_Open_Data_ttbar.root"

@@ -16,8 +16,7 @@ from mtt.core.errors import PrepareError
 from mtt.core.events.inputs import Step
 from mtt.core.events.params import PrepareParams
 from mtt.core.workers import DaskParams, ExecutorError
-from mtt.stages.prepare.stage import run_prepare
-from mtt.stages.prepare.stage import StepJob, process_step_on_worker
+from mtt.stages.prepare.stage import StepJob, process_step_on_worker, run_prepare
 
 #: 3 read steps per 250-event file, 2 workers
 PARAMS = PrepareParams(workers=2, step_size=100)

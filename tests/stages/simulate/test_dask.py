@@ -21,9 +21,9 @@ from dask_workers import free_port, kill_script, no_leaked_processes  # noqa: F4
 from mtt.cli import main as cli_main
 from mtt.core.io import OUTPUT_RECORD, OutputError
 from mtt.core.workers import DaskParams, ExecutorError
-from mtt.stages.simulate.stage import MANIFEST, ChunkJob, run_simulation, simulate_chunk_on_worker
 from mtt.stages.simulate.detector import DetectorCard
 from mtt.stages.simulate.generator import GeneratorConfig
+from mtt.stages.simulate.stage import MANIFEST, ChunkJob, run_simulation, simulate_chunk_on_worker
 from mtt.tools.params import load_params
 
 #: 3 chunks of 100 events on 2 workers: one worker makes two chunks
@@ -106,7 +106,8 @@ def test_scheduler_addresses_that_are_accepted(tmp_path):
 
 
 def test_local_runs_do_not_import_dask(tmp_path):
-    code = ("import sys; from mtt.core.params import SimulateParams; from mtt.stages.simulate.stage import run_simulation; "
+    code = ("import sys; from mtt.stages.simulate.params import SimulateParams; "
+            "from mtt.stages.simulate.stage import run_simulation; "
             "import mtt.stages.prepare; "
             f"run_simulation(SimulateParams(n_events=20, workers=1, progress=False), {str(tmp_path / 'raw')!r}); "
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')); "

@@ -11,11 +11,11 @@ import vector
 from conftest import SMALL, read_events
 from lhe_writer import write_lhe
 
-import mtt.stages.simulate as stage
+import mtt.stages.simulate.stage as stage
 from mtt.core.io import OUTPUT_RECORD, OutputError, file_sha256
 from mtt.core.params import ParamsError
-from mtt.stages.simulate.stage import MANIFEST, plan_chunks, run_simulation
 from mtt.stages.simulate.lhe import LHEError
+from mtt.stages.simulate.stage import MANIFEST, plan_chunks, run_simulation
 from mtt.tools.params import load_params
 
 TOP_MASS, TOP_WIDTH = 173.0, 1.42

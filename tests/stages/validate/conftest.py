@@ -18,8 +18,8 @@ import pytest
 from mtt.core.dataset import METADATA_KEY
 from mtt.core.events.params import PrepareParams
 from mtt.stages.prepare.stage import run_prepare
-from mtt.stages.simulate.stage import run_simulation
 from mtt.stages.simulate.params import SimulateParams
+from mtt.stages.simulate.stage import run_simulation
 from mtt.stages.validate.params import ValidateParams
 from mtt.stages.validate.reference import build_reference
 

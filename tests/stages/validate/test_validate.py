@@ -8,13 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 from conftest import SHARED_DATA
 
-from mtt.cli import new_data
 from mtt.core.errors import ValidationFailed
 from mtt.core.events.params import PrepareParams
-from mtt.stages.validate.stage import run_validate, validate_new
+from mtt.stages.validate.command import prepared_rows
 from mtt.stages.validate.params import DriftParams, ValidateParams
+from mtt.stages.validate.stage import run_validate, validate_new
 
 PARAMS = ValidateParams()
 
@@ -241,7 +242,9 @@ def test_real_nanoaod_features_pass_schema_and_units(reference, tmp_path):
                       "met_min_same_flavour": 0.0, "jet_pt_min": 0.0, "jet_eta_max": 10.0,
                       "jet_lepton_dr_min": 0.0, "n_btag_min": 0},
     })
-    frame = new_data([str(nano)], loose)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"prepare": loose.model_dump(by_alias=True)}))
+    frame = prepared_rows([str(nano)], str(params_file))
     assert len(frame) == 4 and "m_tt" not in frame
     # 4 real events with a loose selection need not match the simulated distributions (drift, ranges)
     with contextlib.suppress(ValidationFailed):

@@ -53,8 +53,8 @@ class EvaluateParams(Section):
     estimators: list[str] = Field(["all"], min_length=1, description="'all' that the head provides, or names: "
                                   "mdn_mode, mdn_window, mdn_mean, mdn_sample, mdn_expected, quantile, "
                                   "model_unfolded, ellipse_unfolded")
-    mdn_window: float = Field(MDN_WINDOW, gt=0, lt=1, description="mdn_window: per event, the m_tt most probably within "
-                              "this relative tolerance of the truth (0.1 = +-10%)")
+    mdn_window: float = Field(MDN_WINDOW, gt=0, lt=1, description="mdn_window: per event, the m_tt most "
+                              "probably within this relative tolerance of the truth (0.1 = +-10%)")
     unfold: bool = Field(True, description="unfold the model's and the ellipse method's spectra (response from val)")
     unfold_ts_stopping: float = Field(1e-3, gt=0, description="stop iterating when the KS distance between "
                                       "successive unfolded spectra is below this")

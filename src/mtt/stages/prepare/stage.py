@@ -181,7 +181,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the
     # temporary folder is removed, so no worker is left writing into it
     # the local workers are forked before the hashing thread starts
-    with (atomic_dir(out_dir, "prepare") as tmp, stage_executor(params, workers, "prepare", __name__, local=True) as executor,
+    with (atomic_dir(out_dir, "prepare") as tmp,
+          stage_executor(params, workers, "prepare", __name__, local=True) as executor,
           ThreadPoolExecutor(1) as hasher):
         hashes = [hasher.submit(file_sha256, p) for p in files]  # hashlib releases the GIL: overlaps the work
 

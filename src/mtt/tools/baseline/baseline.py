@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -81,6 +82,25 @@ def _patterns(raw: dict[str, Any], key: str, path: Path) -> list[str]:
     return values
 
 
+def interpolate(text: str, params_file: Path) -> str:
+    """dvc.yaml's `${paths.eval}/metrics.json` as DVC reads it: each `${dotted.key}` from params.yaml."""
+    from mtt.core.params import load_yaml
+
+    if "${" not in text:
+        return text
+    params = load_yaml(params_file.read_text()) if params_file.is_file() else {}
+
+    def value(match: re.Match[str]) -> str:
+        found: Any = params
+        for key in match.group(1).split("."):
+            if not isinstance(found, dict) or key not in found:
+                raise BaselineError(f"{params_file}: no {match.group(1)} for dvc.yaml's {text}")
+            found = found[key]
+        return str(found)
+
+    return re.sub(r"\$\{([^}]+)\}", value, text)
+
+
 def metrics_files(dvc_yaml: Path) -> list[str]:
     """The metrics files dvc.yaml's stages name (relative to the project), in order."""
     from mtt.core.params import load_yaml
@@ -90,6 +110,7 @@ def metrics_files(dvc_yaml: Path) -> list[str]:
     stages = (load_yaml(dvc_yaml.read_text()) or {}).get("stages") or {}
     files = [next(iter(entry)) if isinstance(entry, dict) else str(entry)
              for stage in stages.values() if isinstance(stage, dict) for entry in stage.get("metrics") or []]
+    files = [interpolate(f, dvc_yaml.parent / "params.yaml") for f in files]
     if not files:
         raise BaselineError(f"{dvc_yaml}: no stage names metrics files; nothing to compare")
     return files
