@@ -41,3 +41,10 @@ def test_a_fresh_clone_reproduces_the_committed_data_stages(tmp_path, tool_env):
     status = run(["git", "status", "--porcelain"], clone, tool_env).stdout
     assert status.strip() == "", status  # reports/cutflow.json, validation.json and dvc.lock as committed
     run(["mtt", "baseline", "--check"], clone, tool_env)  # exits 1 naming any figure that moved
+
+    # an edit to the train params module re-runs train, never the data stages upstream
+    train_params = clone / "src" / "mtt" / "stages" / "train" / "params.py"
+    train_params.write_text(train_params.read_text() + "\n# an edit\n")
+    upstream = run(["dvc", "status", *DATA_STAGES], clone, tool_env).stdout
+    assert "up to date" in upstream, upstream
+    assert "src/mtt/stages/train" in run(["dvc", "status", "train"], clone, tool_env).stdout

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.core.dataset import ID_COLUMNS, OBJECT_COLUMNS, written_jets
+from mtt.core.dataset import ID_COLUMNS, MASS_NAMES, OBJECT_COLUMNS, OBJECTS, PAIRS, written_jets
 from mtt.core.errors import DataError
 from mtt.core.preprocessing import momentum_like
 
@@ -148,8 +148,6 @@ def consistency_residuals(frame: pd.DataFrame) -> pd.DataFrame:
     consistent); only relations whose columns are all present are computed.
     """
     import vector
-
-    from mtt.core.dataset import MASS_NAMES, OBJECTS, PAIRS
 
     out: dict[str, np.ndarray] = {}
     have = set(frame.columns)

@@ -30,6 +30,7 @@ from mtt.core.dataset import (
 )
 from mtt.core.events.selection import Candidates
 from mtt.core.kinematics import cartesian
+from mtt.core.reco.ellipse import reconstruct_mtt
 
 
 def _vectors(objects: ak.Array) -> vector.MomentumNumpy4D:
@@ -87,7 +88,6 @@ def object_features(c: Candidates, max_jets: int) -> dict[str, np.ndarray]:
 def ellipse_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per pairing (1: b1 with l+, 2: b2 with l+): exact solution (0/1), its smallest m_tt (else the nearest
     approach's, with ellipses shrunk where none exist), the MET mismatch (0 when exact); 0 where none."""
-    from mtt.core.reco.ellipse import reconstruct_mtt
 
     p4 = {name: cartesian(*(features[f"{name}_{k}"] for k in ("pt", "eta", "phi", "e"))) for name in OBJECTS}
     out: dict[str, np.ndarray] = {}

@@ -25,6 +25,8 @@ from mtt.core.metrics import (
     pit_flatness,
     spectrum_figures,
 )
+from mtt.core.reco.ellipse import reconstruct_mtt
+from mtt.core.unfolding import Response, common_iterations, merged_edges, unfold
 from mtt.stages.evaluate.params import EvaluateParams
 
 MODEL = "model"
@@ -54,8 +56,6 @@ def visible_scale(train: pd.DataFrame) -> float:
 
 def ellipse_mtt(table: pd.DataFrame, params: EvaluateParams) -> Any:
     """The ellipse method's `EllipseResult` (m_tt, exact, degenerate, ...) with its minimum-distance fallback."""
-    from mtt.core.reco.ellipse import reconstruct_mtt
-
     p4 = momenta(table)
     return reconstruct_mtt(p4["lplus"], p4["lminus"], p4["b1"], p4["b2"], table.met_px.to_numpy(np.float64),
                            table.met_py.to_numpy(np.float64), m_w=params.m_w, m_t=params.m_t)
@@ -221,8 +221,6 @@ def mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, e
 def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, features: list[str],
                        params: EvaluateParams, meta: dict[str, Any], names: list[str], result: Evaluation) -> None:
     """The model's point estimate and the ellipse method through the same unfolding (response from val)."""
-    from mtt.core.unfolding import Response, common_iterations, merged_edges, unfold
-
     true_val = val[TARGET].to_numpy(np.float64)
     edges = merged_edges(params.edges(), true_val, params.unfold_min_events)
     if len(edges) < 4:  # fewer than three bins: nothing to unfold

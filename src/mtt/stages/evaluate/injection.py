@@ -23,7 +23,7 @@ from mtt.core.artifact import ModelArtifact
 from mtt.core.dataset import TARGET
 from mtt.core.errors import EvaluateError
 from mtt.core.inference import head_output
-from mtt.core.peaks import Peak, fit_peak, fit_yield
+from mtt.core.peaks import Peak, expected_counts, fit_peak, fit_yield
 from mtt.stages.evaluate.estimators import (
     ELLIPSE,
     MODEL,
@@ -158,8 +158,6 @@ def study(sm_test: pd.DataFrame, zprime: pd.DataFrame, sm_val: pd.DataFrame, tra
 
 def plot_panels(injection: Injection) -> dict[str, dict[str, np.ndarray]]:
     """Per estimator: SM and Z' parts of the injected spectrum (or its total), the fitted shapes."""
-    from mtt.core.peaks import expected_counts
-
     edges, signal = injection.edges, injection.signal
     panels = {}
     for name, peak in injection.peaks.items():

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtt.core import plots, tracking
 from mtt.core.artifact import load_model_dir
 from mtt.core.checks import require_clean
 from mtt.core.dataset import (
@@ -33,7 +34,9 @@ from mtt.core.dataset import (
 )
 from mtt.core.errors import EvaluateError
 from mtt.core.io import atomic_dir, check_output_dir, file_sha256
+from mtt.core.reco.ellipse import SOLUTION_RULE
 from mtt.stages.evaluate.estimators import ELLIPSE, MODEL, Evaluation, evaluate
+from mtt.stages.evaluate.injection import plot_panels, study, zprime_mass
 from mtt.stages.evaluate.params import EvaluateParams
 from mtt.stages.evaluate.tables import (
     flat_metrics,
@@ -91,8 +94,6 @@ def write_metrics(figures: dict[str, Any], path: Path) -> None:
 def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: EvaluateParams,
                   history: pd.DataFrame | None) -> None:
     """metrics.json, per_bin.csv, spectrum.csv and the plots, into `folder`."""
-    from mtt.core import plots
-
     edges = params.edges()
     plot = folder / "plots"
     write_metrics(result.figures, folder / "metrics.json")
@@ -121,9 +122,6 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
 
 def write_injection(folder: Path, injection: Any) -> None:
     """zprime.csv (the fit per estimator) and the injected spectra's plot."""
-    from mtt.core import plots
-    from mtt.stages.evaluate.injection import plot_panels
-
     table = pd.DataFrame([{"estimator": name, **{k: v for k, v in row.items()}}
                           for name, row in injection.figures.items() if isinstance(row, dict)])
     write_table(table, folder / "zprime.csv")
@@ -138,8 +136,6 @@ def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dic
     model's run, the data's hash and this process, so a finished training run never gets figures of data it
     was not evaluated on. `own_runs` ends the new run: FINISHED, or KILLED/FAILED if logging is stopped."""
     from mlflow.exceptions import MlflowException
-
-    from mtt.core import tracking
 
     targets = []
     if model_run_id:
@@ -173,8 +169,6 @@ def check_training_run(run_id: str | None) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from mtt.core import tracking
-
     tracking.configure()
     try:
         run = MlflowClient().get_run(run_id)
@@ -192,8 +186,6 @@ def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params
     method's solution rule is the artifact `evaluate/ellipse_rule.txt`."""
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
-
-    from mtt.core import tracking
 
     tracking.configure()
     client = MlflowClient()
@@ -230,7 +222,6 @@ def zprime_study(zprime_dir: Path, test: pd.DataFrame, train: pd.DataFrame, val:
                  prepared_dir: Path, artifact: Any, params: EvaluateParams, result: Evaluation) -> Any:
     """The Z' sample (every split: the model saw none of it), checked like the test split, injected and fitted
     over the SM shapes of val (the val split the unfolding read, or read here when unfolding is off)."""
-    from mtt.stages.evaluate.injection import study, zprime_mass
 
     features = artifact.features
     columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET, *ID_COLUMNS]))
@@ -272,8 +263,6 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
         figures["zprime"] = injection.figures
     rule = None
     if params.ellipse:
-        from mtt.core.reco.ellipse import SOLUTION_RULE
-
         rule = SOLUTION_RULE
     history = pd.read_csv(history_path) if history_path and Path(history_path).is_file() else None
     true = test[TARGET].to_numpy(np.float64)

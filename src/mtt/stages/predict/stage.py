@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtt.core import tracking
 from mtt.core.artifact import PROFILE_FILE, ModelArtifact, load_model_dir, read_meta
 from mtt.core.checks import drift_rows, require_clean
 from mtt.core.dataset import ID_COLUMNS, feature_columns, set_names
@@ -72,8 +73,6 @@ def resolve_model(model: str, folder: Path) -> Path:
         return Path(model)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from mtt.core import tracking
 
     tracking.configure()
     client = MlflowClient()

@@ -24,6 +24,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.core.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_output_dir, portable_path
+from mtt.core.tracking import log_stage_to_active_run
 from mtt.core.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 from mtt.stages.simulate.detector import DetectorCard, reconstruct
 from mtt.stages.simulate.generator import (
@@ -243,8 +244,6 @@ def main(params: SimulateParams, out_dir: str, overwrite: bool = False) -> dict[
           f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), {summary['executor']}, "
           f"level={params.level}, process={params.process})")
     if os.environ.get("MLFLOW_RUN_ID"):
-        from mtt.core.tracking import log_stage_to_active_run
-
         log_stage_to_active_run("simulate", params.model_dump(), {
             "n_events": summary["n_events"], "events_per_second": summary["events_per_second"]},
             Path(out_dir) / MANIFEST)

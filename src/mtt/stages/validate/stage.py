@@ -17,6 +17,7 @@ from mtt.core.dataset import ID_COLUMNS, IDENTITY, SPLITS, open_split, split_ove
 from mtt.core.errors import ValidationFailed
 from mtt.core.io import atomic_dir, check_output_dir, check_output_file, file_sha256, portable_path, write_json
 from mtt.core.preprocessing import Scaler, momentum_like
+from mtt.stages.validate import suites
 from mtt.stages.validate.gx import GXRunner, reproducible_docs
 from mtt.stages.validate.params import ValidateParams
 from mtt.stages.validate.reference import SCALERS_FILE, load_reference, scaler_check, write_reference
@@ -28,7 +29,6 @@ def check_split(runner: GXRunner, split: str, frame: pd.DataFrame, columns: list
                 reference: dict[str, Any], params: ValidateParams, with_drift: bool) -> list[Check]:
     """Schema, physics and units on the raw table; drift against the profile; scaling on the transformed one
     (with the reference's `chosen` scaler: the one training uses)."""
-    from mtt.stages.validate import suites
 
     scaler: Scaler = reference["chosen"]
     truth = truth_columns(list(frame.columns))

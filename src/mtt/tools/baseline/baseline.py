@@ -18,7 +18,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from mtt.core import tracking
 from mtt.core.errors import MttError, ValidationFailed
+from mtt.core.params import load_yaml
 
 RULES_FILE = "baseline.yaml"
 #: what a rule is: a figure compared to the last digit, within a relative tolerance, or not compared
@@ -43,8 +45,6 @@ class Rules:
     @classmethod
     def load(cls, path: Path) -> Rules:
         """Read and check baseline.yaml."""
-        from mtt.core.params import load_yaml
-
         if not path.is_file():
             raise BaselineError(f"{path}: missing; run from the project's root or give --rules")
         try:
@@ -84,8 +84,6 @@ def _patterns(raw: dict[str, Any], key: str, path: Path) -> list[str]:
 
 def interpolate(text: str, params_file: Path) -> str:
     """dvc.yaml's `${paths.eval}/metrics.json` as DVC reads it: each `${dotted.key}` from params.yaml."""
-    from mtt.core.params import load_yaml
-
     if "${" not in text:
         return text
     params = load_yaml(params_file.read_text()) if params_file.is_file() else {}
@@ -103,8 +101,6 @@ def interpolate(text: str, params_file: Path) -> str:
 
 def metrics_files(dvc_yaml: Path) -> list[str]:
     """The metrics files dvc.yaml's stages name (relative to the project), in order."""
-    from mtt.core.params import load_yaml
-
     if not dvc_yaml.is_file():
         raise BaselineError(f"{dvc_yaml}: missing; run from the project's root (the folder of dvc.yaml)")
     stages = (load_yaml(dvc_yaml.read_text()) or {}).get("stages") or {}
@@ -185,8 +181,6 @@ def compare_figure(figure: str, committed: Any, now: Any, kind: str, tolerance: 
 
 def compare(root: Path, rules: Rules) -> list[Row]:
     """Every figure of the metrics files dvc.yaml names: the working tree's against git HEAD's."""
-    from mtt.core import tracking
-
     rows: list[Row] = []
     committed_any = False
     for name in metrics_files(root / "dvc.yaml"):
