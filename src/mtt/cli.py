@@ -237,18 +237,18 @@ def _hours(text: str) -> float:
 
 def cleanup_runs(experiment: str | None, older_than: float | None = None) -> list[str]:
     """Mark the dead RUNNING runs of one experiment (or all) KILLED, untagged ones after `older_than` hours
-    (default: tracking.UNTAGGED_HOURS); their ids."""
+    (default: run_lifecycle.UNTAGGED_HOURS); their ids."""
     from mlflow.tracking import MlflowClient
 
-    from mtt.core import tracking
+    from mtt.core import run_lifecycle, tracking
 
     tracking.configure()
     client = MlflowClient()
     experiments = ([client.get_experiment_by_name(experiment)] if experiment else client.search_experiments())
     if experiment and experiments[0] is None:
         raise MttError(f"no MLflow experiment {experiment!r} in {tracking.tracking_uri()}")
-    hours = tracking.UNTAGGED_HOURS if older_than is None else older_than
-    killed = [run for e in experiments for run in tracking.mark_dead_runs(e.experiment_id, hours)]
+    hours = run_lifecycle.UNTAGGED_HOURS if older_than is None else older_than
+    killed = [run for e in experiments for run in run_lifecycle.mark_dead_runs(e.experiment_id, hours)]
     print(f"mtt runs: {len(killed)} run(s) of dead processes marked KILLED")
     return killed
 

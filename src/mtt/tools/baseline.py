@@ -164,13 +164,13 @@ def compare_figure(figure: str, committed: Any, now: Any, kind: str, tolerance: 
 
 def compare(root: Path, rules: Rules) -> list[Row]:
     """Every figure of the metrics files dvc.yaml names: the working tree's against git HEAD's."""
-    from mtt.core import tracking
+    from mtt.core import lineage
 
     rows: list[Row] = []
     committed_any = False
     for name in metrics_files(root / "dvc.yaml"):
         path = root / name
-        committed_text = tracking.committed_text(path)
+        committed_text = lineage.committed_text(path)
         committed_any |= committed_text is not None
         if committed_text is not None and not path.is_file():
             rows.append(Row(name, "(committed)", None, None, False, "file missing now: run `dvc repro`"))

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mtt.core import tracking
+from mtt.core import metric_names, tracking
 from mtt.core.errors import MttError
 from mtt.core.io import atomic_file
 from mtt.core.params import allowed_keys, error_location, load_yaml
@@ -240,7 +240,7 @@ def formats(spec: ReportSpec) -> list[str]:
 
 def cell(metrics: dict[str, float], key: str, spec: str) -> str:
     """The formatted metric, or MISSING when the run lacks it (or logged a non-finite value)."""
-    value = tracking.find_metric(metrics, key)  # also under the names runs before the rename used
+    value = metric_names.find_metric(metrics, key)  # also under the names runs before the rename used
     if value is None or not math.isfinite(value):
         return MISSING
     return format(value, spec)
@@ -323,7 +323,7 @@ def fetch_figure(runs: RunCache, figure: Figure, folder: Path, max_width: int) -
 def metric_history(client: Any, run_id: str, metric: str) -> list[Any]:
     """A metric's per-step history, under its current name or the one older runs used ('val_loss' for
     'epoch/val_loss')."""
-    for name in tracking.metric_names(metric):
+    for name in metric_names.metric_names(metric):
         history = client.get_metric_history(run_id, name)
         if history:
             return history

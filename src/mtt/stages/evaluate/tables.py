@@ -47,7 +47,7 @@ def unfolded_table(edges: np.ndarray, truth: np.ndarray, unfolded: dict[str, Any
 def flat_metrics(figures: dict[str, Any], split: str, prefix: str = "") -> dict[str, float]:
     """The MLflow metric names of the figures computed on `split`: {"test/model.resolution": ...,
     "test/zprime.model.position": ..., "test/n_events": ...}; one section of the UI per split."""
-    from mtt.core.tracking import evaluation_metric
+    from mtt.core.metric_names import evaluation_metric
 
     out = {}
     for key, value in figures.items():

@@ -243,7 +243,7 @@ def main(params: SimulateParams, out_dir: str, overwrite: bool = False) -> dict[
           f"({summary['events_per_second']:.0f} events/s, {summary['workers']} worker(s), {summary['executor']}, "
           f"level={params.level}, process={params.process})")
     if os.environ.get("MLFLOW_RUN_ID"):
-        from mtt.core.tracking import log_stage_to_active_run
+        from mtt.core.lineage import log_stage_to_active_run
 
         log_stage_to_active_run("simulate", params.model_dump(), {
             "n_events": summary["n_events"], "events_per_second": summary["events_per_second"]},
