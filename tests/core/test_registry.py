@@ -27,7 +27,7 @@ from mtt.core import registry, tracking
 from mtt.core.model import ModelSpec, TargetTransform, build_network, inference_model, preprocessing_layer
 from mtt.core.preprocessing import Scaler
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAME = "mtt-test"
 METRIC = "final/val_resolution"
 X = np.random.default_rng(3).normal(100, 20, (64, 3)).astype(np.float32)
@@ -60,7 +60,7 @@ def promote(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_the_layers_file_imports_nothing_of_mtt():
     """It travels alone with every logged model: any `mtt` import would break loading elsewhere."""
-    tree = ast.parse((REPO / "src" / "mtt" / "layers.py").read_text())
+    tree = ast.parse((REPO / "src" / "mtt" / "core" / "layers.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {m for m in imported if m == "mtt" or m.startswith(("mtt.", "."))}, imported
@@ -102,7 +102,7 @@ def test_a_registered_version_is_the_candidate_with_its_metric_and_loads_through
     keras_model = mlflow.keras.load_model(f"models:/{NAME}/1")
     np.testing.assert_allclose(np.asarray(keras_model(X)), prediction, rtol=1e-6)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1"))
-    assert (local / "code" / "mtt_layers.py").read_text() == (REPO / "src" / "mtt" / "layers.py").read_text()
+    assert (local / "code" / "mtt_layers.py").read_text() == (REPO / "src" / "mtt" / "core" / "layers.py").read_text()
     assert (local / "requirements.txt").read_text().split() == [f"mlflow=={mlflow.__version__}",
                                                                *registry.loading_requirements()]
     assert (local / "input_example.json").is_file()
