@@ -38,4 +38,3 @@ def metric_names(key: str, split: str = "test") -> list[str]:
     if key.startswith(f"{EPOCH}/"):
         names.append(key.removeprefix(f"{EPOCH}/"))
     return list(dict.fromkeys(names))
-

@@ -164,4 +164,3 @@ class SigtermDeferral:
         """Put the previous handler back and deliver a SIGTERM that came meanwhile (to that handler)."""
         if self.restore():
             signal.raise_signal(signal.SIGTERM)
-

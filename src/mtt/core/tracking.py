@@ -224,4 +224,3 @@ def system_metrics_enabled() -> bool:
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     mlflow.set_system_metrics_samples_before_logging(SYSTEM_METRICS_SAMPLES)
     return True
-
