@@ -6,8 +6,7 @@ travels with every model logged to MLflow (`mtt.core.registry` copies it into th
 logged model in an environment with only the logged requirements installed, without this package.
 
 - `AffineScale`, `QuantileScale`: the scaler fitted on train, inside the model (raw features in GeV in).
-- `ToGeV` (with `TargetTransform`): head outputs in the transformed target space -> m_tt in GeV; an ensemble's
-  members combined first (`combine_members`).
+- `ToGeV`: head outputs (the transformed target) -> m_tt in GeV, an ensemble's members combined first.
 - `EventSymmetry`: training-time augmentation by the rotation about the beam and the mirror in z.
 - `ObjectTokens`, `MaskedMean`: the set architecture's tokens and pooling.
 - `MixtureNLL`, `Pinball`: the MDN and quantile losses; `MemberMean`: an ensemble's members trained side by side.
@@ -113,36 +112,14 @@ def _interp(x: Any, xp: Any, fp: Any) -> Any:
 # --- target transform --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TargetTransform:
-    """m_tt (GeV) <-> the regression target: none, log, or standardize (with train mean and std)."""
-
-    kind: str = "none"
-    mean: float = 0.0
-    std: float = 1.0
-
-    @classmethod
-    def fit(cls, kind: str, m_tt: np.ndarray) -> TargetTransform:
-        if kind not in ("none", "log", "standardize"):
-            raise ValueError(f"unknown target transform {kind!r}; allowed: none, log, standardize")
-        if kind == "standardize":
-            return cls(kind, float(np.mean(m_tt)), float(np.std(m_tt)))
-        return cls(kind)
-
-    def forward(self, m_tt: np.ndarray) -> np.ndarray:
-        if self.kind == "log":
-            return np.log(m_tt)
-        if self.kind == "standardize":
-            return (m_tt - self.mean) / self.std
-        return np.asarray(m_tt)
-
-    def inverse(self, y: Any) -> Any:
-        """Transformed values -> GeV (works on numpy arrays and Keras tensors)."""
-        if self.kind == "log":
-            return ops.exp(y)
-        if self.kind == "standardize":
-            return y * self.std + self.mean
-        return y
+def target_to_gev(y: Any, kind: str, mean: float = 0.0, std: float = 1.0) -> Any:
+    """Regression-target values -> m_tt in GeV (numpy arrays and Keras tensors): the inverse of the transform
+    `kind` (none, log, standardize) that `mtt.core.model.TargetTransform` fits; here, for the shipped loader."""
+    if kind == "log":
+        return ops.exp(y)
+    if kind == "standardize":
+        return y * std + mean
+    return y
 
 
 @_serializable
@@ -156,16 +133,13 @@ class ToGeV(keras.layers.Layer):
         self.members = int(members)
 
     def call(self, y: Any) -> Any:
-        transform = TargetTransform(self.kind, self.mean, self.std)
         y = combine_members(y, self.head, self.components, self.members)
         if self.head != "mdn":
-            return transform.inverse(y)
+            return target_to_gev(y, self.kind, self.mean, self.std)
         weights, mu, sigma = mdn_parameters(y, self.components * self.members)
         if self.kind == "log":  # mean of a log-normal mixture
-            mean = ops.sum(weights * ops.exp(mu + 0.5 * sigma**2), axis=-1, keepdims=True)
-        else:
-            mean = transform.inverse(ops.sum(weights * mu, axis=-1, keepdims=True))
-        return mean
+            return ops.sum(weights * ops.exp(mu + 0.5 * sigma**2), axis=-1, keepdims=True)
+        return target_to_gev(ops.sum(weights * mu, axis=-1, keepdims=True), self.kind, self.mean, self.std)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "head": self.head, "kind": self.kind, "mean": self.mean, "std": self.std,

@@ -37,8 +37,8 @@ from mtt.core.layers import (
     ObjectTokens,
     Pinball,
     QuantileScale,
-    TargetTransform,
     ToGeV,
+    target_to_gev,
 )
 from mtt.core.layers import mdn_parameters as mdn_parameters
 from mtt.core.preprocessing import Scaler
@@ -58,6 +58,39 @@ def preprocessing_layer(scaler: Scaler) -> keras.layers.Layer:
                              np.asarray(scaler.state["references_"]).tolist(), log_mask, list(scaler.unscaled),
                              name="scale_quantile")
     raise ValueError(f"unknown scaler {scaler.kind!r}; allowed: minmax, standard, robust, quantile")
+
+
+# --- target transform --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetTransform:
+    """m_tt (GeV) <-> the regression target: none, log, or standardize (with train mean and std)."""
+
+    kind: str = "none"
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, kind: str, m_tt: np.ndarray) -> TargetTransform:
+        """The transform `kind`, with the mean and std of the train m_tt it standardizes by."""
+        if kind not in ("none", "log", "standardize"):
+            raise ValueError(f"unknown target transform {kind!r}; allowed: none, log, standardize")
+        if kind == "standardize":
+            return cls(kind, float(np.mean(m_tt)), float(np.std(m_tt)))
+        return cls(kind)
+
+    def forward(self, m_tt: np.ndarray) -> np.ndarray:
+        """m_tt in GeV -> the regression target the network is trained on."""
+        if self.kind == "log":
+            return np.log(m_tt)
+        if self.kind == "standardize":
+            return (m_tt - self.mean) / self.std
+        return np.asarray(m_tt)
+
+    def inverse(self, y: Any) -> Any:
+        """Transformed values -> GeV (works on numpy arrays and Keras tensors)."""
+        return target_to_gev(y, self.kind, self.mean, self.std)
 
 
 # --- heads and losses --------------------------------------------------------------------------------

@@ -104,12 +104,12 @@ def _metric(client: Any, run_id: str | None, metric: str) -> float | None:
     finite."""
     from mlflow.exceptions import MlflowException
 
-    from mtt.core import tracking
+    from mtt.core.metric_names import find_metric
 
     if not run_id:
         return None
     try:
-        value = tracking.find_metric(client.get_run(run_id).data.metrics, metric)
+        value = find_metric(client.get_run(run_id).data.metrics, metric)
     except MlflowException:
         return None
     return value if value is not None and math.isfinite(value) else None

@@ -1,4 +1,4 @@
-"""MLflow plumbing in one place: where runs are stored and what lineage they carry.
+"""Where MLflow runs are stored: the tracking URI, the server's health check, the experiments.
 
 The tracking URI defaults to an absolute ``sqlite:///<repo>/mlflow.db`` so that every way of running a stage
 (`dvc repro`, `dvc exp run --queue` in a temporary workspace under ``.dvc/tmp``, `mlflow run .`) logs into the
@@ -7,19 +7,15 @@ same database. ``MLFLOW_TRACKING_URI`` overrides it (e.g. a tracking server).
 With a tracking server (``http://...``, e.g. the team's `make server`), the server decides where artifacts go
 (its proxied artifact store), and `configure` first checks that the server answers, so that a stage fails in one
 line before any work instead of after MLflow's minutes of retries.
+
+Beside it: `mtt.core.metric_names` (what figures are called in a run), `mtt.core.run_lifecycle` (which process
+owns a run, and ending it on every way out) and `mtt.core.lineage` (the code and data a run came from).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from mtt.core.errors import MttError
 
@@ -27,10 +23,6 @@ DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
 _MARKERS = ("dvc.yaml", "MLproject")
 
-#: The MLflow UI draws one section per metric prefix (the name up to its last '/'), sorted by name, with the
-#: unprefixed metrics last: per-epoch metrics go under EPOCH so that their curves are the first section, and
-#: evaluation figures under the split they were computed on (`test/model.resolution`), one section per split.
-EPOCH = "epoch"
 #: experiment tag that makes the UI open an experiment on its training runs, not on the GenAI overview
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 #: system metrics (CPU, memory, disk, network): sampled every second, one averaged point per 5 samples, so a run
@@ -44,35 +36,6 @@ _ANSWERED: set[str] = set()
 
 class TrackingError(MttError):
     """The tracking store cannot be reached: names the URI and what to do."""
-
-
-def epoch_metric(name: str) -> str:
-    """The MLflow name of a per-epoch figure: 'val_loss' -> 'epoch/val_loss'."""
-    return f"{EPOCH}/{name}"
-
-
-def evaluation_metric(split: str, figure: str) -> str:
-    """The MLflow name of an evaluation figure: ('test', 'model/resolution') -> 'test/model.resolution'."""
-    return f"{split}/{figure.replace('/', '.')}"
-
-
-def find_metric(metrics: dict[str, float], key: str, split: str = "test") -> float | None:
-    """A run's metric by its name, or by the name older runs logged it under ('model/resolution' for
-    'test/model.resolution', 'val_loss' for 'epoch/val_loss'), or by a figure's short name; None if absent."""
-    for candidate in metric_names(key, split):
-        if candidate in metrics:
-            return metrics[candidate]
-    return None
-
-
-def metric_names(key: str, split: str = "test") -> list[str]:
-    """The names a figure may be logged under, the current one first."""
-    names = [key, evaluation_metric(split, key), epoch_metric(key)]
-    if key.startswith(f"{split}/"):  # a current name asked for: the name runs before the rename used
-        names.append(key.removeprefix(f"{split}/").replace(".", "/"))
-    if key.startswith(f"{EPOCH}/"):
-        names.append(key.removeprefix(f"{EPOCH}/"))
-    return list(dict.fromkeys(names))
 
 
 def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -222,155 +185,6 @@ def _require_allowed_host(uri: str, timeout: float) -> None:
         return
 
 
-def process_tags() -> dict[str, str]:
-    """Which process owns a run: host, pid and the process' start time (pids are reused)."""
-    import socket
-
-    import psutil
-
-    return {"mtt.host": socket.gethostname(), "mtt.pid": str(os.getpid()),
-            "mtt.process_start": f"{psutil.Process().create_time():.3f}"}
-
-
-def _owner_gone(tags: dict[str, str]) -> bool:
-    """True if the run's process (on this host) no longer runs."""
-    import socket
-
-    import psutil
-
-    if tags.get("mtt.host") != socket.gethostname() or "mtt.pid" not in tags:
-        return False
-    try:
-        process = psutil.Process(int(tags["mtt.pid"]))
-        return abs(process.create_time() - float(tags.get("mtt.process_start", "0"))) > 1.0
-    except psutil.NoSuchProcess:
-        return True
-
-
-#: `mtt runs --cleanup` marks a RUNNING run without mtt's process tags KILLED once it started this long ago
-UNTAGGED_HOURS = 24.0
-
-
-def _running_runs(client: Any, experiment_id: str) -> list[Any]:
-    """Every RUNNING run of the experiment, page by page."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
-                                  max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _untagged_dead(run: Any, untagged_hours: float | None) -> bool:
-    """A run without mtt's process tags (made by another tool, or before mtt tagged its runs) counts as dead
-    once it started more than `untagged_hours` ago; never when that is None."""
-    if untagged_hours is None or "mtt.pid" in run.data.tags:
-        return False
-    return (time.time() * 1000 - (run.info.start_time or 0)) >= untagged_hours * 3600 * 1000
-
-
-def mark_dead_runs(experiment_id: str, untagged_hours: float | None = None) -> list[str]:
-    """Runs left RUNNING by a process that died without a word (SIGKILL, power loss): mark them KILLED.
-
-    A run with mtt's process tags is dead when its process no longer runs on this host; one without them when
-    it started more than `untagged_hours` ago (None, as train and sweep call it: left alone, since another tool
-    may still be writing it). Runs of other hosts are left to `mtt runs --cleanup` there."""
-    from mlflow.entities import RunStatus
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    running = _running_runs(client, experiment_id)
-    dead = [run for run in running if _owner_gone(run.data.tags) or _untagged_dead(run, untagged_hours)]
-    for run in dead:
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-        if "mtt.pid" in run.data.tags:
-            print(f"mtt: run {run.info.run_id} ({run.info.run_name}) was left RUNNING by process "
-                  f"{run.data.tags['mtt.pid']}, which no longer runs: marked KILLED")
-        else:
-            hours = (time.time() * 1000 - (run.info.start_time or 0)) / 3.6e6
-            print(f"mtt: run {run.info.run_id} ({run.info.run_name}) is RUNNING without mtt's process tags and "
-                  f"started {hours:.0f} h ago (--older-than {untagged_hours:g}): marked KILLED")
-    if untagged_hours is not None:
-        _report_left(running, dead, untagged_hours)
-    return [run.info.run_id for run in dead]
-
-
-def _report_left(running: list[Any], dead: list[Any], untagged_hours: float) -> None:
-    """Say which RUNNING runs cleanup could not judge: untagged ones too young, and those of other hosts."""
-    import socket
-
-    gone = {run.info.run_id for run in dead}
-    left = [run for run in running if run.info.run_id not in gone]
-    untagged = sum("mtt.pid" not in run.data.tags for run in left)
-    hosts = sorted({run.data.tags["mtt.host"] for run in left
-                    if "mtt.pid" in run.data.tags and run.data.tags.get("mtt.host") != socket.gethostname()})
-    if untagged:
-        print(f"mtt: {untagged} RUNNING run(s) without mtt's process tags started less than {untagged_hours:g} h ago "
-              "left as they are (another tool may still write them; --older-than 0 marks them KILLED too)")
-    if hosts:
-        print(f"mtt: RUNNING runs of processes on {', '.join(hosts)} left as they are: run `mtt runs --cleanup` "
-              "there")
-
-
-@contextmanager
-def ended(client: Any, run_id: str) -> Iterator[None]:
-    """A run this process created with the client: ended FINISHED after the block, KILLED on Ctrl-C or
-    SIGTERM, FAILED on an error (so that no run stays RUNNING)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, "KILLED")
-        raise
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
-
-
-class SigtermDeferral:
-    """Holds SIGTERM back while a run and the files it describes change together (a run created and its
-    cleanup set up; the model swapped in and the run ended FINISHED): a SIGTERM meanwhile is delivered at
-    `release`. Used as a context manager it is armed on entry and released on a normal exit (on an exception,
-    only the handler is restored). Only the main thread handles signals: elsewhere it does nothing."""
-
-    def __init__(self, armed: bool = True) -> None:
-        self.armed, self.caught, self._previous = armed, False, None
-
-    def __enter__(self) -> SigtermDeferral:
-        if self.armed:
-            self.arm()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self.release()
-        else:
-            self.restore()
-
-    def _note(self, signum: int, frame: object) -> None:
-        self.caught = True
-
-    def arm(self) -> None:
-        """From now on a SIGTERM waits."""
-        if self._previous is None and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._note)
-
-    def restore(self) -> bool:
-        """Put the previous SIGTERM handler back; whether a SIGTERM came meanwhile."""
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
-        caught, self.caught = self.caught, False
-        return caught
-
-    def release(self) -> None:
-        """Put the previous handler back and deliver a SIGTERM that came meanwhile (to that handler)."""
-        if self.restore():
-            signal.raise_signal(signal.SIGTERM)
-
-
 def ensure_experiment(name: str, start: str | os.PathLike[str] | None = None) -> str:
     """The id of experiment `name`, created with its artifacts in <repo>/mlartifacts (an absolute path), or,
     with a tracking server, where the server keeps artifacts (its proxied store, `mlflow-artifacts:/`).
@@ -410,152 +224,3 @@ def system_metrics_enabled() -> bool:
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     mlflow.set_system_metrics_samples_before_logging(SYSTEM_METRICS_SAMPLES)
     return True
-
-
-def git_state(root: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Git commit and dirty flag for run tags (`mlflow.source.git.commit` too, the UI's Version column); empty
-    strings outside a git checkout. Changes to the pipeline's own outputs (dvc.lock, the committed metrics and
-    CSVs that every `dvc repro` rewrites) do not make the code dirty."""
-    cwd = Path(root or repo_root())
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return {"git_commit": "", "git_dirty": ""}
-    outputs = pipeline_outputs(cwd)
-    dirty = any(line[3:].strip('"') not in outputs for line in changed)
-    return {"git_commit": commit, "git_dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
-
-
-def pipeline_outputs(root: str | os.PathLike[str]) -> set[str]:
-    """dvc.lock and every out, metric and plot file that dvc.yaml declares (paths relative to the root)."""
-    import yaml
-
-    try:
-        stages = (yaml.safe_load((Path(root) / "dvc.yaml").read_text()) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError):
-        return set()
-    outputs = {"dvc.lock"}
-    for stage in stages.values():
-        for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind, []) if isinstance(stage, dict) else []:
-                outputs.update([entry] if isinstance(entry, str) else entry if isinstance(entry, dict) else [])
-    return outputs
-
-
-def committed_text(path: str | os.PathLike[str]) -> str | None:
-    """The file's text at git HEAD (what `dvc exp run -S` and an edit are compared with); None if not tracked."""
-    path = Path(path).resolve()
-    try:
-        return subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
-                              text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def log_stage_to_active_run(
-    stage: str, params: dict, metrics: dict[str, float], artifact: str | os.PathLike[str] | None = None
-) -> None:
-    """Log a stage's params, headline metrics and manifest into the run that `mlflow run` started."""
-    import mlflow
-
-    with mlflow.start_run():  # resumes MLFLOW_RUN_ID
-        mlflow.log_params({f"{stage}.{k}": v for k, v in params.items()})
-        mlflow.log_metrics({f"{stage}/{k}": float(v) for k, v in metrics.items()})
-        mlflow.set_tags(git_state())
-        if artifact is not None and Path(artifact).exists():
-            mlflow.log_artifact(str(artifact), artifact_path=stage)
-
-
-def log_data_checks(summary_path: str | os.PathLike[str], docs_dir: str | os.PathLike[str] | None = None) -> None:
-    """Attach the validate stage's summary (and Data Docs site) to the active MLflow run.
-
-    Every training run then records which data checks its inputs passed: the counts as tags
-    (`data_checks.critical_failures`, ...: one-point metrics would fill the UI's charts with bars of zero), the
-    JSON and the HTML site as artifacts under `data_checks/`.
-    """
-    import json
-
-    import mlflow
-
-    summary = json.loads(Path(summary_path).read_text())
-    mlflow.set_tags({"data_checks.critical_failures": summary["critical_failures"],
-                     "data_checks.warnings": summary["warnings"],
-                     **{f"data_checks.{split}_failed": s["failed"] for split, s in summary["splits"].items()}})
-    mlflow.log_artifact(str(summary_path), artifact_path="data_checks")
-    if docs_dir is not None and Path(docs_dir).is_dir():
-        mlflow.log_artifacts(str(docs_dir), artifact_path="data_checks/data_docs")
-
-
-#: MLflow's dataset-input context of each prepared split
-SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
-#: hex digits of the content SHA-256 kept as a dataset's digest (MLflow stores at most 36 characters)
-DIGEST_LENGTH = 16
-
-
-def split_dataset(path: str | os.PathLike[str], sha256: str) -> object:
-    """A prepared Parquet split as an MLflow dataset, without reading its rows: source the file's path, digest
-    the first DIGEST_LENGTH hex digits of its content SHA-256 (the hash the run's lineage already computed),
-    schema and row count from the Parquet footer; named <folder>/<file stem>, e.g. prepared/train."""
-    import json
-
-    import pyarrow.parquet as pq
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.sources import LocalArtifactDatasetSource
-    from mlflow.types import ColSpec, Schema
-
-    class ParquetDataset(MetaDataset):
-        """A MetaDataset with the row count as its profile."""
-
-        def __init__(self, rows: int, **kwargs: object) -> None:
-            self.rows = rows
-            super().__init__(**kwargs)
-
-        @property
-        def profile(self) -> dict[str, int]:
-            return {"num_rows": self.rows}
-
-        def to_dict(self) -> dict[str, str]:
-            return {**super().to_dict(), "profile": json.dumps(self.profile)}
-
-    path = Path(path).resolve()
-    footer = pq.read_metadata(path)
-    schema = Schema([ColSpec(_mlflow_type(field.type), field.name) for field in footer.schema.to_arrow_schema()])
-    return ParquetDataset(footer.num_rows, source=LocalArtifactDatasetSource(str(path)), name=f"{path.parent.name}/"
-                          f"{path.stem}", digest=sha256[:DIGEST_LENGTH], schema=schema)
-
-
-def _mlflow_type(arrow_type: object) -> str:
-    """MLflow's column type for a Parquet column type (unsigned integers as long, categories as string)."""
-    import pyarrow as pa
-
-    if pa.types.is_float32(arrow_type) or pa.types.is_float16(arrow_type):
-        return "float"
-    if pa.types.is_floating(arrow_type):
-        return "double"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_integer(arrow_type):
-        small = arrow_type.bit_width < 32 or (arrow_type.bit_width == 32 and pa.types.is_signed_integer(arrow_type))
-        return "integer" if small else "long"
-    if pa.types.is_timestamp(arrow_type):
-        return "datetime"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "binary"
-    return "string"
-
-
-def log_split_inputs(splits: dict[str, tuple[str | os.PathLike[str], str]]) -> None:
-    """Log the prepared splits a run read (split -> (path, content SHA-256)) as its dataset inputs, with the
-    context training, validation or testing: the runs table's Dataset column then tells runs on different
-    data apart."""
-    import mlflow
-
-    datasets = [split_dataset(path, sha256) for path, sha256 in splits.values()]
-    mlflow.log_inputs(datasets, contexts=[SPLIT_CONTEXTS.get(split, split) for split in splits],
-                      tags_list=[None] * len(datasets))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.core import plots, tracking
+from mtt.core import plots, run_lifecycle, tracking
 from mtt.core.artifact import load_model_dir
 from mtt.core.checks import require_clean
 from mtt.core.dataset import (
@@ -148,12 +148,12 @@ def target_runs(client: Any, model_run_id: str | None, own_data: bool, data: dic
         if training is not None and own_data:
             targets.append(model_run_id)
         elif training is not None:
-            with tracking.SigtermDeferral():  # the run is made and its ending set up together
+            with run_lifecycle.SigtermDeferral():  # the run is made and its ending set up together
                 run = client.create_run(training.info.experiment_id, run_name=f"evaluate {Path(data['path']).name} "
                                         f"with {training.info.run_name}", tags={
                                             "eval.data_sha256": data["sha256"], "eval.data_path": data["path"],
-                                            **tracking.process_tags()})
-                own_runs.enter_context(tracking.ended(client, run.info.run_id))
+                                            **run_lifecycle.process_tags()})
+                own_runs.enter_context(run_lifecycle.ended(client, run.info.run_id))
             targets.append(run.info.run_id)
             print(f"evaluate: {data['path']} is not the split the model was trained next to: figures logged to a "
                   f"new run {run.info.run_id}, not to the training run {model_run_id}")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.core.tracking import evaluation_metric
+from mtt.core.metric_names import evaluation_metric
 from mtt.stages.evaluate.estimators import ELLIPSE, ELLIPSE_EXACT, MODEL, MODEL_ON_EXACT, VISIBLE
 
 

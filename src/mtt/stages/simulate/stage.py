@@ -24,7 +24,7 @@ import awkward as ak
 import numpy as np
 
 from mtt.core.io import SIMULATION_MANIFEST, OutputError, atomic_dir, atomic_file, check_output_dir, portable_path
-from mtt.core.tracking import log_stage_to_active_run
+from mtt.core.lineage import log_stage_to_active_run
 from mtt.core.workers import DaskExecutor, LocalExecutor, resolve_workers, stage_executor
 from mtt.stages.simulate.detector import DetectorCard, reconstruct
 from mtt.stages.simulate.generator import (

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from mtt.core.errors import TrainError
+from mtt.core.metric_names import epoch_metric
 from mtt.core.metrics import median_bias, resolution, rmse, width_ratio
-from mtt.core.tracking import epoch_metric
 from mtt.stages.train.checkpoint import TrainState, save_state
 from mtt.stages.train.data import ValSet
 from mtt.stages.train.setup import current_learning_rate

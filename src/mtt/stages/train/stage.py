@@ -97,11 +97,11 @@ def _short(value: Any) -> str:
 def committed_baseline(params_path: Path, preset: str) -> TrainParams | None:
     """The train section of params.yaml as committed at git HEAD, with `preset` applied (a run with another
     preset is named by the preset and what differs from it); None outside git or if it does not load."""
-    from mtt.core import tracking
     from mtt.core.errors import MttError
+    from mtt.core.lineage import committed_text
     from mtt.core.params import apply_preset, load_yaml, validate_model
 
-    text = tracking.committed_text(params_path)
+    text = committed_text(params_path)
     if text is None:
         return None
     try:
@@ -274,16 +274,16 @@ class Trainer:
         it FINISHED)."""
         import mlflow
 
-        from mtt.core import tracking
+        from mtt.core import run_lifecycle, tracking
 
         tracking.configure()
         experiment = tracking.ensure_experiment(self.params.experiment)
-        tracking.mark_dead_runs(experiment)
+        run_lifecycle.mark_dead_runs(experiment)
         outer = os.environ.get("MLFLOW_RUN_ID")
         start = ({"run_id": self.state.run_id} if self.state is not None else {"run_id": outer} if outer
                  else {"experiment_id": experiment, "run_name": name})
-        deferral = tracking.SigtermDeferral()  # a SIGTERM while the run is made waits for the handling below
-        with deferral, mlflow.start_run(**start, tags=tracking.process_tags(),
+        deferral = run_lifecycle.SigtermDeferral()  # a SIGTERM while the run is made waits for the handling below
+        with deferral, mlflow.start_run(**start, tags=run_lifecycle.process_tags(),
                                         log_system_metrics=tracking.system_metrics_enabled()) as run:
             try:
                 deferral.release()
@@ -300,6 +300,7 @@ class Trainer:
         import mlflow
 
         from mtt.core import tracking
+        from mtt.core.lineage import git_state, log_split_inputs
 
         if self.state is not None:
             mlflow.set_tags({"resumed_at_epoch": self.first_epoch, "resumed_epochs": self.params.epochs})
@@ -313,13 +314,13 @@ class Trainer:
                            "train.n_features": len(self.features), "train.features": ",".join(self.features)})
         if os.environ.get("DVC_EXP_NAME"):
             mlflow.set_tag("dvc.exp_name", os.environ["DVC_EXP_NAME"])
-        mlflow.set_tags({**tracking.git_state(tracking.repo_root()), **self.lineage.tags(),
+        mlflow.set_tags({**git_state(tracking.repo_root()), **self.lineage.tags(),
                          "preset": self.params.preset,
                          "n_train": self.data.n_rows, "n_val": len(self.val.x), "feature_set": self.params.feature_set,
                          "architecture": self.params.architecture,
                          "input": self.data.mode, "strategy": self.params.strategy,
                          "scaler": self.data.scaler.name})
-        tracking.log_split_inputs(self.lineage.splits())  # the runs table's Dataset column
+        log_split_inputs(self.lineage.splits())  # the runs table's Dataset column
 
     def commit(self, run_id: str, fit_seconds: float, wall_seconds: float, best_weights: Any) -> dict[str, Any]:
         """`finish` into a staged model folder; then, with SIGTERM held back, swap it in, write the DVC outputs
@@ -328,9 +329,9 @@ class Trainer:
         the swap is delivered after it. The summary returned."""
         import mlflow
 
-        from mtt.core import tracking
+        from mtt.core import run_lifecycle
 
-        with tracking.SigtermDeferral(armed=False) as deferral:
+        with run_lifecycle.SigtermDeferral(armed=False) as deferral:
             with atomic_dir(self.paths.model, "train") as staged:
                 summary = self.finish(run_id, fit_seconds, wall_seconds, best_weights, staged)
                 deferral.arm()
@@ -396,7 +397,8 @@ class Trainer:
         best epoch, whose weights it holds (the model page then shows that epoch's figures)."""
         import mlflow
 
-        from mtt.core import plots, registry, tracking
+        from mtt.core import plots, registry
+        from mtt.core.lineage import log_data_checks
 
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -409,7 +411,7 @@ class Trainer:
             for name in ("scaler.npz", "target_transform.json"):
                 mlflow.log_artifact(str(tmp / name), artifact_path="preprocessing")
         if self.lineage.checked_by(self.paths.validation):
-            tracking.log_data_checks(self.paths.validation, self.paths.docs)
+            log_data_checks(self.paths.validation, self.paths.docs)
         elif self.paths.validation is None or not self.paths.validation.is_file():
             mlflow.set_tag("data_checks", "no validate summary: only the fast critical checks of train ran")
         else:

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from mtt.core import tracking
+from mtt.core import lineage
 from mtt.core.errors import MttError, ValidationFailed
 from mtt.core.params import load_yaml
 
@@ -185,7 +185,7 @@ def compare(root: Path, rules: Rules) -> list[Row]:
     committed_any = False
     for name in metrics_files(root / "dvc.yaml"):
         path = root / name
-        committed_text = tracking.committed_text(path)
+        committed_text = lineage.committed_text(path)
         committed_any |= committed_text is not None
         if committed_text is not None and not path.is_file():
             rows.append(Row(name, "(committed)", None, None, False, "file missing now: run `dvc repro`"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mtt.core import tracking
+from mtt.core import run_lifecycle, tracking
 from mtt.core.command import Command
 from mtt.core.errors import MttError
 
@@ -32,7 +32,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def cleanup_runs(experiment: str | None, older_than: float | None = None) -> list[str]:
     """Mark the dead RUNNING runs of one experiment (or all) KILLED, untagged ones after `older_than` hours
-    (default: tracking.UNTAGGED_HOURS); their ids."""
+    (default: run_lifecycle.UNTAGGED_HOURS); their ids."""
     from mlflow.tracking import MlflowClient  # here, not above: `mtt --help` must not load MLflow
 
     tracking.configure()
@@ -40,8 +40,8 @@ def cleanup_runs(experiment: str | None, older_than: float | None = None) -> lis
     experiments = [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
     if experiment and experiments[0] is None:
         raise MttError(f"no MLflow experiment {experiment!r} in {tracking.tracking_uri()}")
-    untagged = tracking.UNTAGGED_HOURS if older_than is None else older_than
-    killed = [run for e in experiments for run in tracking.mark_dead_runs(e.experiment_id, untagged)]
+    untagged = run_lifecycle.UNTAGGED_HOURS if older_than is None else older_than
+    killed = [run for e in experiments for run in run_lifecycle.mark_dead_runs(e.experiment_id, untagged)]
     print(f"mtt runs: {len(killed)} run(s) of dead processes marked KILLED")
     return killed
 

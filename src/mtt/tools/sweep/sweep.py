@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mtt.core import plots, tracking
+from mtt.core import lineage, metric_names, plots, run_lifecycle, tracking
 from mtt.core.errors import MttError, ParamsError
 from mtt.core.io import atomic_file, check_apart, check_not_protected, check_writable_dir
 from mtt.core.params import load_yaml, parse_overrides
@@ -245,12 +245,12 @@ def parent_run(experiment: str, name: str, tags: dict[str, str]) -> Iterator[Par
 
     uri = tracking.configure()
     experiment_id = tracking.ensure_experiment(experiment)
-    tracking.mark_dead_runs(experiment_id)
+    run_lifecycle.mark_dead_runs(experiment_id)
     outer = os.environ.get("MLFLOW_RUN_ID")
     start = {"run_id": outer} if outer else {"experiment_id": experiment_id, "run_name": name}
     with mlflow.start_run(**start) as run:
         try:
-            mlflow.set_tags({**tags, **tracking.process_tags(), **tracking.git_state(tracking.repo_root()),
+            mlflow.set_tags({**tags, **run_lifecycle.process_tags(), **lineage.git_state(tracking.repo_root()),
                              "mlflow.runName": name})
             yield Parent(run.info.run_id, run.info.experiment_id, uri, MlflowClient(uri))
         except KeyboardInterrupt:
@@ -266,7 +266,7 @@ def start_child(parent: Parent, child: Child) -> str:
     from mlflow.entities import Param
 
     run = parent.client.create_run(parent.experiment_id, run_name=child.name,
-                                   tags={"mlflow.parentRunId": parent.run_id, **tracking.process_tags()})
+                                   tags={"mlflow.parentRunId": parent.run_id, **run_lifecycle.process_tags()})
     parent.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in child.params.items()])
     return run.info.run_id
 
@@ -352,7 +352,7 @@ def run_child(parent: Parent, child: Child, paths: StagePaths) -> ChildResult:
     for log in sorted(child.folder.glob("*.out")) + sorted(child.folder.glob("*.err")):
         parent.client.log_artifact(run_id, str(log), artifact_path="logs")
     metrics = parent.client.get_run(run_id).data.metrics
-    found = {column: tracking.find_metric(metrics, name) for column, name in METRICS.items()}
+    found = {column: metric_names.find_metric(metrics, name) for column, name in METRICS.items()}
     return ChildResult(run_id, status, {column: math.nan if v is None else v for column, v in found.items()}, error)
 
 

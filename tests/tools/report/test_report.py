@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from mtt.cli import main
-from mtt.tools.report.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, load_spec, run_report
+from mtt.tools.report.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, run_report
 
 COLUMNS = {"resolution": {"header": "resolution", "format": ".3f"},
            "bias": {"header": "median bias", "format": "+.3f"},
@@ -138,30 +138,6 @@ def test_an_unknown_run_names_the_row_and_the_id_and_writes_nothing(study, tmp_p
     with pytest.raises(ReportError, match="figure 's.png': run .* has no artifact 'evaluate/plots/spectrum.png'"):
         run_report(spec, tmp_path / "docs", client=client)
     assert not (tmp_path / "docs").exists()
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    ({"colums": {}}, r"colums: unknown key; allowed keys: experiment, label_header, columns"),
-    ({"columns": {"bias": {"header": "b", "fromat": ".3f"}}}, r"columns.bias.fromat: unknown key; allowed keys: "
-                                                              r"header, format, key"),
-    ({"columns": {"bias": {"header": "b", "format": "q"}}}, r"columns.bias.format: not a format spec"),
-    ({"columns": {"p": {"header": "p", "key": "zprime/{estimater}/peak"}}}, r"columns.p.key: unknown placeholder"),
-    ({"rows": [{"label": "a", "run": "x", "keys": {"nope": "m"}}]}, r"rows\[0\] \('a'\).keys: unknown column"),
-    ({"rows": [{"label": "a", "run": 123}]}, r"rows\[0\].run: Input should be a valid string"),
-    ({"figures": [{"run": "x", "artifact": "a.png", "name": "../a.png"}]}, r"figures\[0\].name: a plain file name"),
-])
-def test_a_bad_spec_names_the_key(tmp_path, change, message):
-    spec = write_spec(tmp_path / "spec.yaml", {"mse": "x", "mdn": "y"}, **change)
-    with pytest.raises(ReportError, match=f"spec.yaml: invalid report spec:\n  {message}"):
-        load_spec(spec)
-
-
-def test_a_missing_or_duplicated_spec_is_named(tmp_path):
-    with pytest.raises(ReportError, match="nowhere.yaml: report spec not found"):
-        load_spec(tmp_path / "nowhere.yaml")
-    (tmp_path / "twice.yaml").write_text("rows: []\nrows: []\n")
-    with pytest.raises(ReportError, match="twice.yaml: key 'rows' appears twice"):
-        load_spec(tmp_path / "twice.yaml")
 
 
 def test_curves_overlay_the_runs_per_epoch_histories(study, tmp_path):

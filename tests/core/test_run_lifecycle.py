@@ -1,0 +1,54 @@
+"""Run lifecycle: a run this process made ends with the right status, a SIGTERM waits, a dead owner is noticed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from mtt.core.run_lifecycle import SigtermDeferral, ended, mark_dead_runs, process_tags
+
+
+class Client:
+    """An MLflow client that only records how runs were ended."""
+
+    def __init__(self) -> None:
+        self.ended: dict[str, str] = {}
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self.ended[run_id] = status
+
+
+def test_ended_finishes_fails_or_kills_the_run():
+    client = Client()
+    with ended(client, "a"):
+        pass
+    with pytest.raises(ValueError), ended(client, "b"):
+        raise ValueError
+    with pytest.raises(KeyboardInterrupt), ended(client, "c"):
+        raise KeyboardInterrupt
+    assert client.ended == {"a": "FINISHED", "b": "FAILED", "c": "KILLED"}
+
+
+def test_a_sigterm_waits_for_the_release():
+    caught = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: caught.append("SIGTERM"))
+    try:
+        with SigtermDeferral():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert caught == []
+        assert caught == ["SIGTERM"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_run_whose_process_is_gone_is_marked_killed(store):
+    experiment = store.create_experiment("lifecycle")
+    alive = store.create_run(experiment, tags=process_tags()).info.run_id
+    reused = store.create_run(experiment, tags={**process_tags(), "mtt.process_start": "0"}).info.run_id  # pid reused
+    untagged = store.create_run(experiment).info.run_id
+    assert mark_dead_runs(experiment) == [reused]
+    assert store.get_run(reused).info.status == "KILLED" and store.get_run(alive).info.status == "RUNNING"
+    assert mark_dead_runs(experiment, untagged_hours=0) == [untagged]  # another tool's run, old enough
+    assert store.get_run(alive).info.status == "RUNNING"
