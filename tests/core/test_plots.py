@@ -32,3 +32,12 @@ def test_every_plot_is_a_png(tmp_path):
     for name in ("spectrum", "response", "bias", "residuals", "loss"):
         assert _is_png(tmp_path / f"{name}.png"), name
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
+def test_every_estimator_has_one_colour_of_its_own():
+    """The same estimator is the same colour in every figure, and no two estimators share one."""
+    from mtt.core.plots import COLOURS, SPARE, colour
+
+    assert len(set(COLOURS.values())) == len(COLOURS) and not set(SPARE) & set(COLOURS.values())
+    assert colour("mdn_mean") != colour("model") and colour("mdn_expected") != colour("baseline_ellipse")
+    assert colour("seed_baseline") == colour("seed_baseline") in SPARE

@@ -14,6 +14,25 @@ import pandas as pd
 from mtt.core.io import atomic_file
 
 LABEL = r"$m_{t\bar{t}}$ [GeV]"
+#: one colour per estimator in every figure (the truth is the grey fill)
+COLOURS = {"model": "tab:blue", "baseline_visible": "tab:olive", "baseline_ellipse": "tab:red",
+           "mdn_window": "tab:green", "mdn_mode": "tab:purple", "mdn_mean": "tab:cyan", "mdn_sample": "tab:orange",
+           "mdn_expected": "tab:brown", "mdn_likelihood": "tab:pink", "quantile": "goldenrod",
+           "model_unfolded": "navy", "ellipse_unfolded": "darkred"}
+#: colours for names not in COLOURS (configurations of a study), picked by a stable hash of the name
+SPARE = ("black", "tab:gray", "darkgoldenrod", "teal", "indigo", "olivedrab", "sienna", "crimson", "slateblue")
+
+
+def colour(name: str) -> str:
+    """The estimator's colour, the same in every figure; a stable spare one for other names."""
+    import zlib
+
+    return COLOURS.get(name) or SPARE[zlib.crc32(name.encode()) % len(SPARE)]
+
+
+def legend_outside(ax: Any, **kwargs: Any) -> None:
+    """The legend to the right of the axes, where it hides no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=12, **kwargs)
 
 
 @contextmanager
@@ -31,7 +50,7 @@ def figure(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any,
             yield fig, axes
             fig.tight_layout()
             with atomic_file(path) as tmp:
-                fig.savefig(tmp, dpi=80, format="png")
+                fig.savefig(tmp, dpi=80, format="png", bbox_inches="tight")
         finally:
             plt.close(fig)
 
@@ -49,11 +68,11 @@ def spectrum(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarr
         spectra = {name: np.histogram(pred[np.isfinite(pred)], edges)[0] for name, pred in estimates.items()}
         for name, counts in {**spectra, **(histograms or {})}.items():
             counts = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
-            mplhep.histplot(counts, edges, ax=top, label=name, yerr=np.sqrt(counts))
+            mplhep.histplot(counts, edges, ax=top, label=name, yerr=np.sqrt(counts), color=colour(name))
             with np.errstate(divide="ignore", invalid="ignore"):
-                mplhep.histplot(counts / truth, edges, ax=ratio, yerr=np.sqrt(counts) / truth)
+                mplhep.histplot(counts / truth, edges, ax=ratio, yerr=np.sqrt(counts) / truth, color=colour(name))
         top.set_ylabel("events / bin")
-        top.legend()
+        legend_outside(top)
         ratio.axhline(1.0, color="grey", lw=1)
         ratio.set_ylim(0, 2)
         ratio.set_ylabel("pred / truth")
@@ -77,16 +96,17 @@ def response_matrix(pred: np.ndarray, true: np.ndarray, edges: np.ndarray, path:
 
 def bias_resolution(rows: dict[str, pd.DataFrame], path: Path) -> None:
     """Median bias and resolution vs true m_tt, one line per estimator."""
-    with figure(path, nrows=2, figsize=(9, 9), sharex=True) as (_, (ax_bias, ax_res)):
+    with figure(path, nrows=2, figsize=(9, 9), sharex=True) as (fig, (ax_bias, ax_res)):
         for name, frame in rows.items():
             centre = (frame.m_tt_low + frame.m_tt_high) / 2
-            ax_bias.plot(centre, frame.bias, marker="o", label=name)
-            ax_res.plot(centre, frame.resolution, marker="o", label=name)
+            ax_bias.plot(centre, frame.bias, marker="o", label=name, color=colour(name))
+            ax_res.plot(centre, frame.resolution, marker="o", label=name, color=colour(name))
         ax_bias.axhline(0.0, color="grey", lw=1)
-        ax_bias.set_ylabel("median (pred - true) / true")
-        ax_bias.legend()
-        ax_res.set_ylabel("resolution (68% half-width)")
+        ax_bias.set_ylabel("median bias", fontsize=16)
+        legend_outside(ax_bias)
+        ax_res.set_ylabel("resolution", fontsize=16)
         ax_res.set_xlabel("true " + LABEL)
+        fig.align_ylabels((ax_bias, ax_res))
 
 
 def residuals(true: np.ndarray, estimates: dict[str, np.ndarray], path: Path) -> None:
@@ -98,11 +118,11 @@ def residuals(true: np.ndarray, estimates: dict[str, np.ndarray], path: Path) ->
         for name, pred in estimates.items():
             ok = np.isfinite(pred)
             counts, _ = np.histogram((pred[ok] - true[ok]) / true[ok], edges)
-            mplhep.histplot(counts / max(ok.sum(), 1), edges, ax=ax, label=name)
+            mplhep.histplot(counts / max(ok.sum(), 1), edges, ax=ax, label=name, color=colour(name))
         ax.axvline(0.0, color="grey", lw=1)
         ax.set_xlabel(r"(pred - true) / true")
         ax.set_ylabel("fraction of events")
-        ax.legend()
+        legend_outside(ax)
 
 
 def loss_curve(history: pd.DataFrame, path: Path) -> None:
@@ -136,12 +156,12 @@ def coverage_vs_mtt(edges: np.ndarray, coverages: dict[str, np.ndarray], path: P
     centres = (edges[:-1] + edges[1:]) / 2
     with figure(path, figsize=(8, 6)) as (_, ax):
         for name, values in coverages.items():
-            ax.plot(centres, values, "o-", label=name)
+            ax.plot(centres, values, "o-", label=name, color=colour(name))
         ax.axhline(0.68, color="grey", lw=1, label="nominal 68%")
         ax.set_ylim(0, 1)
         ax.set_xlabel(LABEL + " (true; predicted median for *_by_prediction)")
         ax.set_ylabel("coverage of the 68% interval")
-        ax.legend()
+        legend_outside(ax)
 
 
 def unfolded(truth: np.ndarray, spectra: dict[str, Any], edges: np.ndarray, path: Path) -> None:
@@ -154,11 +174,12 @@ def unfolded(truth: np.ndarray, spectra: dict[str, Any], edges: np.ndarray, path
         centres = (edges[:-1] + edges[1:]) / 2
         for name, result in spectra.items():
             total = np.sqrt(result.stat_err**2 + result.sys_err**2)
-            mplhep.histplot(result.counts, edges, ax=top, yerr=total, label=f"{name} ({result.iterations} it.)")
-            pulls.plot(centres, result.pulls(truth), "o", label=name)
-            relative.plot(centres, result.relative_uncertainty, "o-", label=name)
+            mplhep.histplot(result.counts, edges, ax=top, yerr=total, label=f"{name} ({result.iterations} it.)",
+                            color=colour(name))
+            pulls.plot(centres, result.pulls(truth), "o", label=name, color=colour(name))
+            relative.plot(centres, result.relative_uncertainty, "o-", label=name, color=colour(name))
         top.set_ylabel("events / bin")
-        top.legend()
+        legend_outside(top)
         pulls.axhline(0.0, color="grey", lw=1)
         pulls.set_ylabel("pull")
         relative.set_ylabel("rel. uncertainty")

@@ -91,6 +91,11 @@ def write_metrics(figures: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(rounded_floats(figures), indent=2) + "\n")
 
 
+#: the estimators the spectrum figure shows: the point model, the ellipse method, the recommended per-event MDN
+#: reading and the spectrum-faithful expected spectrum (the others go to spectrum_others.png)
+MAIN_ESTIMATORS = ("model", "baseline_ellipse", "mdn_window", "mdn_expected")
+
+
 def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: EvaluateParams,
                   history: pd.DataFrame | None) -> None:
     """metrics.json, per_bin.csv, spectrum.csv and the plots, into `folder`."""
@@ -101,7 +106,11 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
     write_table(per_bin_table(result.tables, coverages), folder / "per_bin.csv")
     write_table(spectrum_table(true, result.estimates, edges, result.histograms), folder / "spectrum.csv")
     plot.mkdir()
-    plots.spectrum(true, result.estimates, edges, plot / "spectrum.png", result.histograms)
+    for suffix, keep in (("", True), ("_others", False)):  # the main estimators, then the rest in their own figure
+        estimates = {k: v for k, v in result.estimates.items() if (k in MAIN_ESTIMATORS) == keep}
+        histograms = {k: v for k, v in result.histograms.items() if (k in MAIN_ESTIMATORS) == keep}
+        if estimates or histograms:
+            plots.spectrum(true, estimates, edges, plot / f"spectrum{suffix}.png", histograms)
     for name, pred in result.estimates.items():
         plots.response_matrix(pred, true, edges, plot / f"response_{name}.png", name)
     plots.bias_resolution(result.tables, plot / "bias_resolution.png")
