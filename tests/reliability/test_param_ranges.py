@@ -19,7 +19,7 @@ from mtt.core.events.schemas import NATIVE, to_objects
 from mtt.core.events.selection import CUTS, select
 from mtt.core.params import load_yaml, parse_overrides
 from mtt.tools.params import load_params
-from mtt.tools.sweep.sweep import parse_value
+from mtt.tools.sweep.overrides import parse_value
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -38,7 +38,7 @@ def tune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def stage_paths(args: argparse.Namespace) -> Any:
     """What the children read, and where they write."""
-    from mtt.tools.sweep.sweep import StagePaths
+    from mtt.tools.sweep.children import StagePaths
 
     return StagePaths(params=Path(args.params), prepared=Path(args.prepared), reference=Path(args.reference),
                       validation=optional_path(args.validation), docs=optional_path(args.docs),
@@ -54,7 +54,7 @@ def run_sweep(args: argparse.Namespace, params: Any) -> None:
 
 def run_tune(args: argparse.Namespace, params: Any) -> None:
     """Optuna's trials, each a child."""
-    from mtt.tools.sweep.sweep import run_tune  # here, not above: `mtt --help` must not load MLflow and Optuna
+    from mtt.tools.sweep.tune import run_tune  # here, not above: `mtt --help` must not load MLflow and Optuna
 
     run_tune(params.tune, args.train_overrides, stage_paths(args))
 
