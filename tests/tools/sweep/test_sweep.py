@@ -53,9 +53,9 @@ def test_a_sweep_with_a_failing_value(small_prepared, store, tmp_path, quick_par
     out = tmp_path / "sweep"
     rows = run_sweep(["learning_rate=1e-3,0.01,10", *TINY], stage_paths(quick_params, small_prepared, out))
     experiment = store.get_experiment_by_name("mtt").experiment_id
-    (parent,) = store.search_runs([experiment], "tags.mtt.tools.sweep.param = 'learning_rate'")
+    (parent,) = store.search_runs([experiment], "tags.mtt.sweep.param = 'learning_rate'")
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("sweep learning_rate=0.001,0.01,10.0")
-    assert parent.data.tags["mtt.tools.sweep.values"] == "0.001,0.01,10.0"
+    assert parent.data.tags["mtt.sweep.values"] == "0.001,0.01,10.0"
     assert parent.data.metrics["n_children"] == 3 and parent.data.metrics["n_failed"] == 1
     children = child_runs(store, parent)
     assert set(children) == {"learning_rate=0.001", "learning_rate=0.01", "learning_rate=10.0"}
@@ -94,7 +94,7 @@ def test_a_sweep_whose_children_all_fail_fails(small_prepared, store, tmp_path, 
     err = capsys.readouterr().err
     assert "prepared split missing" in err and "mtt sweep: error: every child run failed (2)" in err
     experiment = store.get_experiment_by_name("mtt").experiment_id
-    (parent,) = store.search_runs([experiment], "tags.mtt.tools.sweep.param = 'n_train'")
+    (parent,) = store.search_runs([experiment], "tags.mtt.sweep.param = 'n_train'")
     assert parent.info.status == "FAILED" and parent.data.metrics["n_failed"] == 2
     # train failed before it opened the run: the sweep marked the children FAILED
     assert {run.info.status for run in child_runs(store, parent).values()} == {"FAILED"}

@@ -66,8 +66,8 @@ def run_sweep(overrides: Sequence[str], paths: StagePaths) -> list[dict[str, Any
     experiment = load_params(paths.params, "train", parse_overrides(list(sweep.fixed), "train")).experiment
     out = paths.out or Path("sweeps") / sweep.param
     paths.check_out(out)
-    tags = {"mtt.tools.sweep.param": sweep.param, "mtt.tools.sweep.values": ",".join(sweep.texts),
-            "mtt.tools.sweep.fixed": " ".join(sweep.fixed)}
+    tags = {"mtt.sweep.param": sweep.param, "mtt.sweep.values": ",".join(sweep.texts),
+            "mtt.sweep.fixed": " ".join(sweep.fixed)}
     rows: list[dict[str, Any]] = []
     with parent_run(experiment, sweep.name, tags) as parent:
         print(f"sweep: run {parent.run_id}: {len(sweep.values)} child runs, outputs in {out}", flush=True)
