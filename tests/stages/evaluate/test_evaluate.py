@@ -77,7 +77,8 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     assert {"m_tt", "model_bias", "baseline_ellipse_resolution"} <= set(per_bin.columns)
     pngs = sorted(p.name for p in (root / "eval" / "plots").glob("*.png"))
     assert pngs == ["bias_resolution.png", "loss_curve.png", "residuals.png", "response_baseline_ellipse.png",
-                    "response_baseline_visible.png", "response_model.png", "spectrum.png", "unfolded.png"]
+                    "response_baseline_visible.png", "response_model.png", "spectrum.png", "spectrum_others.png",
+                    "unfolded.png"]
     assert all((root / "eval" / "plots" / p).stat().st_size > 5000 for p in pngs)
     assert "smallest m_tt" in (root / "eval" / "ellipse_rule.txt").read_text()
     # the point head: unfolded model and ellipse spectra (response from val), the MDN estimators skipped
