@@ -12,7 +12,7 @@ from mtt.core.params import ParamsError
 from mtt.stages.train.params import TrainParams
 from mtt.tools.params import load_params
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _train(tmp_path: Path, text: str) -> TrainParams:

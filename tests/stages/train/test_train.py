@@ -12,10 +12,10 @@ import pytest
 from mtt.core.dataset import FEATURE_SETS
 from mtt.core.errors import DataError, TrainError
 from mtt.core.params import parse_overrides
-from mtt.stages.train.stage import TrainPaths, run_name, run_train
 from mtt.stages.train.checkpoint import discard
 from mtt.stages.train.data import flat_weights, train_subset
 from mtt.stages.train.params import TrainParams
+from mtt.stages.train.stage import TrainPaths, run_name, run_train
 from mtt.tools.params import load_params
 
 TINY = TrainParams(epochs=2, batch_size=64, width=32, depth=2)
@@ -112,7 +112,7 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
 def _fitted(params, prepared, tmp_path):
     """(per-epoch history, final weights) of a fit without MLflow (the stage's set-up and callbacks)."""
     from mtt.stages.train.callbacks import epoch_logger
-    from mtt.stages.train.stage import Trainer
+    from mtt.stages.train.fit import Trainer
 
     paths = TrainPaths(prepared=prepared, reference=prepared.parent / "reference", model=tmp_path / "unused")
     trainer = Trainer.build(params, paths)
@@ -206,7 +206,7 @@ def test_committed_baseline_applies_the_preset(tmp_path):
 def _params_file():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2] / "params.yaml"
+    return Path(__file__).resolve().parents[3] / "params.yaml"
 
 
 def test_flat_weights_flatten_the_true_spectrum():
