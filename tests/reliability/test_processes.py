@@ -57,15 +57,15 @@ mlflow.end_run, MlflowClient.set_terminated = end_run_slowly, set_terminated_slo
 
 if point == "epoch":
     import keras
-    from mtt.stages.train import stage
+    from mtt.stages.train.fit import Trainer
 
     class Pause(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 pause()
 
-    fit = stage.Trainer.fit
-    stage.Trainer.fit = lambda self, logger, extra: fit(self, logger, [*extra, Pause()])
+    fit = Trainer.fit
+    Trainer.fit = lambda self, logger, extra: fit(self, logger, [*extra, Pause()])
 elif point == "model_artifact":  # train logs the model folder to its run
     log_artifacts = mlflow.log_artifacts
     def log_then_pause(local_dir, artifact_path=None, *args, **kwargs):
@@ -74,13 +74,13 @@ elif point == "model_artifact":  # train logs the model folder to its run
         return log_artifacts(local_dir, artifact_path, *args, **kwargs)
     mlflow.log_artifacts = log_then_pause
 elif point == "commit":  # train writes its headline figures
-    from mtt.stages.train import stage
+    from mtt.stages.train import outputs
 
-    write_json = stage.write_json
+    write_json = outputs.write_json
     def slow_write_json(*args, **kwargs):
         pause(seconds=2)
         return write_json(*args, **kwargs)
-    stage.write_json = slow_write_json
+    outputs.write_json = slow_write_json
 elif point == "evaluate_log":  # evaluate logs its outputs to a run
     log_artifacts = MlflowClient.log_artifacts
     def pause_then_log(self, *args, **kwargs):

@@ -33,15 +33,15 @@ def pause():
 
 if sys.argv[2] == "train":
     import keras
-    from mtt.stages.train import stage
+    from mtt.stages.train.fit import Trainer
 
     class Pause(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 pause()
 
-    fit = stage.Trainer.fit
-    stage.Trainer.fit = lambda self, logger, extra: fit(self, logger, [*extra, Pause()])
+    fit = Trainer.fit
+    Trainer.fit = lambda self, logger, extra: fit(self, logger, [*extra, Pause()])
 else:
     from mtt.stages.prepare import output
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mtt.core.dataset import FEATURE_SETS, METADATA_KEY
+from mtt.core.dataset import FEATURE_SETS, METADATA_KEY, open_split
 from mtt.core.errors import DataError
 from mtt.stages.train.data import FlatWeights, ParquetStream, flat_weights, stream_or_memory
 
@@ -32,7 +32,7 @@ def write_split(path, n=1000, row_group=128, seed=0, nan_at=None):
 
 
 def open_stream(path, n_train=0, seed=1):
-    stream = ParquetStream.open(path, FEATURES, "seed", n_train, None, None, seed)
+    stream = ParquetStream.open(open_split(path, "seed"), FEATURES, n_train, None, None, seed)
     stream.target, stream.block_rows = (lambda m: m / 100.0), 64
     return stream
 
@@ -69,8 +69,9 @@ def test_nan_in_a_streamed_block_names_column_and_row(tmp_path):
 
 def test_auto_streams_only_large_splits(tmp_path):
     write_split(tmp_path / "train.parquet")
-    assert stream_or_memory("auto", tmp_path / "train.parquet", FEATURES) == "memory"
-    assert stream_or_memory("stream", tmp_path / "train.parquet", FEATURES) == "stream"
+    split = open_split(tmp_path / "train.parquet", "seed")
+    assert stream_or_memory("auto", split, FEATURES) == "memory"
+    assert stream_or_memory("stream", split, FEATURES) == "stream"
 
 
 def test_flat_weights_apply_to_new_events_as_to_the_fitted_ones():

@@ -112,7 +112,7 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
 def _fitted(params, prepared, tmp_path):
     """(per-epoch history, final weights) of a fit without MLflow (the stage's set-up and callbacks)."""
     from mtt.stages.train.callbacks import epoch_logger
-    from mtt.stages.train.stage import Trainer
+    from mtt.stages.train.fit import Trainer
 
     paths = TrainPaths(prepared=prepared, reference=prepared.parent / "reference", model=tmp_path / "unused")
     trainer = Trainer.build(params, paths)

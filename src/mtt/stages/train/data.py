@@ -3,7 +3,8 @@
 Two ways in: `memory` reads a split into numpy arrays (fastest, for data that fits), `stream` reads it a few
 row groups at a time into a tf.data pipeline, so the train split never has to fit in memory. One column
 that is always read whole: the true m_tt (8 bytes per event), which the target transform and the flat
-weights are fitted on.
+weights are fitted on. Both read the train split through the `PreparedSplit` the stage opened once
+(`inputs.open_inputs`): its metadata, footer and Parquet file are never opened again.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pandas as pd
 from mtt.core.dataset import (
     ID_COLUMNS,
     TARGET,
+    PreparedSplit,
     check_finite,
     nested_subset,
-    open_split,
     present_splits,
     require_disjoint,
 )
@@ -36,14 +37,13 @@ MIX_BLOCKS = 4
 STREAM_ABOVE = 0.25
 
 
-def stream_or_memory(mode: str, path: Path, features: list[str]) -> str:
+def stream_or_memory(mode: str, split: PreparedSplit, features: list[str]) -> str:
     """`memory` or `stream`: `auto` streams when the split would take over a quarter of the available memory."""
     if mode != "auto":
         return mode
     import psutil
-    import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
+    meta = split.parquet.metadata
     wanted = set(features) | {TARGET}
     size = sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
                for c in range(meta.num_columns) if meta.row_group(g).column(c).path_in_schema in wanted)
@@ -99,7 +99,7 @@ def flat_weights(m_tt: np.ndarray, clip: float, bins: int = 40) -> np.ndarray:
 class ParquetStream:
     """A train split read a few row groups at a time: shuffled per epoch, checked, weighted, as tf.data."""
 
-    path: Path
+    split: PreparedSplit  # opened once by the stage; its Parquet file serves every epoch
     features: list[str]
     keep: np.ndarray  # bool per row of the file: the (n_train) subset
     target: Callable[[np.ndarray], np.ndarray]  # true m_tt -> regression target
@@ -108,14 +108,18 @@ class ParquetStream:
     block_rows: int = BLOCK_ROWS
 
     @classmethod
-    def open(cls, path: Path, features: list[str], feature_set: str, n_train: int, target: Any, weights: Any,
+    def open(cls, split: PreparedSplit, features: list[str], n_train: int, target: Any, weights: Any,
              seed: int) -> ParquetStream:
-        """Check the split and choose the subset from the identity columns only."""
-        split = open_split(path, feature_set)
+        """Choose the subset of the opened split from the identity columns only."""
         ids = split.read(ID_COLUMNS)
         keep = np.zeros(len(ids), bool)
         keep[train_subset(ids, n_train)] = True
-        return cls(path, features, keep, target, weights, seed)
+        return cls(split, features, keep, target, weights, seed)
+
+    @property
+    def path(self) -> Path:
+        """The split's file, for the messages that name it."""
+        return self.split.path
 
     @property
     def n_rows(self) -> int:
@@ -123,15 +127,11 @@ class ParquetStream:
 
     def true_mtt(self) -> np.ndarray:
         """The true m_tt of the kept rows (the one column read whole)."""
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self.path, columns=[TARGET])[TARGET].to_numpy().astype(np.float64)[self.keep]
+        return self.split.parquet.read(columns=[TARGET])[TARGET].to_numpy().astype(np.float64)[self.keep]
 
     def blocks(self, order: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(first file row, features float32, true m_tt) of the kept rows, block by block, NaN-checked."""
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(self.path)
+        parquet = self.split.parquet
         starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
         groups = np.arange(parquet.num_row_groups) if order is None else order
         for group in groups:
@@ -148,10 +148,8 @@ class ParquetStream:
 
     def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
         """One epoch: row groups in a seeded random order, mixed MIX_BLOCKS blocks at a time and shuffled."""
-        import pyarrow.parquet as pq
-
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(pq.ParquetFile(self.path).num_row_groups)
+        order = rng.permutation(self.split.parquet.num_row_groups)
         window: list[tuple[np.ndarray, np.ndarray]] = []
         for _, x, y in self.blocks(order):
             window.append((x, y))
@@ -226,23 +224,22 @@ class TrainingData:
         return {"x": self.x, "y": y, "sample_weight": weights, "batch_size": batch_size, "shuffle": True}
 
 
-def load_training_data(params: TrainParams, path: Path, scaler: Scaler) -> TrainingData:
-    """Read (or open for streaming) the train split, take the n_train subset, fit target and weights."""
+def load_training_data(params: TrainParams, split: PreparedSplit, scaler: Scaler) -> TrainingData:
+    """Read (or stream) the opened train split, take the n_train subset, fit target and weights."""
     from mtt.core.model import TargetTransform
 
-    split = open_split(path, params.feature_set)
-    check_n_train(params.n_train, split.n_rows, path)
-    require_disjoint(present_splits(path.parent))  # val or test events in train: every val/test figure is wrong
+    check_n_train(params.n_train, split.n_rows, split.path)
+    require_disjoint(present_splits(split.path.parent))  # val or test events in train: every val/test figure is wrong
     features = list(scaler.columns)
-    mode = stream_or_memory(params.input, path, features)
+    mode = stream_or_memory(params.input, split, features)
     if mode == "stream":
-        stream = ParquetStream.open(path, features, params.feature_set, params.n_train, None, None, params.seed)
+        stream = ParquetStream.open(split, features, params.n_train, None, None, params.seed)
         m_tt, x = stream.true_mtt(), None
     else:
         rows = train_subset(split.read(ID_COLUMNS), params.n_train)
         (x, m_tt), stream = split.arrays(features, rows), None
     if len(m_tt) == 0:
-        raise TrainError(f"{path}: empty train split")
+        raise TrainError(f"{split.path}: empty train split")
     target = TargetTransform.fit(params.target_transform, m_tt)
     weights = FlatWeights.fit(m_tt, params.flat_clip) if params.sample_weights == "flat" else None
     if stream is not None:
