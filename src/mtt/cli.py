@@ -14,9 +14,11 @@ from typing import Any
 
 import mtt.stages
 import mtt.tools
+from mtt.core import tracking
 from mtt.core.command import Command, add_params_options, fill_paths
 from mtt.core.outcome import finish
 from mtt.core.params import parse_overrides
+from mtt.tools.params import load_whole
 
 
 def discover() -> dict[str, Command]:
@@ -49,13 +51,10 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
 def start(command: Command, args: argparse.Namespace) -> None:
     """Check the tracking server and the whole params file, fill path defaults, run the command."""
     if command.uses_tracking(args):  # a server that is down: one line now, not after the stage's work
-        from mtt.core import tracking
 
         tracking.require_server()
     params: Any = None
     if command.reads_params:
-        from mtt.tools.params import load_whole
-
         args.changes = parse_overrides(args.overrides, command.section) if command.section else {}
         params = load_whole(args.params, command.section, args.changes)
         fill_paths(args, params.paths)

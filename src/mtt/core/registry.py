@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mtt.core.layers
+from mtt.core import tracking
 from mtt.core.errors import RegistryError
+from mtt.core.metric_names import find_metric
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -58,8 +61,6 @@ def save_model(path: str, mlflow_model: Any, keras_model: Any, signature: Any = 
     """The flavor `log_model` logs with (`mlflow.models.Model.log` calls it, with its own `options`): the keras
     flavor with pinned requirements, then the python_function flavor pointed at the layers file, in `code/`."""
     import mlflow
-
-    import mtt.core.layers
 
     Path(path).mkdir(parents=True)  # the keras flavor writes the input example before creating the folder
     mlflow.keras.save_model(keras_model, path, mlflow_model=mlflow_model, signature=signature,
@@ -104,8 +105,6 @@ def _metric(client: Any, run_id: str | None, metric: str) -> float | None:
     finite."""
     from mlflow.exceptions import MlflowException
 
-    from mtt.core.metric_names import find_metric
-
     if not run_id:
         return None
     try:
@@ -140,8 +139,6 @@ def register(model_uri: str, name: str, run_id: str, metric: str) -> Any:
 
 def _registered(client: Any, name: str) -> Any:
     from mlflow.exceptions import MlflowException
-
-    from mtt.core import tracking
 
     try:
         return client.get_registered_model(name)
@@ -247,8 +244,6 @@ def main(name: str, metric: str, version: str | None = None, run_id: str | None 
          force: bool = False) -> Promotion:
     """`mtt promote`: promote in the project's tracking store and print what happened and why."""
     from mlflow.exceptions import MlflowException
-
-    from mtt.core import tracking
 
     tracking.configure()
     try:

@@ -27,6 +27,7 @@ from mtt.core.dataset import (
     require_disjoint,
 )
 from mtt.core.errors import TrainError
+from mtt.core.model import TargetTransform
 from mtt.core.preprocessing import Scaler
 from mtt.stages.train.params import TrainParams
 
@@ -226,8 +227,6 @@ class TrainingData:
 
 def load_training_data(params: TrainParams, split: PreparedSplit, scaler: Scaler) -> TrainingData:
     """Read (or stream) the opened train split, take the n_train subset, fit target and weights."""
-    from mtt.core.model import TargetTransform
-
     check_n_train(params.n_train, split.n_rows, split.path)
     require_disjoint(present_splits(split.path.parent))  # val or test events in train: every val/test figure is wrong
     features = list(scaler.columns)

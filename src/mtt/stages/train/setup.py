@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mtt.core.errors import TrainError
+from mtt.core.model import ModelSpec, build_network, preprocessing_layer
 from mtt.core.preprocessing import Scaler
 from mtt.stages.train.params import TrainParams
 
@@ -49,7 +50,6 @@ def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
 def compiled_network(params: TrainParams, features: list[str], scaler: Scaler, steps_per_epoch: int) -> tuple[Any, Any]:
     """(network, ModelSpec): the train params' architecture and head with the scaler inside, compiled with the
     optimizer and the head's loss; built inside the caller's tf.distribute scope."""
-    from mtt.core.model import ModelSpec, build_network, preprocessing_layer
 
     spec = ModelSpec.of(params)
     network = build_network(features, spec, preprocessing_layer(scaler), params.seed)

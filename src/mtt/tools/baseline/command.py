@@ -19,7 +19,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, params: Any) -> None:
     """Compare, print, and fail naming the figures beyond tolerance."""
-    from mtt.tools.baseline.baseline import main
+    from mtt.tools.baseline.baseline import main  # here, like every command: `mtt --help` imports no tool
 
     main(args.rules, args.show_all)
 

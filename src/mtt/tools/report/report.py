@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtt.core import tracking
+from mtt.core import plots, tracking
 from mtt.core.io import atomic_file
 from mtt.core.metric_names import find_metric, metric_names
 from mtt.tools.report.spec import (
@@ -154,8 +154,6 @@ def metric_history(client: Any, run_id: str, metric: str) -> list[Any]:
 
 def draw_curves(runs: RunCache, curves: Curves, folder: Path) -> Path:
     """Fetch each run's per-epoch history of each metric and draw them together; the file written."""
-    from mtt.core import plots
-
     who = f"curves {curves.name!r}"
     histories: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     for label, run_id in curves.runs.items():

@@ -33,7 +33,7 @@ def run_ui(args: argparse.Namespace, params: Any) -> None:
 
 def run_relocate(args: argparse.Namespace, params: Any) -> None:
     """Rewrite the store's recorded paths."""
-    from mtt.tools.store.store import relocate
+    from mtt.tools.store.store import relocate  # here, not above: `mtt --help` must not load MLflow
 
     relocate(args.old)
 

@@ -38,7 +38,7 @@ def tune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def stage_paths(args: argparse.Namespace) -> Any:
     """What the children read, and where they write."""
-    from mtt.tools.sweep.children import StagePaths
+    from mtt.tools.sweep.children import StagePaths  # here, not above: `mtt --help` must not load MLflow
 
     return StagePaths(params=Path(args.params), prepared=Path(args.prepared), reference=Path(args.reference),
                       validation=optional_path(args.validation), docs=optional_path(args.docs),
