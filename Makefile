@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make run   -> creates .venv (first time only), installs the pinned set, runs `dvc repro`
-#   make test  -> same set-up, then the fast test tier (<= 3 minutes on 2 cores)
+#   make test  -> same set-up, then the fast test tier on 2 worker processes (<= 3 minutes on 2 cores)
 #   make test-all -> every test: slow real runs, integration (dvc repro, mlflow run) and the browser test of the
 #                    MLflow UI (Chromium installed by scripts/setup-browser.sh when missing); what CI runs
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -32,7 +32,7 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not integration"
+	$(BIN)/python -m pytest -n 2 -m "not slow and not integration"
 
 test-all: $(STAMP) browser
 	$(BIN)/python -m pytest

@@ -38,6 +38,7 @@ def _doubled(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, frame], ignore_index=True)
 
 
+@pytest.mark.slow  # a full GX run; train refusing the same rows below is the fast case
 def test_validate_catches_repeated_event_ids(small_prepared, tmp_path):
     from mtt.stages.validate.reference import build_reference
 

@@ -31,6 +31,7 @@ with mlflow.start_run(experiment_id=experiment):
 """
 
 
+@pytest.mark.slow  # two interpreters importing MLflow
 def test_two_processes_create_the_same_sqlite_store(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path / "go")], env=env, cwd=tmp_path,

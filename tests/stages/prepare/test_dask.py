@@ -37,6 +37,7 @@ def _same_parquet(a, b) -> None:
     assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
 
 
+@pytest.mark.slow  # a LocalCluster; simulate's Dask test is the fast case
 def test_dask_gives_the_same_parquet_as_the_local_pool(tmp_path):
     inputs = _inputs(tmp_path)
     local = run_prepare(PARAMS, inputs, tmp_path / "local", tmp_path / "local.json")

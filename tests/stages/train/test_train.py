@@ -328,6 +328,7 @@ def test_resume_after_an_interruption_continues_the_same_run(prepared, store, tm
     assert not (checkpoints / "state.npz").exists()  # a finished run leaves no state behind
 
 
+@pytest.mark.slow  # two short trainings; resuming after an interruption is the fast case
 def test_resume_refuses_changed_params_and_starts_afresh_without_state(prepared, store, tmp_path, capsys):
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):

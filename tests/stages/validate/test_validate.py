@@ -92,6 +92,7 @@ def test_a_rescaled_derived_feature_breaks_consistency_at_any_size(prepared, ref
     assert "drift" not in message
 
 
+@pytest.mark.slow  # a second consistency case (the rescaled feature above is the fast one)
 def test_the_objects_set_in_another_unit_or_with_a_lost_jet_breaks_consistency(prepared, reference):
     """The objects set's lepton momenta in MeV (energy and momentum scaled together, so E = |p| still holds)
     and one jet slot emptied: the relations to the lowlevel set and to n_jets catch both on 200 events."""
@@ -149,6 +150,7 @@ def test_nans_are_caught(prepared, reference):
     assert "new: schema: b1_eta: expect_column_values_to_not_be_null" in message
 
 
+@pytest.mark.slow  # a second schema case (NaN below is the fast one)
 def test_a_missing_column_is_caught(prepared, reference):
     _, frames, _ = prepared
     message = _fails(frames["val"].drop(columns=["m_bb"]), reference)
@@ -168,6 +170,7 @@ def test_swapped_columns_are_caught(prepared, reference):
     assert "new: drift: m_ll" in message and "new: drift: lplus_pt" in message
 
 
+@pytest.mark.slow  # a third schema case
 def test_a_wrong_dtype_is_caught(prepared, reference):
     _, frames, _ = prepared
     frame = frames["val"].copy()
@@ -229,6 +232,7 @@ def test_critical_failure_keeps_the_reports(prepared, reference, tmp_path):
     assert (tmp_path / "docs" / "index.html").exists()
 
 
+@pytest.mark.slow  # prepares a real CMS file first
 def test_real_nanoaod_features_pass_schema_and_units(reference, tmp_path):
     """The 4 events of the CMS file that pass the loose reading-check selection (see the prepare tests)."""
     nano = SHARED_DATA / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
