@@ -19,7 +19,8 @@ from mtt.core.preprocessing import scaler_name
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The splits, the reference, the summary and Data Docs, or new data to check."""
-    path_option(parser, "--prepared", "prepared", "prepared splits")
+    parser.add_argument("--prepared", default=None, help="prepared splits (default: paths.prepared of the params "
+                        "file; not read with --data)")
     path_option(parser, "--reference", "reference", "reference folder")
     parser.add_argument("--summary", default=None, help="JSON summary (default: paths.validation, a DVC metric; "
                         "with --data: none, so checking new data never touches the pipeline's reports)")
@@ -59,11 +60,13 @@ def run(args: argparse.Namespace, params: Any) -> None:
                      overwrite=args.overwrite)
         return
     paths = params.paths
+    prepared = args.prepared or (paths.prepared if paths else None)
     summary = args.summary or (paths.validation if paths else None)
     docs = args.docs or (paths.data_docs if paths else None)
-    if summary is None or docs is None:
-        raise MttError(f"--summary and --docs: not given, and {args.params} has no `paths` section")
-    main(params.validation, args.prepared, args.reference, summary, docs, scaler, args.overwrite)
+    if prepared is None or summary is None or docs is None:
+        raise MttError(f"--prepared, --summary and --docs: not all given, and {args.params} has no `paths` section "
+                       "to take them from")
+    main(params.validation, prepared, args.reference, summary, docs, scaler, args.overwrite)
 
 
 COMMANDS = [Command(
