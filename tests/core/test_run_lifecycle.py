@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -52,3 +53,20 @@ def test_a_run_whose_process_is_gone_is_marked_killed(store):
     assert store.get_run(reused).info.status == "KILLED" and store.get_run(alive).info.status == "RUNNING"
     assert mark_dead_runs(experiment, untagged_hours=0) == [untagged]  # another tool's run, old enough
     assert store.get_run(alive).info.status == "RUNNING"
+
+
+def test_the_active_run_ends_failed_on_an_error_and_killed_on_ctrl_c(tmp_path, monkeypatch):
+    """A real local store: an error inside the block leaves the run FAILED, Ctrl-C KILLED, a clean exit FINISHED."""
+    import mlflow
+
+    from mtt.core.run_lifecycle import active_run_ends_on_failure
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    statuses = []
+    for raised in (ValueError, KeyboardInterrupt, None):
+        with pytest.raises(raised) if raised else contextlib.nullcontext(), \
+                mlflow.start_run() as run, active_run_ends_on_failure():
+            if raised:
+                raise raised
+        statuses.append(mlflow.get_run(run.info.run_id).info.status)
+    assert statuses == ["FAILED", "KILLED", "FINISHED"]

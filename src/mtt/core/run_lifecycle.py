@@ -124,6 +124,22 @@ def ended(client: Any, run_id: str) -> Iterator[None]:
     client.set_terminated(run_id, "FINISHED")
 
 
+@contextmanager
+def active_run_ends_on_failure() -> Iterator[None]:
+    """The active (fluent) MLflow run ended KILLED on Ctrl-C or SIGTERM and FAILED on an error; a normal exit
+    leaves it to its owner (mlflow.start_run's block ends it FINISHED)."""
+    import mlflow
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+
+
 class SigtermDeferral:
     """Holds SIGTERM back while a run and the files it describes change together (a run created and its
     cleanup set up; the model swapped in and the run ended FINISHED): a SIGTERM meanwhile is delivered at

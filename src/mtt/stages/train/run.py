@@ -50,17 +50,11 @@ def tracked_run(trainer: Trainer, name: str) -> Iterator[Any]:
              else {"experiment_id": experiment, "run_name": name})
     deferral = run_lifecycle.SigtermDeferral()  # a SIGTERM while the run is made waits for the handling below
     with deferral, mlflow.start_run(**start, tags=run_lifecycle.process_tags(),
-                                    log_system_metrics=tracking.system_metrics_enabled()) as run:
-        try:
-            deferral.release()
-            log_start(trainer, name, outer is not None)
-            yield run
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            raise
-        except BaseException:
-            mlflow.end_run(status="FAILED")
-            raise
+                                    log_system_metrics=tracking.system_metrics_enabled()) as run, \
+            run_lifecycle.active_run_ends_on_failure():
+        deferral.release()
+        log_start(trainer, name, outer is not None)
+        yield run
 
 
 def log_start(trainer: Trainer, name: str, under_mlflow_run: bool) -> None:

@@ -106,17 +106,10 @@ def parent_run(experiment: str, name: str, tags: dict[str, str]) -> Iterator[Par
     run_lifecycle.mark_dead_runs(experiment_id)
     outer = os.environ.get("MLFLOW_RUN_ID")
     start = {"run_id": outer} if outer else {"experiment_id": experiment_id, "run_name": name}
-    with mlflow.start_run(**start) as run:
-        try:
-            mlflow.set_tags({**tags, **run_lifecycle.process_tags(), **lineage.git_state(tracking.repo_root()),
-                             "mlflow.runName": name})
-            yield Parent(run.info.run_id, run.info.experiment_id, uri, MlflowClient(uri))
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            raise
-        except BaseException:
-            mlflow.end_run(status="FAILED")
-            raise
+    with mlflow.start_run(**start) as run, run_lifecycle.active_run_ends_on_failure():
+        mlflow.set_tags({**tags, **run_lifecycle.process_tags(), **lineage.git_state(tracking.repo_root()),
+                         "mlflow.runName": name})
+        yield Parent(run.info.run_id, run.info.experiment_id, uri, MlflowClient(uri))
 
 
 def start_child(parent: Parent, child: Child) -> str:
