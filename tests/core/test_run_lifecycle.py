@@ -11,25 +11,20 @@ import pytest
 from mtt.core.run_lifecycle import SigtermDeferral, ended, mark_dead_runs, process_tags
 
 
-class Client:
-    """An MLflow client that only records how runs were ended."""
+def test_ended_finishes_fails_or_kills_the_run(tmp_path):
+    """Runs made with a real client on a local store end FINISHED, FAILED and KILLED."""
+    from mlflow.tracking import MlflowClient
 
-    def __init__(self) -> None:
-        self.ended: dict[str, str] = {}
-
-    def set_terminated(self, run_id: str, status: str) -> None:
-        self.ended[run_id] = status
-
-
-def test_ended_finishes_fails_or_kills_the_run():
-    client = Client()
-    with ended(client, "a"):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("ended")
+    runs = [client.create_run(experiment).info.run_id for _ in range(3)]
+    with ended(client, runs[0]):
         pass
-    with pytest.raises(ValueError), ended(client, "b"):
+    with pytest.raises(ValueError), ended(client, runs[1]):
         raise ValueError
-    with pytest.raises(KeyboardInterrupt), ended(client, "c"):
+    with pytest.raises(KeyboardInterrupt), ended(client, runs[2]):
         raise KeyboardInterrupt
-    assert client.ended == {"a": "FINISHED", "b": "FAILED", "c": "KILLED"}
+    assert [client.get_run(r).info.status for r in runs] == ["FINISHED", "FAILED", "KILLED"]
 
 
 def test_a_sigterm_waits_for_the_release():
