@@ -111,7 +111,7 @@ def test_a_missing_path_without_a_paths_section_is_named(tmp_path, capsys):
 def test_every_stage_and_tool_declares_its_own_command():
     """The command line knows no stage: every command comes from a stage's or a tool's command module."""
     commands = discover()
-    assert list(commands)[:6] == ["simulate", "prepare", "validate", "train", "evaluate", "predict"]
+    assert list(commands)[:7] == ["simulate", "prepare", "validate", "train", "evaluate", "compare", "predict"]
     assert {c.run.__module__.rsplit(".", 1)[0] for c in commands.values()} <= {
-        f"mtt.stages.{s}" for s in ("simulate", "prepare", "validate", "train", "evaluate", "predict")} | {
-        f"mtt.tools.{t}" for t in ("sweep", "store", "runs", "promote", "report", "baseline")}
+        f"mtt.stages.{s}" for s in ("simulate", "prepare", "validate", "train", "evaluate", "compare", "predict")} | {
+        f"mtt.tools.{t}" for t in ("sweep", "store", "runs", "promote", "report", "baseline", "studydoc")}

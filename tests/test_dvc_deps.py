@@ -21,7 +21,7 @@ SRC = REPO / "src"
 DISPATCHER = {"mtt/__init__.py", "mtt/cli.py", "mtt/__main__.py", "mtt/core/command.py", "mtt/core/outcome.py"}
 #: dvc.yaml stage -> the stage package it runs (the Z' branch runs simulate and prepare again)
 STAGES = {"simulate": "simulate", "prepare": "prepare", "validate": "validate", "train": "train",
-          "evaluate": "evaluate", "simulate_zprime": "simulate", "prepare_zprime": "prepare"}
+          "evaluate": "evaluate", "compare": "compare", "simulate_zprime": "simulate", "prepare_zprime": "prepare"}
 
 
 def module_file(name: str, src: Path = SRC) -> Path | None:
@@ -85,7 +85,9 @@ def declared(deps: list[str], src: Path = SRC, repo: Path = REPO) -> set[str]:
 
 
 def dvc_deps(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[str]:
-    return yaml.safe_load(dvc_file.read_text())["stages"][stage]["deps"]
+    """A stage's deps (a foreach stage's: those of its `do` template, one per configuration)."""
+    definition = yaml.safe_load(dvc_file.read_text())["stages"][stage]
+    return definition.get("do", definition)["deps"]
 
 
 def mismatch(stage: str, deps: list[str], src: Path = SRC, repo: Path = REPO) -> tuple[set[str], set[str]]:

@@ -56,7 +56,7 @@ def start(command: Command, args: argparse.Namespace) -> None:
     params: Any = None
     if command.reads_params:
         args.changes = parse_overrides(args.overrides, command.section) if command.section else {}
-        params = load_whole(args.params, command.section, args.changes)
+        params = load_whole(args.params, command.section, args.changes, getattr(args, "config", None))
         fill_paths(args, params.paths)
     command.run(args, params)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from integration.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -30,26 +31,30 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert sorted(p.name for p in (repo_copy / "data" / "reference").iterdir()) == [
         ".mtt-output.json", "profile.json", "scalers.npz", "train_outside.json"]
     assert (repo_copy / "reports" / "data_docs" / "index.html").exists()
-    assert "Running stage 'train'" in first.stdout
-    assert sorted(p.name for p in (repo_copy / "models").iterdir()) == [".mtt-output.json", "model.json",
-                                                                     "model.keras", "profile.json", "scaler.npz"]
-    assert "Running stage 'evaluate'" in first.stdout
-    assert (repo_copy / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
+    configs = list(yaml.safe_load((repo_copy / "params.yaml").read_text())["study"]["configs"])
+    for config in configs:  # one train and one evaluate per configuration of the study
+        assert f"Running stage 'train@{config}'" in first.stdout
+        assert f"Running stage 'evaluate@{config}'" in first.stdout
+        assert sorted(p.name for p in (repo_copy / "models" / config).iterdir()) == [
+            ".mtt-output.json", "model.json", "model.keras", "profile.json", "scaler.npz"]
+        assert (repo_copy / "study" / config / "eval" / "plots" / "spectrum.png").stat().st_size > 5000
+    eval_dir = repo_copy / "study" / "default" / "eval"
     # the Z' branch: simulated and prepared beside the SM sample, injected by evaluate
     assert "Running stage 'simulate_zprime'" in first.stdout and "Running stage 'prepare_zprime'" in first.stdout
     zprime_manifest = json.loads((repo_copy / "data" / "raw_zprime" / "simulation.json").read_text())
     assert zprime_manifest["params"]["process"] == "zprime" and zprime_manifest["n_events"] == 1500
-    assert (repo_copy / "eval" / "plots" / "zprime_injected.png").stat().st_size > 5000
-    assert "model" in (repo_copy / "eval" / "zprime.csv").read_text()
+    assert (eval_dir / "plots" / "zprime_injected.png").stat().st_size > 5000
+    assert "model" in (eval_dir / "zprime.csv").read_text()
+    # compare: the table of every configuration, and the headline as the DVC metrics
+    assert "Running stage 'compare'" in first.stdout
+    table = (repo_copy / "reports" / "comparison" / "comparison.md").read_text()
+    assert all(f"| {config} |" in table or f"| **{config}** |" in table for config in configs)
     metrics = run(["dvc", "metrics", "show"], repo_copy, tool_env).stdout
-    assert "reports/train_metrics.json" in metrics and "best_val_loss" in metrics
-    for figure in ("model.resolution", "model.bias", "model.width_ratio", "baseline_ellipse.resolution",
-                   "baseline_visible.resolution", "ellipse_exact_fraction"):
-        assert figure in metrics, figure
+    assert "reports/headline.json" in metrics and "default.model.resolution_ratio" in metrics
+    assert "cutflow" not in metrics and "best_val_loss" not in metrics  # reports, not metrics
+    assert "critical_failures" not in metrics and "reports/validation.json" not in metrics
     plots = run(["dvc", "plots", "show", "--json"], repo_copy, tool_env).stdout
-    assert "eval/spectrum.csv" in plots and "eval/plots/spectrum.png" in plots
-    assert "reports/cutflow.json" in metrics and "cutflow.btag.events" in metrics
-    assert "reports/validation.json" in metrics and "critical_failures" in metrics
+    assert "reports/comparison/spectra.png" in plots and "study/default/history.csv" in plots
 
     second = run(["dvc", "repro"], repo_copy, tool_env)
     assert "Running stage" not in second.stdout

@@ -47,7 +47,7 @@ def test_mlflow_run_train_entry_point(repo_copy, tool_env):
     assert [m.step for m in client.get_metric_history(logged.info.run_id, "epoch/val_width_ratio")] == [0]
     mlflow.set_tracking_uri(tool_env["MLFLOW_TRACKING_URI"])
     assert mlflow.models.get_model_info(f"runs:/{logged.info.run_id}/model").signature is not None
-    assert (repo_copy / "models" / "model.keras").exists()
+    assert (repo_copy / "models" / "default" / "model.keras").exists()  # no --config: the default's folders
     mlflow.set_tracking_uri(None)
     # the evaluate entry point logs its figures into the training run and into the run `mlflow run` started
     run(["mlflow", "run", str(repo_copy), "--env-manager", "local", "-e", "evaluate", "-P", "split=val"],

@@ -16,6 +16,7 @@ from mtt.tools.baseline.baseline import (
     TOLERANCE,
     BaselineError,
     Rules,
+    checked_files,
     compare,
     figures,
     main,
@@ -161,11 +162,27 @@ def test_the_projects_rules_name_every_committed_figure():
     """A figure the project's baseline.yaml does not classify would fall to the default: name it instead."""
     rules = Rules.load(ROOT / "baseline.yaml")
     assert rules.default is None
-    files = metrics_files(ROOT / "dvc.yaml")
-    assert {"eval/metrics.json", "reports/cutflow.json", "reports/validation.json",
-            "reports/train_metrics.json"} <= set(files)
+    files = checked_files(ROOT, rules)
+    assert metrics_files(ROOT / "dvc.yaml") == ["reports/headline.json"]  # what `dvc exp show` leads with
+    assert {"reports/headline.json", "reports/validation.json", "reports/cutflow.json",
+            "study/default/eval/metrics.json", "study/hybrid_mdn/train.json"} <= set(files)
     unnamed = [figure for name in files for figure in figures((ROOT / name).read_text(), name)
                if rules.rule(figure) == (TOLERANCE, None)]
     assert unnamed == []
-    assert rules.rule("eval/metrics.json:baseline_ellipse.resolution") == (EXACT, 0.0)
-    assert rules.rule("eval/metrics.json:model.resolution")[0] == TOLERANCE
+    assert rules.rule("study/hybrid_mdn/eval/metrics.json:baseline_ellipse.resolution") == (EXACT, 0.0)
+    assert rules.rule("study/default/eval/metrics.json:model.resolution")[0] == TOLERANCE
+
+
+def test_files_beyond_the_dvc_metrics_are_checked_too(repo: Path) -> None:
+    """baseline.yaml's `files` (globs) adds outputs that are not DVC metrics, e.g. each configuration's figures."""
+    (repo / "study" / "a").mkdir(parents=True)
+    (repo / "study" / "a" / "train.json").write_text(json.dumps({"val_resolution": 0.2}))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "study")
+    (repo / "study" / "a" / "train.json").write_text(json.dumps({"val_resolution": 0.3}))
+    (repo / "baseline.yaml").write_text(RULES + "files:\n  - study/*/train.json\n"
+                                        "  - reports/cutflow.json\n")
+    rules = Rules.load(repo / "baseline.yaml")
+    assert checked_files(repo, rules) == ["reports/cutflow.json", "reports/train_metrics.json", "study/a/train.json"]
+    moved = [r for r in compare(repo, rules) if r.figure == "study/a/train.json:val_resolution"]
+    assert len(moved) == 1 and not moved[0].ok

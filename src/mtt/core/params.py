@@ -191,11 +191,14 @@ class PathsParams(Section):
     reference: str
     validation: str
     data_docs: str
+    #: roots of the configurations' outputs: models/<config>, checkpoints/<config>, study/<config>/{train.json,
+    #: history.csv, eval/}
     models: str
-    train_metrics: str
-    history: str
     checkpoints: str
-    eval: str
+    study: str
+    #: the compare stage's table and figures, and its headline metrics (dvc exp show's first columns)
+    comparison: str
+    headline: str
 
 
 class YAMLSyntaxError(ParamsError):

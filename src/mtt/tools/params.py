@@ -18,6 +18,7 @@ from mtt.core.params import (
     read_params_file,
     validate_model,
 )
+from mtt.stages.compare.params import StudyParams
 from mtt.stages.evaluate.params import EvaluateParams
 from mtt.stages.simulate.params import SimulateParams
 from mtt.stages.train.params import TrainParams
@@ -37,6 +38,8 @@ class Params(Section):
     train_presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: `mtt tune`: the search space and budget of the hyper-parameter search
     tune: TuneParams = TuneParams()
+    #: the configurations dvc.yaml trains and evaluates side by side, and the comparison of them
+    study: StudyParams = StudyParams()
     #: where the stages read and write (dvc.yaml's `${paths.*}`, the command line's defaults)
     paths: PathsParams | None = None
 
@@ -51,15 +54,39 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     """Validate a whole params mapping; raise ParamsError naming every bad key (on one line)."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    return validate_model(Params, raw, source)
+    params = validate_model(Params, raw, source)
+    unknown = {name: preset for name, preset in params.study.configs.items()
+               if preset != "none" and preset not in params.train_presets}
+    if unknown:
+        raise ParamsError(f"{source}: study.configs: " + "; ".join(
+            f"{name}: unknown preset {preset!r}" for name, preset in unknown.items())
+            + f" (train_presets: {', '.join(params.train_presets) or 'none'}; none = the train section as it stands)")
+    return params
 
 
-def load_whole(path: str | os.PathLike[str], section: str | None, changes: dict[str, Any]) -> Params:
-    """The whole file, checked, with `changes` applied to `section` and the train preset to the train section:
-    what a command runs with."""
+def config_changes(raw: dict[str, Any], config: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+    """The train section's changes for a configuration of the study: its preset under the explicit -S changes
+    (`--config hybrid_mdn` trains what `study.configs.hybrid_mdn` names); none for the default left out."""
+    if not config:  # left out (or empty, as `mlflow run` passes a default)
+        return changes
+    configs = (raw.get("study") or {}).get("configs") or StudyParams().configs
+    if not isinstance(configs, dict) or config not in configs:
+        known = ", ".join(configs) if isinstance(configs, dict) else "none"
+        raise ParamsError(f"--config: no configuration {config!r} in study.configs (there: {known})")
+    preset = configs[config]
+    return changes if preset == "none" or "preset" in changes else {"preset": preset, **changes}
+
+
+def load_whole(path: str | os.PathLike[str], section: str | None, changes: dict[str, Any],
+               config: str | None = None) -> Params:
+    """The whole file, checked, with `changes` applied to `section` and the train preset (the configuration's,
+    with `config`) to the train section: what a command runs with."""
     raw = read_params_file(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    configured = config_changes(raw, config, changes)  # an unknown configuration is an error for any command
+    if section == "train":
+        changes = configured
     raw = apply_preset(raw, changes if section == "train" else {})
     if section is not None:
         if section not in SECTIONS:

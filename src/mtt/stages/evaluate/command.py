@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mtt.core.command import Command, add_overwrite, path_option
+from mtt.core.command import Command, add_config, add_overwrite, path_option
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The splits, the model, the output folder, the history and the Z' sample."""
     path_option(parser, "--prepared", "prepared", "prepared splits")
-    path_option(parser, "--model", "models", "the train stage's model folder")
-    path_option(parser, "--out", "eval", "output folder")
-    path_option(parser, "--history", "history", "training history, for the loss curve")
+    add_config(parser)
+    path_option(parser, "--model", "models", "the train stage's model folder", per_config="")
+    path_option(parser, "--out", "study", "output folder", per_config="eval")
+    path_option(parser, "--history", "study", "training history, for the loss curve", per_config="history.csv")
     parser.add_argument("--zprime", default=None, metavar="PREPARED",
                         help="prepared Z' sample (paths.prepared_zprime): inject it into the test split and fit the "
                              "peak per estimator (prior robustness)")

@@ -40,4 +40,4 @@ COMMANDS = [Command(
     "predict", "a trained model on new ROOT files (simulated or CMS NanoAOD)",
     "Apply a trained model to ROOT files with the selection and features of its training data (carried in "
     "model.json): one row per input event, m_tt where it passes. -S changes the prepare section, e.g. -S "
-    "selection.n_btag_min=0.", arguments, run, section="prepare", order=6)]
+    "selection.n_btag_min=0.", arguments, run, section="prepare", order=7)]

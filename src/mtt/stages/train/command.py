@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mtt.core.command import Command, add_overwrite, optional_path, path_option
+from mtt.core.command import Command, add_config, add_overwrite, optional_path, path_option
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,10 +15,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     path_option(parser, "--reference", "reference", "the validate stage's reference: the scaler fitted on train")
     path_option(parser, "--validation", "validation", "the validate stage's summary, attached to the run")
     path_option(parser, "--docs", "data_docs", "the validate stage's Data Docs, attached too")
-    path_option(parser, "--model", "models", "output folder for the model")
-    path_option(parser, "--metrics", "train_metrics", "headline figures (a DVC metric)")
-    path_option(parser, "--history", "history", "per-epoch history (a DVC plot)")
-    path_option(parser, "--checkpoints", "checkpoints", "per-epoch state that train.resume continues from")
+    add_config(parser)
+    path_option(parser, "--model", "models", "output folder for the model", per_config="")
+    path_option(parser, "--metrics", "study", "headline figures (JSON)", per_config="train.json")
+    path_option(parser, "--history", "study", "per-epoch history (a DVC plot)", per_config="history.csv")
+    path_option(parser, "--checkpoints", "checkpoints", "per-epoch state that train.resume continues from",
+                per_config="")
     add_overwrite(parser)
 
 
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace, params: Any) -> None:
                        metrics=optional_path(args.metrics), history=optional_path(args.history),
                        checkpoints=optional_path(args.checkpoints), validation=optional_path(args.validation),
                        docs=optional_path(args.docs), overwrite=args.overwrite)
-    main(params.train, paths, args.changes, Path(args.params))
+    main(params.train, paths, args.changes, Path(args.params), args.config)
 
 
 COMMANDS = [Command(

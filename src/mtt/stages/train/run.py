@@ -25,6 +25,9 @@ from mtt.stages.train.fit import Trainer
 from mtt.stages.train.params import TrainParams
 from mtt.stages.train.paths import TrainPaths
 
+#: the tag naming the configuration of the study a run trained (params.yaml's study.configs)
+CONFIG_TAG = "mtt.config"
+
 
 def objective(params: TrainParams) -> str:
     """The loss the optimiser really minimises (an MDN or quantile head ignores train.loss)."""
@@ -36,7 +39,7 @@ def objective(params: TrainParams) -> str:
 
 
 @contextmanager
-def tracked_run(trainer: Trainer, name: str) -> Iterator[Any]:
+def tracked_run(trainer: Trainer, name: str, config: str | None = None) -> Iterator[Any]:
     """The MLflow run (new, resumed, or the one `mlflow run` started), tagged with this process when made,
     with params and lineage; ends it FAILED on an exception and KILLED on Ctrl-C or SIGTERM (`outputs.commit`
     ends it FINISHED)."""
@@ -54,6 +57,8 @@ def tracked_run(trainer: Trainer, name: str) -> Iterator[Any]:
             run_lifecycle.active_run_ends_on_failure():
         deferral.release()
         log_start(trainer, name, outer is not None)
+        if config:  # the study's compare stage finds a configuration's run by it
+            mlflow.set_tag(CONFIG_TAG, config)
         yield run
 
 

@@ -30,11 +30,14 @@ __all__ = ["TrainPaths", "committed_baseline", "main", "run_name", "run_train"]
 
 
 def run_name(params: TrainParams, changes: dict[str, Any] | None, baseline: TrainParams | None = None,
-             experiment: str | None = None) -> str:
+             experiment: str | None = None, config: str | None = None) -> str:
     """What differs, e.g. 'seed_baseline learning_rate=0.01' (or 'default'): from `baseline` (the committed
     params.yaml's train section, so an edit or `dvc exp run -S` names itself) when given, else the command
-    line's overrides; a DVC experiment's name in front ('clear-mica: learning_rate=0.01')."""
-    parts = [] if params.preset == "none" else [params.preset]
+    line's overrides; a DVC experiment's name in front ('clear-mica: learning_rate=0.01'); a configuration of
+    the study is named by itself ('hybrid_mdn', 'default learning_rate=0.01')."""
+    parts = [config] if config else []
+    if params.preset not in ("none", config):
+        parts.append(params.preset)
     committed = None if baseline is None else baseline.model_dump()
     differing = _flatten(changes or {}) if committed is None else {
         key: value for key, value in params.model_dump().items() if committed.get(key) != value}
@@ -77,7 +80,7 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
-              callbacks: list[Any] | None = None) -> dict[str, Any]:
+              callbacks: list[Any] | None = None, config: str | None = None) -> dict[str, Any]:
     """Train and log one run (or continue an interrupted one); return its headline figures."""
     started = time.perf_counter()
     paths.check()
@@ -85,7 +88,7 @@ def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
     if not is_chief(params.strategy):
         trainer.fit_silently()
         return {}
-    with tracked_run(trainer, name) as run:
+    with tracked_run(trainer, name, config) as run:
         logger = trainer.logger()
         extra = list(callbacks or [])
         if paths.checkpoints is not None:
@@ -100,10 +103,12 @@ def run_train(params: TrainParams, paths: TrainPaths, name: str = "default",
 
 
 def main(params: TrainParams, paths: TrainPaths, changes: dict[str, Any] | None = None,
-         params_path: Path | None = None) -> dict[str, Any]:
-    """Stage entry: train (the run named after what differs from the committed params), print the figures."""
+         params_path: Path | None = None, config: str | None = None) -> dict[str, Any]:
+    """Stage entry: train (the run named after its configuration and what differs from the committed params),
+    print the figures."""
     baseline = committed_baseline(params_path, params.preset) if params_path is not None else None
-    summary = run_train(params, paths, run_name(params, changes, baseline, os.environ.get("DVC_EXP_NAME")))
+    name = run_name(params, changes, baseline, None if config else os.environ.get("DVC_EXP_NAME"), config)
+    summary = run_train(params, paths, name, config=config)
     if not summary:
         return summary
     print(f"train: run {summary['run_id']}: best val_loss {summary['best_val_loss']:.4g} at epoch "

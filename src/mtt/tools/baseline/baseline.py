@@ -4,7 +4,9 @@ A fresh clone's `dvc repro` (or anyone's after a change) must reproduce what the
 made from the events alone (cutflow, validation counts, the visible-mass and ellipse-method baselines) must
 be equal to the last digit; figures of the trained model vary with the CPU type and thread count (see
 docs/determinism.md), so each has a relative tolerance measured from the spread over training seeds. The
-rules live in baseline.yaml; the metrics files are the ones dvc.yaml names.
+rules live in baseline.yaml; the files are the metrics files dvc.yaml names and the outputs baseline.yaml's
+`files` lists (the cutflows and the configurations' train and evaluate figures, which are not DVC metrics so
+that `dvc exp show` stays readable).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Rules:
     tolerance: tuple[tuple[str, float], ...]
     ignore: tuple[str, ...]
     default: float | None  # relative tolerance of a figure no rule names; None: such a figure fails
+    files: tuple[str, ...] = ()  # JSON outputs checked besides dvc.yaml's metrics (globs over the working tree)
 
     @classmethod
     def load(cls, path: Path) -> Rules:
@@ -51,8 +54,8 @@ class Rules:
             raw = load_yaml(path.read_text())
         except MttError as exc:
             raise BaselineError(f"{path}: {exc}") from None
-        if not isinstance(raw, dict) or not set(raw) <= {"exact", "tolerance", "ignore", "default"}:
-            raise BaselineError(f"{path}: expected a mapping with keys exact, tolerance, ignore, default")
+        if not isinstance(raw, dict) or not set(raw) <= {"files", "exact", "tolerance", "ignore", "default"}:
+            raise BaselineError(f"{path}: expected a mapping with keys files, exact, tolerance, ignore, default")
         tolerance = raw.get("tolerance") or {}
         if not isinstance(tolerance, dict) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in tolerance.values()):
@@ -61,7 +64,8 @@ class Rules:
         if default is not None and (not isinstance(default, int | float) or default < 0):
             raise BaselineError(f"{path}: default must be a relative tolerance >= 0, or null (unnamed figures fail)")
         return cls(tuple(_patterns(raw, "exact", path)), tuple((str(k), float(v)) for k, v in tolerance.items()),
-                   tuple(_patterns(raw, "ignore", path)), None if default is None else float(default))
+                   tuple(_patterns(raw, "ignore", path)), None if default is None else float(default),
+                   tuple(_patterns(raw, "files", path)))
 
     def rule(self, figure: str) -> tuple[str, float | None]:
         """(kind, relative tolerance) of a figure: ignored, exact (0), a tolerance, or the default."""
@@ -110,6 +114,13 @@ def metrics_files(dvc_yaml: Path) -> list[str]:
     if not files:
         raise BaselineError(f"{dvc_yaml}: no stage names metrics files; nothing to compare")
     return files
+
+
+def checked_files(root: Path, rules: Rules) -> list[str]:
+    """dvc.yaml's metrics files, then baseline.yaml's `files` (a glob expanded in the working tree), once each."""
+    listed = [m.relative_to(root).as_posix() for pattern in rules.files for m in sorted(root.glob(pattern))
+              if m.is_file()]
+    return list(dict.fromkeys([*metrics_files(root / "dvc.yaml"), *listed]))
 
 
 def flatten(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -180,10 +191,10 @@ def compare_figure(figure: str, committed: Any, now: Any, kind: str, tolerance: 
 
 
 def compare(root: Path, rules: Rules) -> list[Row]:
-    """Every figure of the metrics files dvc.yaml names: the working tree's against git HEAD's."""
+    """Every figure of the checked files: the working tree's against git HEAD's."""
     rows: list[Row] = []
     committed_any = False
-    for name in metrics_files(root / "dvc.yaml"):
+    for name in checked_files(root, rules):
         path = root / name
         committed_text = lineage.committed_text(path)
         committed_any |= committed_text is not None
