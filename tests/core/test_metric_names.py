@@ -1,9 +1,17 @@
 """Metric names: physics curves, each split and the diagnostics in their own UI section (in that order); older
-runs' names still found."""
+runs' names still found; the model-independent evaluation figures told apart."""
 
 from __future__ import annotations
 
-from mtt.core.metric_names import epoch_metric, evaluation_metric, find_metric
+from mtt.core.metric_names import (
+    epoch_metric,
+    evaluation_metric,
+    find_metric,
+    is_model_independent,
+    is_model_independent_plot,
+    model_figures,
+    model_independent_figures,
+)
 
 
 def _section(name: str) -> str:
@@ -34,3 +42,41 @@ def test_find_metric_reads_current_and_older_names():
     for key in ("grad_norm", "watch/grad_norm", "epoch/grad_norm"):  # diagnostics moved from epoch/ to watch/
         assert (find_metric(now, key), find_metric(before, key), find_metric(oldest, key)) == (2.0, 3.0, 4.0), key
 
+
+#: an evaluate figures dict as metrics.json has it, cut down
+FIGURES = {
+    "n_events": 500, "head": "point", "ellipse_exact_fraction": 0.6,
+    "model": {"resolution": 0.2, "n_events": 500}, "model_on_ellipse_exact": {"resolution": 0.18},
+    "baseline_visible": {"resolution": 0.4}, "baseline_ellipse": {"resolution": 0.3},
+    "baseline_ellipse_exact": {"resolution": 0.25}, "model_unfolded": {"chi2_ndf": 1.1},
+    "ellipse_unfolded": {"chi2_ndf": 1.5}, "skipped": {"mdn_mode": "the point head"},
+    "zprime": {"mass": 750.0, "n_sm": 500, "truth": {"position": 750.0}, "baseline_ellipse": {"position": 740.0},
+               "model": {"position": 745.0}},
+}
+
+
+def test_baselines_truth_and_data_counts_are_model_independent():
+    for name in ("baseline_ellipse/resolution", "test/baseline_ellipse.resolution", "ellipse_unfolded/chi2_ndf",
+                 "ellipse_exact_fraction", "baseline_ellipse_exact/n_events", "n_events", "val/n_events",
+                 "zprime/truth/position", "test/zprime.baseline_visible.width", "zprime/mass"):
+        assert is_model_independent(name), name
+    for name in ("model/resolution", "test/model.resolution_ratio", "model_on_ellipse_exact/resolution",
+                 "model_unfolded/chi2_ndf", "model/n_events", "zprime/model/position", "mdn_window/resolution",
+                 "unfolding_iterations", "head"):
+        assert not is_model_independent(name), name
+    assert is_model_independent_plot("plots/response_baseline_ellipse.png")
+    assert not any(is_model_independent_plot(p) for p in ("plots/response_model.png", "plots/spectrum.png",
+                                                           "plots/response_mdn_window.png", "metrics.json"))
+
+
+def test_figures_split_into_the_model_independent_and_the_models():
+    independent, model = model_independent_figures(FIGURES), model_figures(FIGURES)
+    assert independent == {
+        "n_events": 500, "ellipse_exact_fraction": 0.6, "baseline_visible": {"resolution": 0.4},
+        "baseline_ellipse": {"resolution": 0.3}, "baseline_ellipse_exact": {"resolution": 0.25},
+        "ellipse_unfolded": {"chi2_ndf": 1.5},
+        "zprime": {"mass": 750.0, "n_sm": 500, "truth": {"position": 750.0}, "baseline_ellipse": {"position": 740.0}}}
+    assert model == {
+        "head": "point", "model": {"resolution": 0.2, "n_events": 500}, "model_on_ellipse_exact": {"resolution": 0.18},
+        "model_unfolded": {"chi2_ndf": 1.1}, "skipped": {"mdn_mode": "the point head"},
+        "zprime": {"model": {"position": 745.0}}}

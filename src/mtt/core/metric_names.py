@@ -1,4 +1,5 @@
-"""How a run's figures are named in MLflow, and how to find them under the names older runs used.
+"""How a run's figures are named in MLflow, how to find them under the names older runs used, and which
+evaluation figures do not depend on the model.
 
 What MLflow 3.17.2's UI does with the names (its bundle, `mlflow/server/js/build/static/js/main.*.js`,
 `RunsChartsCardConfig.getBaseChartAndSectionConfigs` and `extractChartSectionName`): a chart's section is the
@@ -14,12 +15,24 @@ ASCII prefixes sort the same way under both comparisons.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 #: the prefix of per-epoch physics figures: the first section of the UI
 EPOCH = "epoch"
 #: the prefix of per-epoch training diagnostics: a section after the evaluation figures
 DIAGNOSTICS = "watch"
 #: the per-epoch figures that describe how the network trains, not how well it measures m_tt
 DIAGNOSTIC_FIGURES = frozenset({"learning_rate", "grad_norm", "dead_relu_fraction", "output_bias"})
+
+#: the splits an evaluation figure may be named after (its MLflow section)
+SPLIT_NAMES = ("train", "val", "test")
+#: evaluation estimators and fits made from the data and the classical methods alone: ellipse method, scaled
+#: visible mass (`baseline_*`), the unfolded ellipse spectrum (`ellipse_*`), the Z' truth fit (`truth`)
+MODEL_INDEPENDENT_PREFIXES = ("baseline_", "ellipse_", "truth")
+#: top-level figures that count the data (test events; the Z' study's mass, fraction and event counts)
+DATA_FIGURES = frozenset({"n_events", "mass", "fraction", "n_signal", "n_sm"})
+#: the sub-study whose own estimators repeat the split's ones (`zprime/baseline_ellipse/position`)
+STUDIES = ("zprime",)
 
 
 def epoch_metric(name: str) -> str:
@@ -51,3 +64,48 @@ def metric_names(key: str, split: str = "test") -> list[str]:
     names += [epoch_metric(short), f"{EPOCH}/{short}", short]  # diagnostics were under epoch/, before that bare
     return list(dict.fromkeys(names))
 
+
+def is_model_independent(name: str) -> bool:
+    """Whether an evaluation figure is the same for every model evaluated on the same data, so it belongs once to
+    a study's parent run, not to each configuration's run: a baseline's or the truth's figure, or a count of the
+    data. `name` is a figure's path in evaluate's figures ('baseline_ellipse/resolution', 'zprime/truth/width')
+    or its MLflow name ('test/baseline_ellipse.resolution'); ratios to a baseline ('model/resolution_ratio') are
+    the model's."""
+    parts = name.replace(".", "/").split("/")
+    if len(parts) > 1 and parts[0] in SPLIT_NAMES:
+        parts = parts[1:]
+    if len(parts) > 1 and parts[0] in STUDIES:
+        parts = parts[1:]
+    return parts[0].startswith(MODEL_INDEPENDENT_PREFIXES) or (len(parts) == 1 and parts[0] in DATA_FIGURES)
+
+
+def is_model_independent_plot(path: str) -> bool:
+    """Whether a file of evaluate's output is the response plot of a model-independent estimator
+    ('plots/response_baseline_ellipse.png'): the same picture in every configuration's evaluation."""
+    stem = PurePosixPath(path).stem
+    return stem.startswith("response_") and is_model_independent(stem.removeprefix("response_"))
+
+
+def model_independent_figures(figures: dict) -> dict:
+    """The figures of an evaluate figures dict (metrics.json) that `is_model_independent`, nested as they were:
+    what a study's parent run shows once for all its configurations."""
+    return _select(figures, True)
+
+
+def model_figures(figures: dict) -> dict:
+    """The rest of an evaluate figures dict: what depends on the model, logged to its configuration's run."""
+    return _select(figures, False)
+
+
+def _select(figures: dict, independent: bool, prefix: str = "") -> dict:
+    """The leaves of `figures` whose path `is_model_independent` equals `independent`; empty dicts dropped."""
+    kept: dict = {}
+    for key, value in figures.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            part = _select(value, independent, f"{path}/")
+            if part:
+                kept[key] = part
+        elif is_model_independent(path) == independent:
+            kept[key] = value
+    return kept
