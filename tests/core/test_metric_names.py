@@ -7,6 +7,7 @@ from mtt.core.metric_names import (
     epoch_metric,
     evaluation_metric,
     find_metric,
+    flat_metrics,
     is_model_independent,
     is_model_independent_plot,
     model_figures,
@@ -76,6 +77,10 @@ def test_figures_split_into_the_model_independent_and_the_models():
         "baseline_ellipse": {"resolution": 0.3}, "baseline_ellipse_exact": {"resolution": 0.25},
         "ellipse_unfolded": {"chi2_ndf": 1.5},
         "zprime": {"mass": 750.0, "n_sm": 500, "truth": {"position": 750.0}, "baseline_ellipse": {"position": 740.0}}}
+    assert flat_metrics(independent, "test")["test/zprime.baseline_ellipse.position"] == 740.0
+    assert set(flat_metrics(model, "val")) == {"val/model.resolution", "val/model.n_events",  # numbers only
+                                               "val/model_on_ellipse_exact.resolution", "val/model_unfolded.chi2_ndf",
+                                               "val/zprime.model.position"}
     assert model == {
         "head": "point", "model": {"resolution": 0.2, "n_events": 500}, "model_on_ellipse_exact": {"resolution": 0.18},
         "model_unfolded": {"chi2_ndf": 1.1}, "skipped": {"mdn_mode": "the point head"},

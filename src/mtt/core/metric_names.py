@@ -45,6 +45,19 @@ def evaluation_metric(split: str, figure: str) -> str:
     return f"{split}/{figure.replace('/', '.')}"
 
 
+def flat_metrics(figures: dict, split: str, prefix: str = "") -> dict[str, float]:
+    """The numbers of a figures dict computed on `split` (nested, as evaluate makes them) under their MLflow
+    names: {"test/model.resolution": ..., "test/zprime.model.position": ...}; one section of the UI per split.
+    Evaluate logs `model_figures` so, compare `model_independent_figures`."""
+    out = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            out.update(flat_metrics(value, split, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)):
+            out[evaluation_metric(split, f"{prefix}{key}")] = float(value)
+    return out
+
+
 def find_metric(metrics: dict[str, float], key: str, split: str = "test") -> float | None:
     """A run's metric by its name, or by the name older runs logged it under ('model/resolution' for
     'test/model.resolution', 'val_loss' for 'epoch/val_loss', 'epoch/grad_norm' for 'watch/grad_norm'), or by a

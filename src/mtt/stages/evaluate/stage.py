@@ -38,13 +38,12 @@ from mtt.core.dataset import (
 )
 from mtt.core.errors import EvaluateError
 from mtt.core.io import atomic_dir, check_output_dir, file_sha256
-from mtt.core.metric_names import is_model_independent_plot
+from mtt.core.metric_names import flat_metrics, is_model_independent_plot
 from mtt.core.reco.ellipse import SOLUTION_RULE
 from mtt.stages.evaluate.estimators import ELLIPSE, MODEL, Evaluation, evaluate
 from mtt.stages.evaluate.injection import plot_panels, study, zprime_mass
 from mtt.stages.evaluate.params import EvaluateParams
 from mtt.stages.evaluate.tables import (
-    flat_metrics,
     per_bin_table,
     run_figures,
     spectrum_table,

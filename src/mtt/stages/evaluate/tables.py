@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.core.metric_names import STUDIES, evaluation_metric, is_model_independent, model_figures
+from mtt.core.metric_names import STUDIES, is_model_independent, model_figures
 from mtt.stages.evaluate.estimators import ELLIPSE, ELLIPSE_EXACT, MODEL, MODEL_ON_EXACT, VISIBLE
 
 #: the headline figures (lower is better) a model's estimator is divided by the ellipse method's
@@ -49,19 +49,6 @@ def unfolded_table(edges: np.ndarray, truth: np.ndarray, unfolded: dict[str, Any
         frame[f"{name}_relative_uncertainty"] = result.relative_uncertainty
         frame[f"{name}_pull"] = result.pulls(truth)
     return frame
-
-
-def flat_metrics(figures: dict[str, Any], split: str, prefix: str = "") -> dict[str, float]:
-    """The MLflow metric names of the figures computed on `split`: {"test/model.resolution": ...,
-    "test/zprime.model.position": ..., "test/n_events": ...}; one section of the UI per split."""
-
-    out = {}
-    for key, value in figures.items():
-        if isinstance(value, dict):
-            out.update(flat_metrics(value, split, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)):
-            out[evaluation_metric(split, f"{prefix}{key}")] = float(value)
-    return out
 
 
 def run_figures(figures: dict[str, Any]) -> dict[str, Any]:
