@@ -40,10 +40,12 @@ def tiny_model(seed: int = 0, scaler: str = "standard") -> keras.Model:
     return inference_model(network, spec, TargetTransform("standardize", 500.0, 100.0))
 
 
-def logged_version(value: float | None, name: str = NAME, seed: int = 0, scaler: str = "standard") -> tuple[str, str]:
-    """A run with `METRIC` = value (None: not logged) and a tiny real model logged and registered: (run, version)."""
+def logged_version(value: float | None, name: str = NAME, seed: int = 0, scaler: str = "standard",
+                   tags: dict[str, str] | None = None) -> tuple[str, str]:
+    """A run with `METRIC` = value (None: not logged), `tags`, and a tiny real model logged and registered:
+    (run, version)."""
     model = tiny_model(seed, scaler)
-    with mlflow.start_run(experiment_id=tracking.ensure_experiment("registry")) as run:  # no set_experiment: global
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment("registry"), tags=tags) as run:  # no set_experiment
         if value is not None:
             mlflow.log_metric(METRIC, value)
         info = registry.log_model(model, X[:5], {"features": ["a", "b", "c"], "outputs": ["m_tt"]})
@@ -90,7 +92,7 @@ def test_a_registered_version_is_the_candidate_with_its_metric_and_loads_through
     assert model.aliases == {"candidate": 1} and "raw features in GeV" in model.description
     tags = store.get_model_version(NAME, "1").tags
     assert tags == {"promote.metric": METRIC, "promote.value": "0.15"}
-    assert store.get_model_version(NAME, "1").description == f"run {run_id}: {METRIC} = 0.15"
+    assert store.get_model_version(NAME, "1").description == f"run {run_id}, configuration default: {METRIC} = 0.15"
     loaded = mlflow.pyfunc.load_model(f"models:/{NAME}@candidate")
     assert set(loaded.metadata.flavors) == {"keras", "python_function"}
     assert loaded.metadata.flavors["python_function"]["loader_module"] == "mtt_layers"
@@ -106,6 +108,17 @@ def test_a_registered_version_is_the_candidate_with_its_metric_and_loads_through
     assert (local / "requirements.txt").read_text().split() == [f"mlflow=={mlflow.__version__}",
                                                                *registry.loading_requirements()]
     assert (local / "input_example.json").is_file()
+
+
+def test_a_versions_description_names_its_run_and_configuration(store):
+    """The pipeline's configuration (tag mtt.config) first, else the preset, else the committed params."""
+    runs = [logged_version(0.2, tags={"mtt.config": "hybrid_mdn", "preset": "mdn"}),
+            logged_version(0.3, tags={"preset": "seed_baseline"}), logged_version(None, tags={"preset": "none"})]
+    descriptions = [store.get_model_version(NAME, version).description for _, version in runs]
+    assert descriptions == [f"run {runs[0][0]}, configuration hybrid_mdn: {METRIC} = 0.2",
+                            f"run {runs[1][0]}, configuration seed_baseline: {METRIC} = 0.3",
+                            f"run {runs[2][0]}, configuration default: {METRIC} = not logged yet"]
+    assert registry.CONFIG_TAG == "mtt.config"
 
 
 def test_promote_moves_champion_only_to_a_better_version_and_says_why(store, capsys):

@@ -157,6 +157,25 @@ def test_experiments_on_a_server_use_its_artifact_store(monkeypatch, tmp_path):
     assert created["local"]["artifact_location"] == (tmp_path / ARTIFACTS).as_uri()
 
 
+def test_experiments_are_of_the_custom_model_kind_so_the_ui_opens_on_their_runs(store, tmp_path):
+    """MLflow's UI reads an experiment's kind from the tag `mlflow.experimentKind` (`custom_model_development`: its
+    "Machine learning" kind, opened on the runs): a new experiment has it, an older one gets it, a kind a user
+    chose is kept."""
+    from mtt.core.tracking import ARTIFACTS, EXPERIMENT_KIND, ensure_experiment
+
+    assert EXPERIMENT_KIND == {"mlflow.experimentKind": "custom_model_development"}
+    created = store.get_experiment(ensure_experiment("mtt", start=tmp_path))
+    assert created.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert created.artifact_location == (tmp_path / ARTIFACTS).as_uri()
+    older = store.create_experiment("before the tag")
+    assert "mlflow.experimentKind" not in store.get_experiment(older).tags
+    assert ensure_experiment("before the tag", start=tmp_path) == older
+    assert store.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+    store.set_experiment_tag(older, "mlflow.experimentKind", "genai_development")  # a user's choice in the UI
+    ensure_experiment("before the tag", start=tmp_path)
+    assert store.get_experiment(older).tags["mlflow.experimentKind"] == "genai_development"  # is kept
+
+
 def test_an_experiment_another_process_created_first_is_used(monkeypatch, tmp_path):
     import mlflow
     from mlflow.entities import Experiment, ExperimentTag

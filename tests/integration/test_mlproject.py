@@ -49,11 +49,13 @@ def test_mlflow_run_train_entry_point(repo_copy, tool_env):
     assert mlflow.models.get_model_info(f"runs:/{logged.info.run_id}/model").signature is not None
     assert (repo_copy / "models" / "default" / "model.keras").exists()  # no --config: the default's folders
     mlflow.set_tracking_uri(None)
-    # the evaluate entry point logs its figures into the training run and into the run `mlflow run` started
+    # the evaluate entry point logs the model's figures (not the baselines') into the training run and into the run
+    # `mlflow run` started
     run(["mlflow", "run", str(repo_copy), "--env-manager", "local", "-e", "evaluate", "-P", "split=val"],
         repo_copy, tool_env)
     runs = client.search_runs(experiment_ids=["0"])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     for evaluated in runs:
-        assert {"val/baseline_ellipse.resolution", "val/model.resolution"} <= set(evaluated.data.metrics)
+        assert {"val/model.resolution", "val/model.resolution_ratio"} <= set(evaluated.data.metrics)
+        assert "val/baseline_ellipse.resolution" not in evaluated.data.metrics
         assert evaluated.data.tags["eval.model_run_id"] == logged.info.run_id

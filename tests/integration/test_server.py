@@ -30,6 +30,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mtt.core.dataset import FEATURE_SETS
+from mtt.core.metric_names import epoch_metric
 from mtt.stages.train.params import TrainParams
 from mtt.stages.train.stage import TrainPaths, run_train
 
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "server.sh"
 BIN = Path(sys.executable).parent
-#: the figures the epoch logger writes every epoch, as `epoch/<name>`
+#: the figures the epoch logger writes every epoch, as `epoch/<name>` (physics) or `watch/<name>` (diagnostics)
 EPOCH_FIGURES = ("loss", "val_loss", "val_rmse_gev", "learning_rate", "grad_norm", "val_resolution", "val_bias",
                  "val_width_ratio", "dead_relu_fraction", "output_bias")
 #: concurrent training processes, and the epochs of each
@@ -136,7 +137,7 @@ def server(server_env):
 
 def _epoch_points(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
     """The steps of each per-epoch metric of a run (the run's own points, not its logged model's)."""
-    return {name: sorted(m.step for m in client.get_metric_history(run_id, f"epoch/{name}") if m.model_id is None)
+    return {name: sorted(m.step for m in client.get_metric_history(run_id, epoch_metric(name)) if m.model_id is None)
             for name in EPOCH_FIGURES}
 
 

@@ -156,13 +156,13 @@ def test_runs_compare_in_the_ui(project, small_prepared, monkeypatch, ui, screen
             page.get_by_text(f"prepared/train ({digest[:8]}", exact=False).first.wait_for(timeout=30_000)
             page.screenshot(path=str(screenshots / "runs.png"), clip=TOP)
 
-            # one run's metrics: the per-epoch curves are the first section, val RMSE in GeV among them
+            # one run's metrics: the per-epoch physics curves are the first section, val RMSE in GeV among them
             run_id = runs["width=24"].info.run_id
             page.goto(f"{base}/#/experiments/{experiment}/runs/{run_id}/model-metrics?workflowType=machine_learning")
             page.get_by_text("epoch/val_rmse_gev", exact=False).first.wait_for(timeout=60_000)
             text = page.inner_text("body")
             sections = _section_order(text)
-            assert sections[0] == "epoch", sections
+            assert sections[:3] == ["epoch", "final", "watch"], sections  # the diagnostics after the physics
             assert text.index("epoch/val_rmse_gev") < text.index(f"\n{sections[1]}\n"), sections
             page.screenshot(path=str(screenshots / "run_metrics.png"), clip=TOP)
 

@@ -4,8 +4,8 @@
   own pinned requirements: the `keras` flavor, plus a `python_function` flavor whose loader is `mtt/core/layers.py`
   (the custom layers, Keras and numpy only) copied into the model's `code/` folder as `mtt_layers.py`, so
   `mlflow.pyfunc.load_model("models:/mtt-mtt@champion")` needs no `mtt`. Signature and input example included.
-- `register` adds the logged model as a new version of `train.registered_model`, points alias `candidate` at it
-  and records the promotion metric on the version.
+- `register` adds the logged model as a new version of `train.registered_model`, points alias `candidate` at it,
+  records the promotion metric on the version and names its run and configuration in the version's description.
 - `promote` moves alias `champion` to a version when its metric is lower than the champion's (or when forced),
   and says what it did and why. Aliases, not the deprecated stages.
 """
@@ -26,6 +26,8 @@ from mtt.core.metric_names import find_metric
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
+#: the run tag naming the configuration a run trained (`mtt train --config NAME`, one per `train@<config>` stage)
+CONFIG_TAG = "mtt.config"
 #: the name the layers file has in a logged model's code folder, and its pyfunc loader module
 SHIPPED_MODULE = "mtt_layers"
 #: what loading a logged model needs (distributions, pinned to the installed versions: those of requirements.lock);
@@ -114,9 +116,27 @@ def _metric(client: Any, run_id: str | None, metric: str) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def configuration(tags: dict[str, str]) -> str:
+    """The configuration a run trained, from its tags, so a version says which model it is: `mtt.config` (a
+    pipeline configuration), else the preset (tag `preset`), else "default" (the committed params)."""
+    preset = tags.get("preset", "none")
+    return tags.get(CONFIG_TAG) or (preset if preset not in ("", "none") else "default")
+
+
+def _run_tags(client: Any, run_id: str) -> dict[str, str]:
+    """The run's tags; none when the store does not have the run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client.get_run(run_id).data.tags)
+    except MlflowException:
+        return {}
+
+
 def register(model_uri: str, name: str, run_id: str, metric: str) -> Any:
     """Register `model_uri` (the run's logged model) as a new version of `name` with alias `candidate`; the
-    promotion metric's name and the run's value of it are tags of the version. The ModelVersion."""
+    promotion metric's name and the run's value of it are tags of the version, and its description names the
+    run, its configuration (`configuration`) and the value. The ModelVersion."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -131,7 +151,8 @@ def register(model_uri: str, name: str, run_id: str, metric: str) -> Any:
         client.set_model_version_tag(name, version.version, "promote.value",
                                      "not logged yet" if value is None else repr(value))
         client.update_model_version(name, version.version, description=(
-            f"run {run_id}: {metric} = {'not logged yet' if value is None else f'{value:.6g}'}"))
+            f"run {run_id}, configuration {configuration(_run_tags(client, run_id))}: {metric} = "
+            f"{'not logged yet' if value is None else f'{value:.6g}'}"))
     except MlflowException as exc:
         raise RegistryError(f"registering the model of run {run_id} as {name!r}: {exc.message}") from None
     return version

@@ -23,7 +23,11 @@ DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
 _MARKERS = ("dvc.yaml", "MLproject")
 
-#: experiment tag that makes the UI open an experiment on its training runs, not on the GenAI overview
+#: the experiment tag by which MLflow's UI opens an experiment on its training runs, not on the GenAI overview.
+#: MLflow 3.17.2's bundle reads it only while its workflow switch is hidden (a feature flag that is constant
+#: true in that build): there the URL's `workflowType` or the browser's last choice (local storage
+#: `mlflow.workflowType`, "genai" when never chosen) decide, hence `mtt ui` printing `?workflowType=machine_learning`.
+#: The tag is all the API can set; it is kept for the UI versions that read it.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 #: system metrics (CPU, memory, disk, network): sampled every second, one averaged point per 5 samples, so a run
 #: of seconds gets a point and a run of hours ~700 per metric

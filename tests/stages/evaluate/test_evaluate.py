@@ -11,9 +11,11 @@ import pytest
 
 from mtt.core.dataset import TARGET
 from mtt.core.errors import ArtifactError, DataError, EvaluateError
+from mtt.core.metric_names import is_model_independent
 from mtt.stages.evaluate.estimators import Evaluation, likelihood_prior, momenta, visible_mass, visible_scale
 from mtt.stages.evaluate.params import EvaluateParams
 from mtt.stages.evaluate.stage import read_split, rounded_floats, run_evaluate, write_metrics, write_table
+from mtt.stages.evaluate.tables import ellipse_ratios, run_figures
 from mtt.stages.train.params import TrainParams
 from mtt.stages.train.stage import TrainPaths, run_train
 
@@ -94,17 +96,50 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"  # logged into, not reopened
     metrics, tags = run.data.metrics, run.data.tags
-    # one UI section per split (here val): <split>/<estimator>.<figure>
-    assert metrics["val/baseline_ellipse.resolution"] == pytest.approx(stored["baseline_ellipse"]["resolution"])
+    # one UI section per split (here val): <split>/<estimator>.<figure>, the model's figures only
     assert metrics["val/model.width_ratio"] == pytest.approx(stored["model"]["width_ratio"])
-    assert metrics["val/n_events"] == n and not any(k.startswith(("model/", "baseline_")) for k in metrics)
+    assert metrics["val/model_on_ellipse_exact.resolution"] == pytest.approx(
+        stored["model_on_ellipse_exact"]["resolution"])
+    assert not any(k.startswith(("model/", "baseline_")) for k in metrics)
+    # the baselines, the truth and the data counts are the same in every configuration: not in its run
+    assert not [k for k in metrics if k.startswith("val/") and is_model_independent(k)]
+    assert not {"val/baseline_ellipse.resolution", "val/ellipse_unfolded.chi2_ndf", "val/n_events"} & set(metrics)
+    # instead, the model's ratios to the ellipse method (the unfolded spectrum's to the unfolded ellipse spectrum)
+    assert metrics["val/model.resolution_ratio"] == pytest.approx(
+        stored["model"]["resolution"] / stored["baseline_ellipse"]["resolution"], rel=1e-6)
+    assert metrics["val/model_unfolded.chi2_ndf_ratio"] == pytest.approx(
+        stored["model_unfolded"]["chi2_ndf"] / stored["ellipse_unfolded"]["chi2_ndf"], rel=1e-6)
+    assert {"val/model.wasserstein_ratio", "val/model.chi2_ndf_ratio"} <= set(metrics)
     # the settings as tags, the rule as an artifact (not a paragraph-long tag), a sentence in the description
     assert tags["evaluate.split"] == "val" and tags["evaluate.n_bins"] == "24" and "eval.ellipse_rule" not in tags
     assert f"Evaluated on the val split ({n:,} events): resolution {stored['model']['resolution']:.3f}" in tags[
         "mlflow.note.content"]
     assert "smallest m_tt" in Path(client.download_artifacts(run_id, "evaluate/ellipse_rule.txt", tmp_path)).read_text()
     logged = {f.path for f in client.list_artifacts(run_id, "evaluate/plots")}
-    assert "evaluate/plots/spectrum.png" in logged
+    assert {f"evaluate/plots/{p}" for p in pngs} - logged == {"evaluate/plots/response_baseline_ellipse.png",
+                                                             "evaluate/plots/response_baseline_visible.png"}
+    assert "evaluate/plots/response_model.png" in logged and "evaluate/metrics.json" in {
+        f.path for f in client.list_artifacts(run_id, "evaluate")}
+
+
+def test_a_configuration_run_gets_the_models_figures_and_its_ratios_to_the_ellipse_method():
+    figures = {"n_events": 400, "model": {"resolution": 0.2, "wasserstein": 30.0, "chi2_ndf": 4.0, "bias": 0.01},
+               "mdn_window": {"resolution": 0.15, "wasserstein": float("nan"), "chi2_ndf": 2.0},
+               "baseline_ellipse": {"resolution": 0.25, "wasserstein": 20.0, "chi2_ndf": 0.0},
+               "baseline_visible": {"resolution": 0.4}, "model_unfolded": {"wasserstein": 9.0, "chi2_ndf": 1.2},
+               "ellipse_unfolded": {"wasserstein": 12.0, "chi2_ndf": 1.5},
+               "zprime": {"truth": {"position": 750.0}, "model": {"position": 745.0}}}
+    ratios = ellipse_ratios(figures)
+    assert ratios == {"model": {"resolution_ratio": pytest.approx(0.8), "wasserstein_ratio": pytest.approx(1.5)},
+                      "mdn_window": {"resolution_ratio": pytest.approx(0.6)},  # no ratio of a NaN or over zero
+                      "model_unfolded": {"wasserstein_ratio": pytest.approx(0.75),
+                                         "chi2_ndf_ratio": pytest.approx(0.8)}}
+    assert ellipse_ratios({k: v for k, v in figures.items() if k != "baseline_ellipse"}) == {
+        "model_unfolded": ratios["model_unfolded"]}  # without the ellipse method, only the unfolded pair
+    logged = run_figures(figures)
+    assert set(logged) == {"model", "mdn_window", "model_unfolded", "zprime"} and logged["zprime"] == {
+        "model": {"position": 745.0}}
+    assert logged["model"] == {**figures["model"], **ratios["model"]}
 
 
 def test_bad_inputs_are_named(small_prepared, tmp_path):

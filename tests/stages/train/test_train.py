@@ -49,11 +49,18 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     assert params["train.epochs"] == "2"
     assert params["train.n_features"] == "41" and params["train.preset"] == "none"
     assert run.data.tags["feature_set"] == "extended" and int(run.data.tags["n_train"]) > 100
-    # per-epoch figures under epoch/ (the UI's first section), the val RMSE in GeV among them
-    for name in ("loss", "val_loss", "val_rmse_gev", "learning_rate", "grad_norm", "val_resolution", "val_bias",
-                 "val_width_ratio", "dead_relu_fraction", "output_bias"):
-        history = [m for m in store.get_metric_history(run.info.run_id, f"epoch/{name}") if m.model_id is None]
-        assert [m.step for m in history] == [0, 1], name
+    # per-epoch physics under epoch/ (the UI's first section), the val RMSE in GeV among them; the diagnostics
+    # under watch/ (a section after the evaluation's)
+    per_epoch = {"epoch": ("loss", "val_loss", "val_rmse_gev", "val_resolution", "val_bias", "val_width_ratio"),
+                 "watch": ("learning_rate", "grad_norm", "dead_relu_fraction", "output_bias")}
+    for prefix, names in per_epoch.items():
+        for name in names:
+            history = [m for m in store.get_metric_history(run.info.run_id, f"{prefix}/{name}") if m.model_id is None]
+            assert [m.step for m in history] == [0, 1], name
+    assert {k.split("/")[0] for k in run.data.metrics if "/" in k} - {"system"} == {"epoch", "final", "watch"}
+    assert list(pd.read_csv(tmp_path / "history.csv").columns) == [  # bare names: the compare stage reads them
+        "epoch", "loss", "val_loss", "val_rmse_gev", "learning_rate", "grad_norm", "val_resolution", "val_bias",
+        "val_width_ratio", "dead_relu_fraction", "output_bias"]
     assert run.data.metrics["best_val_loss"] == pytest.approx(summary["best_val_loss"])
     assert {"epochs", "final/val_resolution", "final/val_width_ratio", "final/val_rmse_gev",
             "wall_time_s"} <= set(run.data.metrics)
@@ -323,7 +330,7 @@ def test_resume_after_an_interruption_continues_the_same_run(prepared, store, tm
     steps = [m.step for m in store.get_metric_history(run.info.run_id, "epoch/val_loss") if m.model_id is None]
     assert sorted(steps) == [0, 1, 2, 3]
     # the optimizer state came back: the exponential schedule (x0.9 per epoch) kept counting its steps
-    rates = {m.step: m.value for m in store.get_metric_history(run.info.run_id, "epoch/learning_rate")}
+    rates = {m.step: m.value for m in store.get_metric_history(run.info.run_id, "watch/learning_rate")}
     assert rates[2] == pytest.approx(TINY.learning_rate * 0.9**3, rel=1e-5)
     assert not (checkpoints / "state.npz").exists()  # a finished run leaves no state behind
 

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from mtt.cli import main
-from mtt.tools.report.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, run_report
+from mtt.tools.report.report import MISSING, TABLE_BEGIN, TABLE_END, ReportError, metric_history, run_report
 
 COLUMNS = {"resolution": {"header": "resolution", "format": ".3f"},
            "bias": {"header": "median bias", "format": "+.3f"},
@@ -142,14 +142,18 @@ def test_an_unknown_run_names_the_row_and_the_id_and_writes_nothing(study, tmp_p
 
 def test_curves_overlay_the_runs_per_epoch_histories(study, tmp_path):
     client, ids = study
-    for name, scale in (("mse", 1.0), ("mdn", 3.0)):
-        client.log_batch(ids[name], metrics=[Metric("loss", scale / (1 + e), 0, e) for e in range(5)]
-                         + [Metric("grad_norm", 0.1 * e, 0, e) for e in range(5)])
+    # the current names (physics under epoch/, diagnostics under watch/), and the bare ones of older runs
+    for name, scale, (loss, grad) in (("mse", 1.0, ("epoch/loss", "watch/grad_norm")),
+                                      ("mdn", 3.0, ("loss", "grad_norm"))):
+        client.log_batch(ids[name], metrics=[Metric(loss, scale / (1 + e), 0, e) for e in range(5)]
+                         + [Metric(grad, 0.1 * e, 0, e) for e in range(5)])
     curves = [{"name": "dip.png", "runs": {"MSE": ids["mse"], "MDN": ids["mdn"]}, "metrics": ["loss", "grad_norm"],
                "log_y": ["loss"], "normalise": ["loss"]}]
     report = run_report(write_spec(tmp_path / "s.yaml", ids, figures=[], curves=curves), tmp_path / "docs",
                         client=client)
     assert report.figures == [tmp_path / "docs" / "figures" / "dip.png"]
+    for run_id in ids.values():  # found under either name
+        assert len(metric_history(client, run_id, "grad_norm")) == len(metric_history(client, run_id, "loss")) == 5
     with Image.open(report.figures[0]) as image:
         assert image.width > 400 and image.height > 200
     with pytest.raises(ReportError, match="curves 'dip.png': no MLflow run 'nope'"):

@@ -3,7 +3,9 @@
 On the test split (the same events for every estimator): the trained model, the visible mass m(l+ l- b b)
 scaled by its mean ratio to the truth on train, and the ellipse method (analytic neutrino solutions,
 `mtt.core.reco.ellipse`). Writes `eval/metrics.json` (a DVC metric), `eval/per_bin.csv` and `eval/spectrum.csv`
-(DVC plots), PNG plots in `eval/plots/`, and logs all of it to the training run in MLflow.
+(DVC plots), PNG plots in `eval/plots/`, and logs to the training run in MLflow what depends on its model: the
+figures of the baselines and the truth, the same for every configuration, are in the files only (the compare
+stage logs them once, to the study's parent run); the run gets the model's ratios to the ellipse method instead.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,13 +38,14 @@ from mtt.core.dataset import (
 )
 from mtt.core.errors import EvaluateError
 from mtt.core.io import atomic_dir, check_output_dir, file_sha256
+from mtt.core.metric_names import flat_metrics, is_model_independent_plot
 from mtt.core.reco.ellipse import SOLUTION_RULE
 from mtt.stages.evaluate.estimators import ELLIPSE, MODEL, Evaluation, evaluate
 from mtt.stages.evaluate.injection import plot_panels, study, zprime_mass
 from mtt.stages.evaluate.params import EvaluateParams
 from mtt.stages.evaluate.tables import (
-    flat_metrics,
     per_bin_table,
+    run_figures,
     spectrum_table,
     summary_table,
     unfolded_table,
@@ -190,26 +195,39 @@ def check_training_run(run_id: str | None) -> None:
 
 def log_to_run(run_id: str | None, figures: dict[str, Any], folder: Path, params: EvaluateParams,
                own_data: bool = True, data: dict[str, str] | None = None) -> bool:
-    """Log figures (under `<split>/`), settings (tags `evaluate.*`: a rerun with other settings replaces them
-    with its figures) and plots, without reopening any run; False if there is no run to log into. The ellipse
-    method's solution rule is the artifact `evaluate/ellipse_rule.txt`."""
+    """Log the model's figures and its ratios to the ellipse method (`run_figures`, under `<split>/`), settings
+    (tags `evaluate.*`: a rerun with other settings replaces them with its figures) and the output folder but the
+    baselines' response plots, without reopening any run; False if there is no run to log into. The ellipse
+    method's solution rule is the artifact `evaluate/ellipse_rule.txt` (the ratios' denominator)."""
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     tracking.configure()
     client = MlflowClient()
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, 0) for k, v in flat_metrics(figures, params.split).items() if np.isfinite(v)]
+    flat = flat_metrics(run_figures(figures), params.split)
+    metrics = [Metric(k, v, now, 0) for k, v in flat.items() if np.isfinite(v)]
     tags = [RunTag(f"evaluate.{k}", json.dumps(v) if isinstance(v, (list, dict)) else str(v))
             for k, v in params.model_dump().items()] + [RunTag("eval.model_run_id", run_id or "")]
-    with ExitStack() as own_runs:  # a run made here ends FINISHED, or KILLED/FAILED, never stays RUNNING
+    # a run made here ends FINISHED, or KILLED/FAILED, never stays RUNNING
+    with ExitStack() as own_runs, tempfile.TemporaryDirectory() as tmp:
         targets = target_runs(client, run_id, own_data, data or {"path": "", "sha256": ""}, own_runs)
+        shown = run_artifacts(folder, Path(tmp) / "evaluate")
         for target in targets:
             client.log_batch(target, metrics=metrics, tags=tags)  # one write for the figures and the settings
             note = client.get_run(target).data.tags.get("mlflow.note.content", "")
             client.set_tag(target, "mlflow.note.content", with_evaluation(note, figures, params.split))
-            client.log_artifacts(target, str(folder), artifact_path="evaluate")
+            client.log_artifacts(target, str(shown), artifact_path="evaluate")
     return bool(targets)
+
+
+def run_artifacts(folder: Path, copy: Path) -> Path:
+    """A copy of the output folder without the plots that are the same in every configuration (the baselines'
+    response matrices: the study's parent run has them): what a configuration's run shows as `evaluate/`."""
+    def ignored(_: str, names: list[str]) -> list[str]:
+        return [name for name in names if is_model_independent_plot(name)]
+
+    return Path(shutil.copytree(folder, copy, ignore=ignored))
 
 
 #: where the evaluation's sentence starts in a run's description (a rerun replaces it)

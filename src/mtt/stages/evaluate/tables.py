@@ -7,8 +7,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.core.metric_names import evaluation_metric
+from mtt.core.metric_names import STUDIES, is_model_independent, model_figures
 from mtt.stages.evaluate.estimators import ELLIPSE, ELLIPSE_EXACT, MODEL, MODEL_ON_EXACT, VISIBLE
+
+#: the headline figures (lower is better) a model's estimator is divided by the ellipse method's
+RATIO_FIGURES = ("resolution", "wasserstein", "chi2_ndf")
+#: the ellipse-method estimator each model estimator is compared with, when not the per-event ellipse method
+#: itself: the unfolded spectrum with the unfolded ellipse spectrum, the exact-solution events with themselves
+ELLIPSE_COUNTERPARTS = {"model_unfolded": "ellipse_unfolded", MODEL_ON_EXACT: ELLIPSE_EXACT}
 
 
 def spectrum_table(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarray,
@@ -45,17 +51,36 @@ def unfolded_table(edges: np.ndarray, truth: np.ndarray, unfolded: dict[str, Any
     return frame
 
 
-def flat_metrics(figures: dict[str, Any], split: str, prefix: str = "") -> dict[str, float]:
-    """The MLflow metric names of the figures computed on `split`: {"test/model.resolution": ...,
-    "test/zprime.model.position": ..., "test/n_events": ...}; one section of the UI per split."""
+def run_figures(figures: dict[str, Any]) -> dict[str, Any]:
+    """What a configuration's run gets: the figures that depend on its model (the baselines, the truth and the
+    data counts are the same in every configuration: the study's parent run has them) and its ratios to the
+    ellipse method (`ellipse_ratios`)."""
+    logged = model_figures(figures)
+    for name, ratios in ellipse_ratios(figures).items():
+        logged[name] = {**logged.get(name, {}), **ratios}
+    return logged
 
-    out = {}
-    for key, value in figures.items():
-        if isinstance(value, dict):
-            out.update(flat_metrics(value, split, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)):
-            out[evaluation_metric(split, f"{prefix}{key}")] = float(value)
-    return out
+
+def ellipse_ratios(figures: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per estimator of the model, its headline figures divided by the ellipse method's on the same events:
+    {"model": {"resolution_ratio": 0.8, "wasserstein_ratio": ..., "chi2_ndf_ratio": ...}, ...}. Below 1 the model
+    beats the classical reconstruction (resolution: narrower m_tt response; W1 and chi2/ndf: a spectrum closer to
+    the truth); the unfolded spectrum is divided by the unfolded ellipse spectrum. Empty without the ellipse
+    method; a figure missing, not finite or zero in the denominator gives no ratio."""
+    ratios: dict[str, dict[str, float]] = {}
+    for name, row in figures.items():
+        if not isinstance(row, dict) or name in STUDIES or is_model_independent(name):
+            continue
+        reference = figures.get(ELLIPSE_COUNTERPARTS.get(name, ELLIPSE), {})
+        row_ratios = {f"{key}_ratio": float(row[key] / reference[key]) for key in RATIO_FIGURES
+                      if _finite(row.get(key)) and _finite(reference.get(key)) and reference[key] != 0}
+        if row_ratios:
+            ratios[name] = row_ratios
+    return ratios
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and bool(np.isfinite(value))
 
 
 def zprime_table(figures: dict[str, Any]) -> str:

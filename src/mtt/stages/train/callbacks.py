@@ -29,10 +29,12 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     """A Keras callback: per epoch, one forward pass over val gives val_loss and the GeV metrics.
 
     It puts val_loss into the epoch logs (early stopping and LR plateau read it there), keeps the best
-    weights in memory, logs to MLflow with step = epoch under `epoch/` (unless `log` is false: a non-chief
-    worker), and stops the run on a NaN loss. Next to the optimised loss, whose scale depends on the target
-    transform and the head, it logs the val RMSE in GeV: the loss-like figure that compares across runs. A
-    resumed run starts from the saved best loss and weights.
+    weights in memory, logs to MLflow with step = epoch (unless `log` is false: a non-chief worker) the physics
+    figures under `epoch/` (the UI's first section) and the diagnostics (learning rate, gradient norm, dead-ReLU
+    fraction, output bias) under `watch/`, a section of their own after the evaluation's (`metric_names`), and
+    stops the run on a NaN loss. The history keeps the bare names (history.csv's columns). Next to the
+    optimised loss, whose scale depends on the target transform and the head, it logs the val RMSE in GeV: the
+    loss-like figure that compares across runs. A resumed run starts from the saved best loss and weights.
 
     MLflow writes are batched: an epoch's metrics go out at once when FLUSH_SECONDS have passed since the
     last write (every epoch of a real run), else with the next one; `flush()` (called at the end of training
