@@ -94,6 +94,7 @@ def test_the_training_runs_become_children_of_one_parent(store: MlflowClient, st
     assert {store.get_run(r).data.tags[PARENT_TAG] for r in runs.values()} == {parent.info.run_id}
     assert parent.data.metrics["study/hybrid_mdn.mdn_window.resolution_ratio"] == 0.588
     assert parent.data.metrics["test/baseline_ellipse.resolution"] == 0.2  # logged once, on the parent
+    assert "test/model.resolution" not in parent.data.metrics  # a model's figures stay on its own run
     assert "| **hybrid_mdn** |" in parent.data.tags["mlflow.note.content"]
     logged = {a.path for a in store.list_artifacts(parent.info.run_id, "comparison")}
     assert {"comparison/comparison.md", "comparison/spectra.png"} <= logged

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace, params: Any) -> None:
     """Compare the study's configurations."""
     from mtt.stages.compare.stage import main  # here, not above: `mtt --help` must not load matplotlib
 
-    main(params.study, args.study, args.out, args.headline, args.overwrite)
+    main(params.study, args.study, args.out, args.headline, args.overwrite, params.evaluate.split)
 
 
 COMMANDS = [Command(

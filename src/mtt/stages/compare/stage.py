@@ -15,6 +15,7 @@ import pandas as pd
 
 from mtt.core.errors import MttError
 from mtt.core.io import atomic_dir, check_output_dir, check_output_file, write_json
+from mtt.core.metric_names import is_model_independent_plot
 from mtt.stages.compare import figures
 from mtt.stages.compare.params import StudyParams
 from mtt.stages.compare.table import Outputs, headline, markdown, rounded, rows
@@ -74,7 +75,7 @@ def draw(study: Path, folder: Path, params: StudyParams) -> None:
 
 
 def run_compare(params: StudyParams, study: str | Path, out: str | Path, headline_path: str | Path,
-                overwrite: bool = False) -> list[dict[str, Any]]:
+                overwrite: bool = False, split: str = "test") -> list[dict[str, Any]]:
     """Compare the configurations; write the table, figures and headline; gather the MLflow runs; the rows."""
     study, out = Path(study), Path(out)
     check_output_dir(out, "compare", [study], overwrite)
@@ -83,20 +84,22 @@ def run_compare(params: StudyParams, study: str | Path, out: str | Path, headlin
     check_same_events(outputs, params.reference)
     table = rows(outputs, params)
     top = headline(table, params)
-    note = markdown(table, params, int(outputs[0].figures.get("n_events", 0)))
+    note = markdown(table, params, int(outputs[0].figures.get("n_events", 0)), split)
     with atomic_dir(out, "compare") as tmp:
         (tmp / "comparison.md").write_text(note)
         (tmp / "comparison.json").write_text(json.dumps(rounded(table), indent=1) + "\n")
         draw(study, tmp, params)
     write_json(headline_path, top)
-    plots = sorted((study / outputs[0].config / "eval" / "plots").glob("response_baseline_*.png"))
-    log_study({o.config: str(o.train.get("run_id", "")) for o in outputs}, top,
-              [r for r in table if not r["config"]], note, out, plots)
+    plots = sorted(p for p in (study / outputs[0].config / "eval" / "plots").glob("*.png")
+                   if is_model_independent_plot(p.name))
+    log_study({o.config: str(o.train.get("run_id", "")) for o in outputs}, top, outputs[0].figures, split,
+              note, out, plots)
     return table
 
 
-def main(params: StudyParams, study: str, out: str, headline_path: str, overwrite: bool = False) -> None:
-    """Stage entry: compare, print the table."""
-    table = run_compare(params, study, out, headline_path, overwrite)
+def main(params: StudyParams, study: str, out: str, headline_path: str, overwrite: bool = False,
+         split: str = "test") -> None:
+    """Stage entry: compare (the configurations evaluated on `split`), print the table."""
+    table = run_compare(params, study, out, headline_path, overwrite, split)
     print((Path(out) / "comparison.md").read_text(), end="")
     print(f"compare: {len(table)} rows of {len(params.configs)} configurations in {out}")

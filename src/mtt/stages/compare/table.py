@@ -108,11 +108,11 @@ def _cell(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def markdown(table: list[dict[str, Any]], params: StudyParams, n_events: int) -> str:
+def markdown(table: list[dict[str, Any]], params: StudyParams, n_events: int, split: str = "test") -> str:
     """The table as Markdown, with a line saying what it is measured on and which row is recommended."""
     header = ["configuration", "estimator", *(c.header for c in COLUMNS)]
-    lines = [f"Test split, {n_events:,} events (the same for every configuration); ratios to `{params.reference}`; "
-             f"the recommended configuration is `{params.recommended}` (**bold**).", "",
+    lines = [f"{split.capitalize()} split, {n_events:,} events (the same for every configuration); ratios to "
+             f"`{params.reference}`; the recommended configuration is `{params.recommended}` (**bold**).", "",
              "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|"]
     for one in table:
         name = one["config"] or "(no model)"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtt.core import run_lifecycle, tracking
+from mtt.core.metric_names import flat_metrics, model_independent_figures
 
 #: the parent's tag listing its children (sorted run ids): a rerun over the same runs finds its parent by it
 CHILDREN_TAG = "mtt.study.children"
@@ -57,19 +58,21 @@ def parent_run(client: Any, experiment_id: str, runs: dict[str, Any]) -> tuple[s
     return run.info.run_id, True
 
 
-def metrics(headline: dict[str, dict[str, dict[str, float | None]]], baselines: list[dict[str, Any]]) -> list[Any]:
-    """The parent's metrics: `study/<config>.<estimator>.<ratio>` and the baselines' `test/<estimator>.<figure>`."""
+def metrics(headline: dict[str, dict[str, dict[str, float]]], figures: dict[str, Any], split: str) -> list[Any]:
+    """The parent's metrics: `study/<config>.<estimator>.<ratio>`, and the figures no model changes (the
+    baselines', the truth's Z' fit) under the names evaluate gives a run's figures (`test/baseline_ellipse.*`)."""
+    import math
+
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     values = {f"study/{config}.{estimator}.{key}": value for config, estimators in headline.items()
-              for estimator, figures in estimators.items() for key, value in figures.items()}
-    values.update({f"test/{row['estimator']}.{key}": value for row in baselines for key, value in row.items()
-                   if key not in ("config", "estimator")})
-    return [Metric(key, float(value), now, 0) for key, value in values.items() if isinstance(value, float)]
+              for estimator, ratios in estimators.items() for key, value in ratios.items()}
+    values.update(flat_metrics(model_independent_figures(figures), split))
+    return [Metric(key, float(value), now, 0) for key, value in values.items() if math.isfinite(value)]
 
 
-def log_study(run_ids: dict[str, str], headline: dict[str, Any], baselines: list[dict[str, Any]], note: str,
+def log_study(run_ids: dict[str, str], headline: dict[str, Any], figures: dict[str, Any], split: str, note: str,
               comparison: Path, baseline_plots: list[Path]) -> str | None:
     """Gather the configurations' training runs under one parent run and log the comparison to it; the
     parent's id, or None when no configuration's run is in this store."""
@@ -88,7 +91,7 @@ def log_study(run_ids: dict[str, str], headline: dict[str, Any], baselines: list
     with run_lifecycle.ended(client, parent_id):
         for run in runs.values():
             client.set_tag(run.info.run_id, PARENT_TAG, parent_id)
-        client.log_batch(parent_id, metrics=metrics(headline, baselines))
+        client.log_batch(parent_id, metrics=metrics(headline, figures, split))
         client.set_tag(parent_id, "mlflow.note.content", note)
         client.log_artifacts(parent_id, str(comparison), artifact_path="comparison")
         for plot in baseline_plots:
