@@ -53,6 +53,9 @@ def test_repro_then_nothing_to_do_then_push_and_pull(repo_copy, tool_env, tmp_pa
     assert "reports/headline.json" in metrics and "default.model.resolution_ratio" in metrics
     assert "cutflow" not in metrics and "best_val_loss" not in metrics  # reports, not metrics
     assert "critical_failures" not in metrics and "reports/validation.json" not in metrics
+    columns = run(["dvc", "exp", "show", "--csv"], repo_copy, tool_env).stdout.splitlines()[0].split(",")
+    headline = [i for i, name in enumerate(columns) if name.endswith(("resolution_ratio", "width_ratio"))]
+    assert headline and max(headline) < 20, columns[:25]  # `dvc exp show` leads with the headline
     plots = run(["dvc", "plots", "show", "--json"], repo_copy, tool_env).stdout
     assert "reports/comparison/spectra.png" in plots and "study/default/history.csv" in plots
 

@@ -23,6 +23,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mtt import cli
+from mtt.stages.compare.tracking import log_study
 from mtt.tools.store import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -173,5 +174,15 @@ def test_runs_compare_in_the_ui(project, small_prepared, monkeypatch, ui, screen
             compared = page.inner_text("body")
             assert all(name in compared for name in RUNS)
             page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+
+            # the compare stage gathers the runs under one parent run, which leads the runs table
+            (project / "comparison").mkdir()
+            (project / "comparison" / "comparison.md").write_text("| configuration |\n|---|\n")
+            parent = log_study({name: run.info.run_id for name, run in runs.items()}, {}, {}, "test",
+                               "the comparison", project / "comparison", [])
+            assert {client.get_run(r.info.run_id).data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent}
+            page.goto(store.runs_url(base, experiment))
+            page.get_by_text(f"study {digest[:8]}", exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(screenshots / "runs_with_parent.png"), clip=TOP)
         finally:
             browser.close()
