@@ -48,6 +48,11 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return parser
 
 
+def parser() -> argparse.ArgumentParser:
+    """The whole command line, as the documentation generates it (sphinx-argparse)."""
+    return build_parser(discover())
+
+
 def start(command: Command, args: argparse.Namespace) -> None:
     """Check the tracking server and the whole params file, fill path defaults, run the command."""
     if command.uses_tracking(args):  # a server that is down: one line now, not after the stage's work
