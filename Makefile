@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run   -> creates .venv (first time only), installs the pinned set, runs `dvc repro`
 #   make test  -> same set-up, then the fast test tier on 2 worker processes (<= 3 minutes on 2 cores)
+#   make docs  -> the documentation site (Sphinx + MyST) into docs/_build/html, warnings as errors
 #   make test-all -> every test: slow real runs, integration (dvc repro, mlflow run) and the browser test of the
 #                    MLflow UI (Chromium installed by scripts/setup-browser.sh when missing); what CI runs
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,12 +10,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help run test test-all lint ui server server-stop browser bench clean
+.PHONY: help run test test-all lint docs ui server server-stop browser bench clean
 
 help:
 	@echo "make run      - set up .venv and run the pipeline (dvc repro)"
 	@echo "make test     - set up .venv and run the fast test tier (slow and integration tests excluded)"
 	@echo "make test-all - every test, slow and integration included (what CI runs), then the linters"
+	@echo "make docs     - the documentation site (Sphinx, warnings are errors) into docs/_build/html"
 	@echo "make ui       - MLflow UI on http://127.0.0.1:5000 for this project's runs (prints the runs page URL)"
 	@echo "make server   - team tracking server: PostgreSQL + mlflow server with login (.server/admin-password) on http://127.0.0.1:5001 (Ctrl-C stops)"
 	@echo "make server-stop - stop the server that 'make server' runs"
@@ -37,6 +39,12 @@ test: $(STAMP)
 test-all: $(STAMP) browser
 	$(BIN)/python -m pytest
 	$(MAKE) lint
+	$(MAKE) docs
+
+# The documentation site: every warning (a broken link or cross-reference, an unknown param) is an error
+docs: $(STAMP)
+	$(BIN)/sphinx-build -n -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
