@@ -16,7 +16,6 @@ copyright = "2026, the mtt developers"  # noqa: A001 (Sphinx's name)
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinxarg.ext",
     "mtt_params",
 ]
@@ -28,11 +27,12 @@ myst_heading_anchors = 3
 html_theme = "furo"
 html_title = "mtt"
 autodoc_member_order = "bysource"
+default_role = "literal"  # `name` in a docstring is code, as in the Markdown pages
 autodoc_typehints = "description"
 nitpicky = True
 # Annotations that name third-party or builtin types Sphinx has no inventory for (no network: no intersphinx)
 nitpick_ignore_regex = [(r"py:class", r"(np|pd|ak|numpy|pandas|awkward|pydantic|argparse|collections|typing|"
-                                      r"pathlib|os|datetime|enum)\..*"),
+                                      r"pathlib|os|datetime|enum|uuid)\..*"),
                         (r"py:class", r"(Any|Path|Iterator|Callable|Literal|ndarray|DataFrame|optional|"
                                       r"default|Ellipsis)")]
 suppress_warnings = ["myst.header"]

@@ -1,7 +1,7 @@
 """Per-event m_tt distributions predicted by a mixture density network, in GeV (pure numpy and scipy).
 
 The MDN head predicts, per event, a Gaussian mixture in the regression target space y = T(m_tt) (T: none,
-standardize or log). In GeV the density is f(m) = sum_k w_k N(T(m); mu_k, sigma_k) |T'(m)|, the CDF is the
+standardize or log). In GeV the density is f(m) = sum_k w_k N(T(m); mu_k, sigma_k) `|T'(m)|`, the CDF is the
 mixture CDF at T(m), and samples are T^-1 of mixture samples. From it: the median and any quantile (by
 bisection on the CDF), the mode (the maximum-likelihood m_tt, on a fine grid refined by a parabola), a
 seeded sample, and the expected spectrum (each event's probability in each bin, summed).
@@ -68,7 +68,7 @@ class Mixture:
         return y
 
     def jacobian(self, m: np.ndarray) -> np.ndarray:
-        """|dT/dm|."""
+        """`|dT/dm|`."""
         m = np.asarray(m, dtype=np.float64)
         if self.kind == "log":
             return 1.0 / np.maximum(m, 1e-300)
@@ -140,7 +140,7 @@ class Mixture:
     def most_probable_within(self, tolerance: float, points: int = 400, chunk: int = 2048) -> np.ndarray:
         """Per event, the m in GeV most probably within the relative `tolerance` of the true m_tt, i.e. the
         maximum of P(m / (1 + t) <= m_tt <= m / (1 - t)): the Bayes choice when an estimate counts only if
-        |m - m_tt| / m_tt <= t (resolution, fraction within 20%); unlike the mode it weighs a narrow spike by
+        `|m - m_tt| / m_tt <= t` (resolution, fraction within 20%); unlike the mode it weighs a narrow spike by
         its probability, not its height. Searched on a log grid spanning the 0.5%-99.5% quantiles."""
         if not 0.0 < tolerance < 1.0:
             raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")

@@ -40,7 +40,7 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def fraction_within(pred: np.ndarray, true: np.ndarray, tolerance: float) -> float:
-    """Fraction of events with |pred - true| / true within the tolerance (0.1 = +-10%)."""
+    """Fraction of events with `|pred - true| / true` within the tolerance (0.1 = +-10%)."""
     return float(np.mean(np.abs(relative_residuals(pred, true)) <= tolerance))
 
 

@@ -28,7 +28,7 @@ FITTED_STATE = {
     "robust": ("center_", "scale_"),
     "quantile": ("quantiles_",),
 }
-#: fitted attributes with one value per feature (quantiles_: one column per feature)
+#: fitted attributes with one value per feature (`quantiles_`: one column per feature)
 PER_COLUMN = {
     "minmax": ("min_", "scale_", "data_min_", "data_max_", "data_range_"),
     "standard": ("mean_", "var_", "scale_"),

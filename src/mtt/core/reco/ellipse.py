@@ -15,7 +15,7 @@ Method (arXiv:1305.1878):
    intersected with the nu conic, and each point is polished by damped Newton steps on the two ellipse
    parameters; a point is exact when its MET mismatch is below EXACT_TOL of the event's momentum scale.
 3. Without an exact solution, the nearest approach (`nearest_neutrinos`): the ellipse parameters (t1, t2)
-   minimising |MET - nu_T(t1) - nubar_T(t2)|^2, from a coarse grid refined by damped Newton steps; the
+   minimising `|MET - nu_T(t1) - nubar_T(t2)|^2`, from a coarse grid refined by damped Newton steps; the
    remaining MET mismatch (GeV) is reported. It needs both ellipses; without them the result is NaN.
 
 Solution rule of `reconstruct_mtt` (quoted by the evaluation as `SOLUTION_RULE`): both b-jet / lepton
