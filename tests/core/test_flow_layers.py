@@ -72,7 +72,7 @@ def test_it_learns_a_conditional_density() -> None:
                                       strict=True))
         return loss
 
-    for epoch in range(30):
+    for _epoch in range(30):
         for start in range(0, 4000, 500):
             loss = step(x[start:start + 500], c[start:start + 500])
     probe = np.repeat(np.array([[-1.5], [0.0], [1.5]], "float32"), 2000, axis=0)
