@@ -8,7 +8,7 @@ import pytest
 import yaml
 from integration.conftest import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # four configurations trained and evaluated
 
 
 def _files(folder):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from integration.conftest import REPO, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]  # a 200k-event simulate
 
 #: the stages whose outputs depend on the events alone (no training): byte-identical on any machine
 DATA_STAGES = ("simulate", "prepare", "validate")

@@ -53,3 +53,14 @@ def test_the_untrained_estimators_take_their_sm_shape_from_train_too(small_prepa
     assert set(values) == {TRUTH, VISIBLE, ELLIPSE} and all(len(v) == len(train) for v in values.values())
     np.testing.assert_array_equal(values[TRUTH], train[TARGET].to_numpy(np.float64))
     assert ELLIPSE not in untrained(train, EvaluateParams(ellipse=False), train)
+
+
+def test_an_estimator_without_a_peak_to_fit_is_named_not_tabulated():
+    """A model still on its loss plateau predicts ~0 GeV: no value in the fit range, so no fit; the table skips it."""
+    from mtt.stages.evaluate.tables import zprime_table
+
+    row = {"position": 750.0, "position_shift": 0.0, "width": 20.0, "signal": 100.0, "yield_ratio": 1.0,
+           "template_yield": 100.0, "template_yield_error": 10.0}
+    text = zprime_table({"mass": 750.0, "n_signal": 100, "n_sm": 2000, "truth": row,
+                         "skipped": {"model": "no model value inside [300, 1500] GeV: no peak to fit"}})
+    assert "truth" in text and "skipped" not in text

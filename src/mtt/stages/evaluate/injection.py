@@ -144,15 +144,21 @@ def study(sm_test: pd.DataFrame, zprime: pd.DataFrame, sm_val: pd.DataFrame, tra
     n_signal = int(signal.sum())
     figures: dict[str, Any] = {"mass": mass, "fraction": params.zprime.fraction, "n_signal": n_signal,
                                "n_sm": int(len(signal) - n_signal)}
-    templates, peaks = {}, {}
+    templates, peaks, skipped = {}, {}, {}
     for name in [*on_injected.values, *on_injected.histograms]:
-        templates[name] = _counts(on_val, name, edges)
-        counts = _counts(on_injected, name, edges)
+        template, counts = _counts(on_val, name, edges), _counts(on_injected, name, edges)
+        if template.sum() <= 0 or counts.sum() <= 0:  # e.g. a model still on its loss plateau, predicting ~0
+            skipped[name] = (f"no {name} value inside [{edges[0]:g}, {edges[-1]:g}] GeV: no peak to fit")
+            print(f"evaluate: Z' injection: {skipped[name]}")
+            continue
+        templates[name] = template
         peaks[name] = fit_peak(counts, templates[name], edges)
         known_shape = fit_yield(counts, templates[name], _counts(on_unused, name, edges))
         per_event = on_injected.values.get(name)
         figures[name] = peak_figures(peaks[name], known_shape, None if per_event is None else per_event[signal],
                                      mass, n_signal)
+    if skipped:
+        figures["skipped"] = skipped
     return Injection(figures, on_injected, signal, templates, peaks, edges)
 
 

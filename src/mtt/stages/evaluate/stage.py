@@ -137,7 +137,7 @@ def write_outputs(folder: Path, result: Evaluation, true: np.ndarray, params: Ev
 def write_injection(folder: Path, injection: Any) -> None:
     """zprime.csv (the fit per estimator) and the injected spectra's plot."""
     table = pd.DataFrame([{"estimator": name, **{k: v for k, v in row.items()}}
-                          for name, row in injection.figures.items() if isinstance(row, dict)])
+                          for name, row in injection.figures.items() if isinstance(row, dict) and name != "skipped"])
     write_table(table, folder / "zprime.csv")
     plots.injected_spectra(plot_panels(injection), injection.edges, injection.figures["mass"],
                            folder / "plots" / "zprime_injected.png")

@@ -90,7 +90,7 @@ def zprime_table(figures: dict[str, Any]) -> str:
              f"{'estimator':24s}{'peak [GeV]':>12s}{'shift':>9s}{'width':>9s}{'yield':>9s}{'/injected':>10s}"
              f"{'Z median':>10s}{'template yield':>16s}"]
     for name, row in figures.items():
-        if isinstance(row, dict):
+        if isinstance(row, dict) and name != "skipped":
             median = row.get("signal_median", float("nan"))
             lines.append(f"{name:24s}{row['position']:12.1f}{row['position_shift']:+9.1%}{row['width']:9.1f}"
                          f"{row['signal']:9.0f}{row['yield_ratio']:10.2f}{median:10.1f}"
