@@ -3,7 +3,7 @@
 A fresh clone's `dvc repro` (or anyone's after a change) must reproduce what the project committed. Figures
 made from the events alone (cutflow, validation counts, the visible-mass and ellipse-method baselines) must
 be equal to the last digit; figures of the trained model vary with the CPU type and thread count (see
-docs/determinism.md), so each has a relative tolerance measured from the spread over training seeds. The
+docs/tools.md, "baseline"), so each has a relative tolerance measured from the spread over training seeds. The
 rules live in baseline.yaml; the files are the metrics files dvc.yaml names and the outputs baseline.yaml's
 `files` lists (the cutflows and the configurations' train and evaluate figures, which are not DVC metrics so
 that `dvc exp show` stays readable).
