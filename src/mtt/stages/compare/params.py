@@ -6,12 +6,10 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from mtt.core.command import DEFAULT_CONFIG
 from mtt.core.params import Section
 
 #: a configuration's name is a folder name and a DVC stage key (`train@hybrid_mdn`)
 CONFIG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-__all__ = ["DEFAULT_CONFIG", "StudyParams"]
 
 
 class StudyParams(Section):
@@ -50,9 +48,3 @@ class StudyParams(Section):
         if self.recommended not in self.configs:
             raise ValueError(f"recommended: {self.recommended!r} is not in configs ({', '.join(self.configs)})")
         return self
-
-    def preset(self, config: str) -> str:
-        """The train preset of a configuration, or a clear error naming the ones there are."""
-        if config not in self.configs:
-            raise KeyError(config)
-        return self.configs[config]
