@@ -35,6 +35,16 @@ def legend_outside(ax: Any, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=12, **kwargs)
 
 
+def label_spectrum_axes(top: Any, ratio: Any) -> None:
+    """A spectrum over the truth with its ratio panel: axis labels, the legend outside, the ratio's unit line."""
+    top.set_ylabel("events / bin")
+    legend_outside(top)
+    ratio.axhline(1.0, color="grey", lw=1)
+    ratio.set_ylim(0, 2)
+    ratio.set_ylabel("pred / truth")
+    ratio.set_xlabel(LABEL)
+
+
 @contextmanager
 def figure(path: str | os.PathLike[str], **subplots: Any) -> Iterator[tuple[Any, Any]]:
     """(fig, axes) in the mplhep CMS style; saved to `path` on leaving, then closed."""
@@ -71,12 +81,7 @@ def spectrum(true: np.ndarray, estimates: dict[str, np.ndarray], edges: np.ndarr
             mplhep.histplot(counts, edges, ax=top, label=name, yerr=np.sqrt(counts), color=colour(name))
             with np.errstate(divide="ignore", invalid="ignore"):
                 mplhep.histplot(counts / truth, edges, ax=ratio, yerr=np.sqrt(counts) / truth, color=colour(name))
-        top.set_ylabel("events / bin")
-        legend_outside(top)
-        ratio.axhline(1.0, color="grey", lw=1)
-        ratio.set_ylim(0, 2)
-        ratio.set_ylabel("pred / truth")
-        ratio.set_xlabel(LABEL)
+        label_spectrum_axes(top, ratio)
 
 
 def response_matrix(pred: np.ndarray, true: np.ndarray, edges: np.ndarray, path: Path, name: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.core.plots import LABEL, colour, figure, legend_outside
+from mtt.core.plots import LABEL, colour, figure, label_spectrum_axes, legend_outside
 
 #: configurations' colours, in the order of study.configs (none of them an estimator's colour of core.plots)
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "teal", "black")
@@ -49,12 +49,7 @@ def spectra(tables: dict[str, pd.DataFrame], estimators: list[str], reference: s
             mplhep.histplot(counts, edges, ax=top, label=label, color=line_colour, ls=style)
             with np.errstate(divide="ignore", invalid="ignore"):
                 mplhep.histplot(counts / truth, edges, ax=ratio, color=line_colour, ls=style)
-        top.set_ylabel("events / bin")
-        legend_outside(top)
-        ratio.axhline(1.0, color="grey", lw=1)
-        ratio.set_ylim(0, 2)
-        ratio.set_ylabel("pred / truth")
-        ratio.set_xlabel(LABEL)
+        label_spectrum_axes(top, ratio)
 
 
 def bias_resolution(tables: dict[str, pd.DataFrame], estimators: list[str], reference: str, path: Path) -> None:
