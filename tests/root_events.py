@@ -13,9 +13,12 @@ ELECTRON_MASS, MUON_MASS = 0.000511, 0.10566
 
 
 def event(electrons=(), muons=(), jets=(), met=(50.0, 3.0), tops=((200.0, 0.5, 0.0, 173.0),
-                                                                   (150.0, -0.3, 2.5, 173.0))) -> dict:
-    """One event: leptons (pt, eta, phi, charge), jets (pt, eta, phi, mass, btag), MET (pt, phi), tops."""
-    return {"electrons": list(electrons), "muons": list(muons), "jets": list(jets), "met": met, "tops": tops}
+                                                                   (150.0, -0.3, 2.5, 173.0)),
+          neutrinos=None) -> dict:
+    """One event: leptons (pt, eta, phi, charge), jets (pt, eta, phi, mass, btag), MET (pt, phi), tops, and
+    optionally the truth neutrino and antineutrino (pt, eta, phi)."""
+    return {"electrons": list(electrons), "muons": list(muons), "jets": list(jets), "met": met, "tops": tops,
+            "neutrinos": neutrinos}
 
 
 def good_emu(**changes: Any) -> dict:
@@ -54,6 +57,11 @@ def branches(events: list[dict], energy_scale: float = 1.0, first_event: int = 0
         for j, k in enumerate(("pt", "eta", "phi", "mass")):
             scale = energy_scale if k in ("pt", "mass") else 1.0
             out[f"Gen{obj}_{k}"] = np.array([e["tops"][i][j] for e in events], dtype=np.float32) * scale
+    if all(e.get("neutrinos") is not None for e in events):
+        for i, obj in enumerate(("Nu", "Antinu")):
+            for j, k in enumerate(("pt", "eta", "phi")):
+                scale = energy_scale if k == "pt" else 1.0
+                out[f"Gen{obj}_{k}"] = np.array([e["neutrinos"][i][j] for e in events], dtype=np.float32) * scale
     out["genWeight"] = np.ones(n, dtype=np.float32)
     return out
 

@@ -110,3 +110,17 @@ def test_most_probable_within_stays_positive_for_a_mixture_reaching_below_zero()
     mix = Mixture(np.array([[1.0]]), np.array([[50.0]]), np.array([[100.0]]))
     found = mix.most_probable_within(0.1)[0]
     assert np.isfinite(found) and found >= 1.0
+
+
+def test_draws_read_like_a_mixture_worked_by_hand():
+    from mtt.core.distributions import Draws
+
+    draws = Draws.of(np.array([[500.0, 300.0, 400.0, 410.0, 420.0], [1000.0, 1000.0, 1000.0, 1000.0, 2000.0]]))
+    assert draws.median().tolist() == [410.0, 1000.0] and draws.mean_gev().tolist() == [406.0, 1200.0]
+    assert draws.cdf(np.array([405.0, 999.0])).tolist() == [0.4, 0.0]  # the PIT values
+    # within +-10% of 400, 410 or 420: the three of them (410/1.1 = 372.7 .. 410/0.9 = 455.6); 500 holds 3 too
+    # (454.5 .. 555.6: 500 only): 400 is the first with three
+    assert draws.most_probable_within(0.1).tolist() == [400.0, 1000.0]
+    assert draws.expected_spectrum(np.array([0.0, 450.0, 1500.0, 2500.0])).tolist() == [0.8, 0.2 + 0.8, 0.2]
+    one = draws.sample(np.random.default_rng(0))
+    assert one[0] in draws.values[0] and one[1] in draws.values[1]

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from mtt.core.flow_layers import ConditionalFlow, SplineCoupling
-from mtt.core.flows import standard_normal_log_prob
+from mtt.core.flow_layers import ConditionalFlow, SplineCoupling, standard_normal_log_prob
 
 
 def _random_flow(dims: int = 2, context: int = 3, seed: int = 0) -> ConditionalFlow:
@@ -87,3 +86,25 @@ def test_a_coupling_layer_survives_its_config() -> None:
     layer = SplineCoupling([True, False, True], bins=5, bound=3.0, hidden=8)
     again = SplineCoupling.from_config(layer.get_config())
     assert (again.mask, again.bins, again.bound, again.hidden) == ([True, False, True], 5, 3.0, 8)
+
+
+def test_visible_momenta_and_m_tt_of_a_hand_event():
+    """l+ and l- back to back along x (10 GeV), b jets back to back along y (E 25 GeV), the neutrino and
+    antineutrino back to back along z (30 GeV each): m_tt = the total energy, 10 + 10 + 25 + 25 + 30 + 30 = 130."""
+    from mtt.core.dataset import LOWLEVEL
+    from mtt.core.flow_layers import NeutrinoFlow, VisibleMomenta, visible_columns
+
+    row = dict.fromkeys(LOWLEVEL, 0.0)
+    for name, pt, phi, energy in (("lplus", 10, 0, 10), ("lminus", 10, np.pi, 10), ("b1", 20, np.pi / 2, 25),
+                                  ("b2", 20, -np.pi / 2, 25)):
+        row.update({f"{name}_pt": pt, f"{name}_eta": 0.0, f"{name}_phi": phi, f"{name}_e": energy})
+    x = np.array([[row[c] for c in LOWLEVEL]], np.float32)
+    visible = np.asarray(VisibleMomenta(visible_columns(LOWLEVEL))(x))
+    assert visible.shape == (1, 16) and visible[0, 3::4].tolist() == [10, 10, 25, 25]
+    assert np.abs(visible[0].reshape(4, 4)[:, :3].sum(axis=0)).max() < 1e-5  # the visible momenta cancel
+    flow = NeutrinoFlow(2, [0.0] * 6, [1.0] * 6)
+    joined = np.concatenate([np.zeros((1, 2), np.float32), visible], axis=1)
+    nu = np.array([[[0.0, 0.0, 30.0, 0.0, 0.0, -30.0]]], np.float32)
+    assert np.asarray(flow.m_tt(joined, nu))[0, 0] == pytest.approx(130.0, rel=1e-6)
+    with pytest.raises(ValueError, match=r"missing \['lplus_pt'"):
+        visible_columns(LOWLEVEL[4:])

@@ -91,7 +91,9 @@ def test_options_and_heads():
     assert {"BatchNormalization", "Dropout", "Add"} <= kinds
     assert network.output.shape[-1] == 12
     assert build_network(5, ModelSpec(head="quantile", quantiles=(0.1, 0.5, 0.9))).output.shape[-1] == 3
-    with pytest.raises(ValueError, match="unknown head 'flow'"):
+    with pytest.raises(ValueError, match="unknown head 'spline'"):
+        build_network(5, ModelSpec(head="spline"))
+    with pytest.raises(ValueError, match="the flow head needs the feature names"):
         build_network(5, ModelSpec(head="flow"))
     with pytest.raises(ValueError, match="unknown loss 'l3'"):
         ModelSpec(loss="l3").loss_function()

@@ -61,12 +61,22 @@ def promote(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_the_layers_file_imports_nothing_of_mtt():
-    """It travels alone with every logged model: any `mtt` import would break loading elsewhere."""
+    """It travels alone with every logged model (the flow head's file beside it): any `mtt` import would break
+    loading elsewhere."""
     tree = ast.parse((REPO / "src" / "mtt" / "core" / "layers.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {m for m in imported if m == "mtt" or m.startswith(("mtt.", "."))}, imported
-    assert imported <= {"__future__", "math", "os", "dataclasses", "typing", "keras", "numpy"}
+    assert imported <= {"__future__", "contextlib", "math", "os", "dataclasses", "typing", "keras", "numpy",
+                        "mtt_flow_layers"}
+
+
+def test_the_flow_layers_file_imports_nothing_of_mtt():
+    """It travels beside the layers file as `mtt_flow_layers.py`."""
+    tree = ast.parse((REPO / "src" / "mtt" / "core" / "flow_layers.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "math", "typing", "keras"}, imported
 
 
 def test_loading_requirements_are_pinned_as_in_requirements_lock():

@@ -79,6 +79,7 @@ OBJECT_COLUMNS = LOWLEVEL
 
 TARGET = "m_tt"
 DIAGNOSTICS = ["top_pt", "top_y", "antitop_pt", "antitop_y"]
+NEUTRINOS = [f"{nu}_{k}" for nu in ("nu", "antinu") for k in ("px", "py", "pz")]  # simulated only: the flow's target
 #: an event's identity: unique within a dataset, and the key of its split
 ID_COLUMNS = ["run", "luminosityBlock", "event"]
 IDENTITY = [*ID_COLUMNS, "weight", "channel"]
@@ -160,8 +161,8 @@ def written_jets(columns: list[str]) -> int:
 
 
 def truth_columns(columns: list[str]) -> list[str]:
-    """Target and diagnostics among `columns`, in contract order."""
-    return [c for c in (TARGET, *DIAGNOSTICS) if c in columns]
+    """Target, diagnostics and truth neutrinos among `columns`, in contract order."""
+    return [c for c in (TARGET, *DIAGNOSTICS, *NEUTRINOS) if c in columns]
 
 
 # --- splits ------------------------------------------------------------------------------------------
@@ -395,6 +396,5 @@ def open_split(path: str | os.PathLike[str], feature_set: str | None = None, *,
     if feature_set is not None:
         split.features(feature_set)
     if need_target and not split.has_truth:
-        raise DataError(f"{path}: no target column {TARGET!r} (truth-less data, e.g. collision data): it cannot "
-                        "be used here")
+        raise DataError(f"{path}: no target column {TARGET!r} (truth-less data, e.g. collision data): not usable here")
     return split

@@ -187,3 +187,56 @@ class Mixture:
         scale = self.std if self.kind == "standardize" else 1.0
         return self.to_gev(self.mu), self.sigma * scale
 
+
+
+@dataclass
+class Draws:
+    """Per-event m_tt distributions given as posterior draws (n, k) in GeV (the flow head's): the same readings
+    as a `Mixture` (median, quantiles, CDF, the most probable value within a tolerance, a draw, the expected
+    spectrum), from the empirical distribution of the draws."""
+
+    values: np.ndarray  # (n, k), sorted per event
+
+    @classmethod
+    def of(cls, draws: np.ndarray) -> Draws:
+        """Sort each event's draws once: quantiles and the CDF read the order statistics."""
+        return cls(np.sort(np.asarray(draws, dtype=np.float64), axis=1))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def quantile(self, p: float) -> np.ndarray:
+        return np.quantile(self.values, p, axis=1)
+
+    def median(self) -> np.ndarray:
+        return self.quantile(0.5)
+
+    def mean_gev(self) -> np.ndarray:
+        return self.values.mean(axis=1)
+
+    def cdf(self, m: np.ndarray) -> np.ndarray:
+        """Fraction of each event's draws at or below m (n,): the PIT value at the truth."""
+        return (self.values <= np.asarray(m, dtype=np.float64)[:, None]).mean(axis=1)
+
+    def most_probable_within(self, tolerance: float, chunk: int = 4096) -> np.ndarray:
+        """Per event, the draw m with the most draws in [m / (1 + t), m / (1 - t)] (ties: the lowest): the
+        `Mixture.most_probable_within` rule read from the draws (the window holding the most posterior mass)."""
+        if not 0.0 < tolerance < 1.0:
+            raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")
+        out = np.empty(len(self))
+        for start in range(0, len(self), chunk):
+            part = self.values[start:start + chunk]
+            candidate = part[:, :, None]
+            inside = ((part[:, None, :] >= candidate / (1 + tolerance))
+                      & (part[:, None, :] <= candidate / (1 - tolerance))).sum(axis=2)
+            out[start:start + chunk] = part[np.arange(len(part)), np.argmax(inside, axis=1)]
+        return out
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One of each event's draws, chosen at random (a draw from the posterior)."""
+        return self.values[np.arange(len(self)), rng.integers(0, self.values.shape[1], len(self))]
+
+    def expected_spectrum(self, edges: np.ndarray) -> np.ndarray:
+        """Each event's fraction of draws per bin, summed over events (events per bin)."""
+        counts, _ = np.histogram(self.values.ravel(), edges)
+        return counts / self.values.shape[1]

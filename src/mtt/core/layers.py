@@ -5,16 +5,15 @@ travels with every model logged to MLflow (`mtt.core.registry` copies it into th
 `mtt_layers.py` and names it the model's pyfunc `loader_module`). So `mlflow.pyfunc.load_model(...)` loads a
 logged model in an environment with only the logged requirements installed, without this package.
 
-- `AffineScale`, `QuantileScale`: the scaler fitted on train, inside the model (raw features in GeV in).
-- `ToGeV`: head outputs (the transformed target) -> m_tt in GeV, an ensemble's members combined first.
-- `EventSymmetry`: training-time augmentation by the rotation about the beam and the mirror in z.
-- `ObjectTokens`, `MaskedMean`: the set architecture's tokens and pooling.
-- `MixtureNLL`, `Pinball`: the MDN and quantile losses; `MemberMean`: an ensemble's members trained side by side.
-- `_load_pyfunc`: MLflow's pyfunc entry point.
+`AffineScale`, `QuantileScale`: the scaler fitted on train, inside the model; `ToGeV`: head outputs -> m_tt in GeV;
+`EventSymmetry`: the rotation about the beam and the mirror in z; `ObjectTokens`, `MaskedMean`: the set architecture;
+`MixtureNLL`, `Pinball`, `MemberMean`: the MDN, quantile and ensemble losses; `_load_pyfunc`: MLflow's entry point.
+The flow head's layers travel beside it (`mtt.core.flow_layers`, shipped as `mtt_flow_layers.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -395,5 +394,7 @@ class InferenceModel:
 
 def _load_pyfunc(path: str) -> InferenceModel:
     """MLflow's pyfunc loader: the Keras model in the data folder `path`, built from the classes of this file."""
+    with contextlib.suppress(ImportError):  # the flow head's layers, beside this file, register themselves
+        import mtt_flow_layers  # noqa: F401  (a model logged before the flow head has none)
     with keras.saving.custom_object_scope(CUSTOM_OBJECTS):
         return InferenceModel(keras.saving.load_model(os.path.join(path, MODEL_FILE), compile=False))

@@ -25,7 +25,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from mtt.core.dataset import JET_FIELDS, LEPTON_FIELDS, LEPTON_SLOTS, symmetry_roles
+from mtt.core.dataset import JET_FIELDS, LEPTON_FIELDS, LEPTON_SLOTS, NEUTRINOS, symmetry_roles
+from mtt.core.flow_layers import FlowNLL, NeutrinoFlow, VisibleMomenta, visible_columns
 from mtt.core.layers import PACKAGE as PACKAGE
 from mtt.core.layers import SIGMA_MIN as SIGMA_MIN
 from mtt.core.layers import (
@@ -91,6 +92,23 @@ class TargetTransform:
     def inverse(self, y: Any) -> Any:
         """Transformed values -> GeV (works on numpy arrays and Keras tensors)."""
         return target_to_gev(y, self.kind, self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class NeutrinoScale:
+    """The flow head's target: the truth neutrinos' px, py, pz standardised by their train mean and std."""
+
+    mean: tuple[float, ...] = (0.0,) * len(NEUTRINOS)
+    std: tuple[float, ...] = (1.0,) * len(NEUTRINOS)
+
+    @classmethod
+    def fit(cls, neutrinos: np.ndarray) -> NeutrinoScale:
+        """Mean and std per column of the train neutrinos (n, 6), GeV."""
+        return cls(tuple(float(v) for v in neutrinos.mean(axis=0)), tuple(float(v) for v in neutrinos.std(axis=0)))
+
+    def forward(self, neutrinos: np.ndarray) -> np.ndarray:
+        """GeV -> the standardised coordinates the flow models."""
+        return (neutrinos - np.asarray(self.mean)) / np.asarray(self.std)
 
 
 # --- heads and losses --------------------------------------------------------------------------------
@@ -159,6 +177,7 @@ def set_encoder(x: Any, features: list[str], spec: ModelSpec, seed: int, prefix:
 # --- the network -------------------------------------------------------------------------------------
 
 ARCHITECTURES = ("dense", "set")
+HEADS = ("point", "mdn", "quantile", "flow")
 #: ModelSpec fields whose train param's name differs
 PARAM_NAMES = {"components": "mdn_components", "members": "ensemble"}
 #: the augmentations of train.augment: the rotation about the beam, the mirror in z
@@ -187,6 +206,12 @@ class ModelSpec:
     #: training-time augmentations (AUGMENTATIONS) and the ensemble's size
     augment: tuple[str, ...] = ()
     members: int = 1
+    #: the flow head: embedding width, coupling layers, spline pieces, conditioner width, draws per event
+    flow_context: int = 32
+    flow_layers: int = 6
+    flow_bins: int = 8
+    flow_hidden: int = 64
+    flow_samples: int = 32
 
     @classmethod
     def of(cls, params: Any) -> ModelSpec:
@@ -196,7 +221,8 @@ class ModelSpec:
 
     def outputs(self) -> int:
         """Head outputs of one member."""
-        return {"point": 1, "mdn": 3 * self.components, "quantile": len(self.quantiles)}[self.head]
+        return {"point": 1, "mdn": 3 * self.components, "quantile": len(self.quantiles),
+                "flow": self.flow_context}[self.head]
 
     def loss_function(self) -> Any:
         """The head's loss; for an ensemble, the mean of the members' losses."""
@@ -214,8 +240,10 @@ class ModelSpec:
 
     def check(self) -> None:
         """Stop on an unknown head or architecture before any layer is built."""
-        if self.head not in ("point", "mdn", "quantile"):
-            raise ValueError(f"unknown head {self.head!r}; allowed: point, mdn, quantile")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; allowed: {', '.join(HEADS)}")
+        if self.head == "flow" and (self.members > 1 or self.augment):
+            raise ValueError("the flow head trains one network on unchanged events: no ensemble, no augmentation")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]
@@ -261,19 +289,29 @@ def member(x: Any, names: list[str] | None, spec: ModelSpec, seed: int, prefix: 
 
 
 def build_network(features: int | list[str], spec: ModelSpec, preprocessing: keras.layers.Layer | None = None,
-                  seed: int = 0) -> keras.Model:
+                  seed: int = 0, neutrino_scale: NeutrinoScale | None = None) -> keras.Model:
     """Raw features -> (augmentation, training only) -> (preprocessing) -> per member: (set encoder) -> Dense
     stack -> head output in the transformed target space; an ensemble's members side by side. `features`:
     their names (the set architecture and the augmentation read them), or only their number."""
     spec.check()
     names = list(features) if not isinstance(features, int) else None
-    for needs, why in ((spec.architecture == "set", "the set architecture"), (bool(spec.augment), "augmentation")):
+    flow = spec.head == "flow"
+    for needs, why in ((spec.architecture == "set", "the set architecture"), (bool(spec.augment), "augmentation"),
+                       (flow, "the flow head")):
         if needs and names is None:
             raise ValueError(f"{why} needs the feature names, not only their number")
     inputs = keras.Input((len(names) if names is not None else features,), name="features")
     x = augmentation_layer(names, spec.augment, seed)(inputs) if spec.augment else inputs
     x = preprocessing(x) if preprocessing is not None else x
-    if spec.members == 1:
+    if flow:
+        context = member(x, names, spec, seed)
+        visible = VisibleMomenta(visible_columns(names), name="visible_momenta")(inputs)
+        scale = neutrino_scale or NeutrinoScale()
+        shape = {"layers": spec.flow_layers, "bins": spec.flow_bins, "hidden": spec.flow_hidden}
+        outputs = NeutrinoFlow(spec.flow_context, list(scale.mean), list(scale.std), shape, spec.flow_samples,
+                               seed + 500, name="flow")(
+            keras.layers.Concatenate(name="flow_input")([context, visible]))
+    elif spec.members == 1:
         outputs = member(x, names, spec, seed)
     else:
         outputs = keras.layers.Concatenate(name="members")(
@@ -281,8 +319,17 @@ def build_network(features: int | list[str], spec: ModelSpec, preprocessing: ker
     return keras.Model(inputs, outputs, name="mtt_regressor")
 
 
+def network_loss(network: keras.Model, spec: ModelSpec) -> Any:
+    """The loss `fit` minimises: the head's, or for the flow the negative log-density its layer computes."""
+    return FlowNLL(network.get_layer("flow")) if spec.head == "flow" else spec.loss_function()
+
+
 def inference_model(network: keras.Model, spec: ModelSpec, target: TargetTransform) -> keras.Model:
-    """Raw features -> m_tt in GeV (the point value, the mixture mean, or every quantile; an ensemble's combined)."""
+    """Raw features -> m_tt in GeV (the point value, the mixture mean, or every quantile; an ensemble's combined;
+    the flow's median and its posterior draws)."""
+    if spec.head == "flow":
+        return keras.Model(network.input, network.get_layer("flow")(network.output, sample=True),
+                           name="mtt_inference")
     gev = ToGeV(spec.head, target.kind, target.mean, target.std, spec.components, spec.members,
                 name="to_gev")(network.output)
     return keras.Model(network.input, gev, name="mtt_inference")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mtt.core.flow_layers
 import mtt.core.layers
 from mtt.core import tracking
 from mtt.core.errors import RegistryError
@@ -30,6 +31,8 @@ CHAMPION = "champion"
 CONFIG_TAG = "mtt.config"
 #: the name the layers file has in a logged model's code folder, and its pyfunc loader module
 SHIPPED_MODULE = "mtt_layers"
+#: the flow head's layers beside it (`mtt_layers._custom_objects` imports them by this name)
+SHIPPED_FLOWS = "mtt_flow_layers"
 #: what loading a logged model needs (distributions, pinned to the installed versions: those of requirements.lock);
 #: MLflow adds its own pin. Either TensorFlow distribution is the Keras backend.
 LOADING_REQUIREMENTS = (("keras",), ("tensorflow-cpu", "tensorflow"), ("numpy",))
@@ -70,6 +73,7 @@ def save_model(path: str, mlflow_model: Any, keras_model: Any, signature: Any = 
     code = Path(path) / "code"
     code.mkdir()
     shutil.copyfile(mtt.core.layers.__file__, code / f"{SHIPPED_MODULE}.py")
+    shutil.copyfile(mtt.core.flow_layers.__file__, code / f"{SHIPPED_FLOWS}.py")
     env = mlflow_model.flavors["python_function"].get("env", {})
     mlflow.pyfunc.add_to_model(mlflow_model, loader_module=SHIPPED_MODULE, data=mlflow_model.flavors["keras"]["data"],
                                code=code.name, conda_env=env.get("conda"), python_env=env.get("virtualenv"))

@@ -19,6 +19,7 @@ from mtt.stages.evaluate.tables import ellipse_ratios, run_figures
 from mtt.stages.train.params import TrainParams
 from mtt.stages.train.stage import TrainPaths, run_train
 
+FLOW_ESTIMATORS = ("flow_window", "flow_mean", "flow_sample", "flow_expected")  # skipped for any other head
 HAND = pd.DataFrame({  # l+ and l- back to back along x, b1 and b2 back to back along y (m_b = 15 GeV)
     "lplus_pt": [10.0], "lplus_eta": [0.0], "lplus_phi": [0.0], "lplus_e": [10.0],
     "lminus_pt": [10.0], "lminus_eta": [0.0], "lminus_phi": [np.pi], "lminus_e": [10.0],
@@ -86,7 +87,7 @@ def test_evaluate_writes_figures_plots_and_logs_them_to_the_training_run(small_p
     # the point head: unfolded model and ellipse spectra (response from val), the MDN estimators skipped
     assert stored["head"] == "point" and "model_unfolded" in stored and "ellipse_unfolded" in stored
     assert set(stored["skipped"]) == {"mdn_mode", "mdn_window", "mdn_mean", "mdn_sample", "mdn_expected",
-                                      "mdn_likelihood", "quantile"}
+                                      "mdn_likelihood", "quantile", *FLOW_ESTIMATORS}
     unfolded = pd.read_csv(root / "eval" / "unfolded.csv")
     assert {"truth", "model_unfolded", "model_unfolded_pull", "ellipse_unfolded_relative_uncertainty"} <= set(
         unfolded.columns) and unfolded.truth.sum() <= n
@@ -176,7 +177,7 @@ def test_an_mdn_gives_mode_mean_sample_expected_spectrum_and_calibration(small_p
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mdn}/mlflow.db")
     params = EvaluateParams(split="val", ellipse=False, unfold_replicas=5, unfold_min_events=5)
     figures = run_evaluate(params, small_prepared, mdn / "models", mdn / "eval")
-    assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded"}
+    assert figures["head"] == "mdn" and set(figures["skipped"]) == {"quantile", "ellipse_unfolded", *FLOW_ESTIMATORS}
     for name in ("mdn_mode", "mdn_window", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood",
                  "model_unfolded"):
         assert np.isfinite(figures[name]["width_ratio"]), name

@@ -11,6 +11,7 @@ import pytest
 from root_events import branches, good_emu, write_events, write_root
 
 from mtt.core.dataset import FEATURE_SETS, feature_columns, read_metadata
+from mtt.core.dataset import NEUTRINOS as NEUTRINOS_COLUMNS
 from mtt.core.errors import PrepareError
 from mtt.core.events.params import PrepareParams, SelectionParams
 from mtt.stages.prepare.stage import run_prepare
@@ -52,6 +53,39 @@ def test_outputs_metadata_and_cutflow(tmp_path):
     e = np.sqrt((pt * np.cosh(eta)) ** 2 + 173.0**2).sum()
     p = np.array([(pt * np.cos(phi)).sum(), (pt * np.sin(phi)).sum(), (pt * np.sinh(eta)).sum()])
     assert train.m_tt.iloc[0] == pytest.approx(np.sqrt(e**2 - p @ p), rel=1e-5)
+
+
+#: a neutrino along x (pt 30, eta 0, phi 0) and an antineutrino with pz = pt (eta = asinh 1) at phi = pi/2
+NEUTRINOS = ((30.0, 0.0, 0.0), (20.0, float(np.arcsinh(1.0)), float(np.pi / 2)))
+
+
+def test_truth_neutrinos_are_written_in_gev_after_the_diagnostics(tmp_path):
+    gev = write_events(tmp_path / "gev.root", [good_emu(neutrinos=NEUTRINOS)] * 40)
+    mev = write_events(tmp_path / "mev.root", [good_emu(neutrinos=NEUTRINOS)] * 40, energy_scale=1000.0)
+    run_prepare(PARAMS, [gev], tmp_path / "out")
+    run_prepare(PARAMS.model_copy(update={"units": "MeV"}), [mev], tmp_path / "out_mev")
+    for folder in ("out", "out_mev"):
+        frame = pd.concat(_splits(tmp_path / folder).values())
+        columns = list(frame.columns)
+        assert columns.index("antitop_y") + 1 == columns.index("nu_px") and columns[columns.index("nu_px") + 6] == "run"
+        worked = [30.0, 0.0, 0.0, 0.0, 20.0, 20.0]  # worked by hand from (pt, eta, phi)
+        for column, value in zip(NEUTRINOS_COLUMNS, worked, strict=True):
+            assert frame[column].to_numpy() == pytest.approx(value, abs=1e-4), column
+        meta = read_metadata(tmp_path / folder / "train.parquet")
+        assert meta["neutrinos"] == NEUTRINOS_COLUMNS and meta["units"]["antinu_pz"] == "GeV"
+
+
+def test_files_without_neutrinos_write_no_neutrino_columns(tmp_path):
+    run_prepare(PARAMS, [write_events(tmp_path / "a.root", _variety(30))], tmp_path / "out")
+    assert not set(NEUTRINOS_COLUMNS) & set(pd.read_parquet(tmp_path / "out" / "train.parquet").columns)
+    assert read_metadata(tmp_path / "out" / "train.parquet")["neutrinos"] == []
+
+
+def test_a_mix_of_files_with_and_without_neutrinos_is_refused(tmp_path):
+    with_nu = write_events(tmp_path / "a.root", [good_emu(neutrinos=NEUTRINOS)] * 10)
+    without = write_events(tmp_path / "b.root", _variety(10), first_event=10)
+    with pytest.raises(PrepareError, match=r"b\.root lacks the truth-neutrino branches .*GenNu_pt.*1 of 2 files"):
+        run_prepare(PARAMS, [with_nu, without], tmp_path / "out")
 
 
 def test_split_is_stable_when_events_are_appended(tmp_path):

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mtt.core.dataset import METADATA_KEY
+from mtt.core.dataset import IDENTITY, METADATA_KEY, truth_columns
 from mtt.core.events.params import PrepareParams
 from mtt.stages.prepare.stage import run_prepare
 from mtt.stages.simulate.params import SimulateParams
@@ -47,9 +47,8 @@ def prepared(tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame], list[str]
         pq.write_table(table.replace_schema_metadata({**table.schema.metadata, METADATA_KEY: metadata[METADATA_KEY]}),
                        folder / f"{split}.parquet")
         frames[split] = pd.read_parquet(folder / f"{split}.parquet")
-    features = [c for c in frames["train"].columns if c not in
-                ("m_tt", "top_pt", "top_y", "antitop_pt", "antitop_y", "run", "luminosityBlock", "event", "weight",
-                 "channel")]
+    truth = truth_columns(list(frames["train"].columns))  # m_tt, the diagnostics, the truth neutrinos
+    features = [c for c in frames["train"].columns if c not in (*truth, *IDENTITY)]
     return folder, frames, features
 
 

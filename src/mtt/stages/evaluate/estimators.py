@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtt.core.dataset import OBJECTS, TARGET
-from mtt.core.distributions import Mixture
+from mtt.core.dataset import NEUTRINOS, OBJECTS, TARGET
+from mtt.core.distributions import Draws, Mixture
 from mtt.core.errors import EvaluateError
 from mtt.core.inference import HeadOutput, head_output
 from mtt.core.kinematics import cartesian
@@ -21,9 +21,12 @@ from mtt.core.metrics import (
     crps_quantiles,
     crps_samples,
     histogram_figures,
+    median_bias,
     per_bin,
     pit_flatness,
+    resolution,
     spectrum_figures,
+    width_ratio,
 )
 from mtt.core.reco.ellipse import reconstruct_mtt
 from mtt.core.unfolding import Response, common_iterations, merged_edges, unfold
@@ -63,7 +66,7 @@ def ellipse_mtt(table: pd.DataFrame, params: EvaluateParams) -> Any:
 
 #: what each head provides, beyond the point estimate (`model`) and the classical baselines
 PROVIDED = {"point": [], "mdn": ["mdn_mode", "mdn_window", "mdn_mean", "mdn_sample", "mdn_expected", "mdn_likelihood"],
-            "quantile": ["quantile"]}
+            "quantile": ["quantile"], "flow": ["flow_window", "flow_mean", "flow_sample", "flow_expected"]}
 #: the likelihood maximum is searched on this grid step (GeV), inside the train truth's 0.1%-99.9% range
 LIKELIHOOD_STEP = 2.0
 UNFOLDED = ["model_unfolded", "ellipse_unfolded"]
@@ -81,8 +84,9 @@ def chosen_estimators(head: str, wanted: list[str], ellipse: bool, unfold: bool)
         provided = list(wanted)
     if not ellipse and "ellipse_unfolded" in provided:
         provided.remove("ellipse_unfolded")
-    skipped = {name: f"the {head!r} head predicts " + ("one value per event" if head == "point" else
-                                                        "quantiles" if head == "quantile" else "a mixture")
+    says = {"point": "one value per event", "quantile": "quantiles", "mdn": "a mixture",
+            "flow": "posterior draws of the neutrinos"}
+    skipped = {name: f"the {head!r} head predicts {says[head]}"
                for name in every if name not in provided and name not in UNFOLDED}
     if not unfold:
         skipped.update(dict.fromkeys(UNFOLDED, "evaluate.unfold is false"))
@@ -94,7 +98,15 @@ def chosen_estimators(head: str, wanted: list[str], ellipse: bool, unfold: bool)
 def distribution_figures(output: HeadOutput, true: np.ndarray, edges: np.ndarray,
                          rng: np.random.Generator) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """CRPS, 68% and 95% coverage (overall, per true m_tt bin), PIT flatness of a distribution head."""
-    if output.mixture is not None:
+    if output.draws is not None:
+        draws = output.draws
+        crps = crps_samples(draws.values, true)
+        intervals = {68: (draws.quantile(0.16), draws.quantile(0.84)), 95: (draws.quantile(0.025),
+                                                                              draws.quantile(0.975))}
+        pit = draws.cdf(true)
+        extra = {"pit_chi2_ndf": pit_flatness(pit)[1]}
+        arrays = {"pit": pit}
+    elif output.mixture is not None:
         mixture = output.mixture
         gaussian = mixture.gaussian_in_gev()
         if gaussian is not None:
@@ -144,7 +156,7 @@ def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list
     meta = meta or {}
     edges = params.edges()
     true = test[TARGET].to_numpy(np.float64)
-    output = head_output(model, test[features].to_numpy(np.float32), meta)
+    output = head_output(model, test[features].to_numpy(np.float32), meta, params.flow_samples, params.seed)
     names, skipped = chosen_estimators(output.head, list(params.estimators), params.ellipse, params.unfold
                                        and val is not None)
     result = Evaluation({"n_events": len(test), "head": output.head, "estimators": names, "skipped": skipped},
@@ -160,6 +172,9 @@ def evaluate(test: pd.DataFrame, train: pd.DataFrame, model: Any, features: list
     if output.mixture is not None:
         prior = likelihood_prior(names, result, train, meta)
         mixture_estimators(output.mixture, names, result, edges, rng, prior, params.mdn_window)
+    if output.draws is not None:
+        draw_estimators(output.draws, names, result, edges, rng, params.mdn_window)
+        result.figures["flow_observables"] = flow_observables(output, test, params.m_t)
     for name, pred in result.estimates.items():
         result.figures[name] = spectrum_figures(pred, true, edges)
     result.figures[MODEL]["crps"] = float(np.mean(crps_point(output.point, true)))
@@ -218,6 +233,71 @@ def mixture_estimators(mixture: Mixture, names: list[str], result: Evaluation, e
         result.histograms["mdn_expected"] = mixture.expected_spectrum(edges)
 
 
+def draw_estimators(draws: Draws, names: list[str], result: Evaluation, edges: np.ndarray,
+                    rng: np.random.Generator, window: float) -> None:
+    """The flow's estimators from its posterior draws, read as the MDN's are (flow_window: the mdn_window rule)."""
+    readings = {"flow_window": lambda: draws.most_probable_within(window), "flow_mean": draws.mean_gev,
+                "flow_sample": lambda: draws.sample(rng)}
+    for name, reading in readings.items():
+        if name in names:
+            result.estimates[name] = reading()
+    if "flow_expected" in names:
+        result.histograms["flow_expected"] = draws.expected_spectrum(edges)
+
+
+def flow_observables(output: HeadOutput, test: pd.DataFrame, m_t: float) -> dict[str, Any]:
+    """Beyond m_tt, from the same draws: the top quark's pT and rapidity (each draw pairs the b jets with the
+    leptons as the top mass prefers), and the MET constraint (how far the drawn neutrinos' pT sum is from the
+    measured MET, next to the true neutrinos' distance: the detector's MET resolution)."""
+    top_pt, top_y = posterior_top(output.visible, output.neutrinos, m_t)
+    met = test[["met_px", "met_py"]].to_numpy(np.float64)
+    drawn = output.neutrinos[..., [0, 1]] + output.neutrinos[..., [3, 4]]
+    figures: dict[str, Any] = {"posterior_fraction": float(np.isfinite(output.draws.values).all(axis=1).mean())}
+    for name, values in (("top_pt", top_pt), ("top_y", top_y)):
+        if name in test:
+            figures[name] = observable_figures(values, test[name].to_numpy(np.float64), relative=name == "top_pt")
+    figures["met_residual_drawn_gev"] = float(np.median(np.hypot(*(drawn - met[:, None, :]).transpose(2, 0, 1))))
+    if set(NEUTRINOS) <= set(test):
+        true_nu = test[NEUTRINOS].to_numpy(np.float64)
+        figures["met_residual_true_gev"] = float(np.median(np.hypot(*(true_nu[:, [0, 1]] + true_nu[:, [3, 4]]
+                                                                       - met).T)))
+    return figures
+
+
+def posterior_top(visible: np.ndarray, neutrinos: np.ndarray, m_t: float) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) top pT and rapidity per draw: t = l+ + nu + b, with the b jet (b1 or b2) whose two top candidates
+    are nearer m_t in that draw."""
+    p4 = visible.reshape(len(visible), 1, 4, 4)
+    nu = neutrinos.astype(np.float64)
+    nu_p4 = np.concatenate([nu[..., :3], np.linalg.norm(nu[..., :3], axis=-1, keepdims=True)], axis=-1)
+    antinu_p4 = np.concatenate([nu[..., 3:], np.linalg.norm(nu[..., 3:], axis=-1, keepdims=True)], axis=-1)
+    lplus, lminus, b1, b2 = (p4[:, :, i] for i in range(4))
+    pairings = [(lplus + nu_p4 + b1, lminus + antinu_p4 + b2), (lplus + nu_p4 + b2, lminus + antinu_p4 + b1)]
+    distance = [np.abs(_mass(t) - m_t) + np.abs(_mass(tbar) - m_t) for t, tbar in pairings]
+    top = np.where((distance[0] <= distance[1])[..., None], pairings[0][0], pairings[1][0])
+    pt = np.hypot(top[..., 0], top[..., 1])
+    rapidity = 0.5 * np.log((top[..., 3] + top[..., 2]) / np.maximum(top[..., 3] - top[..., 2], 1e-9))
+    return pt, rapidity
+
+
+def _mass(p4: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(p4[..., 3] ** 2 - np.sum(p4[..., :3] ** 2, axis=-1), 0.0))
+
+
+def observable_figures(draws: np.ndarray, true: np.ndarray, relative: bool) -> dict[str, float]:
+    """The posterior median's resolution (relative for pT, absolute for a rapidity) and bias, its spectrum's width
+    ratio, and the 68% coverage of the draws' central interval."""
+    median = np.median(draws, axis=1)
+    low, high = np.quantile(draws, [0.16, 0.84], axis=1)
+    if relative:
+        core = {"resolution": resolution(median, true), "bias": median_bias(median, true)}
+    else:
+        residual = median - true
+        core = {"resolution": float(np.subtract(*np.quantile(residual, [0.84, 0.16])) / 2),
+                "bias": float(np.median(residual))}
+    return {**core, "width_ratio": width_ratio(median, true), "coverage_68": coverage(low, high, true)}
+
+
 def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, features: list[str],
                        params: EvaluateParams, meta: dict[str, Any], names: list[str], result: Evaluation) -> None:
     """The model's point estimate and the ellipse method through the same unfolding (response from val)."""
@@ -232,7 +312,8 @@ def _unfold_estimators(val: pd.DataFrame, test: pd.DataFrame, model: Any, featur
         return
     result.figures["unfolding_edges"] = [float(e) for e in edges]
     truth_test, _ = np.histogram(test[TARGET].to_numpy(np.float64), edges)
-    inputs = {"model_unfolded": (head_output(model, val[features].to_numpy(np.float32), meta).point,
+    inputs = {"model_unfolded": (head_output(model, val[features].to_numpy(np.float32), meta, params.flow_samples,
+                                             params.seed + 1).point,
                                  result.estimates[MODEL])}
     if "ellipse_unfolded" in names:
         inputs["ellipse_unfolded"] = (ellipse_mtt(val, params).m_tt, result.estimates[ELLIPSE])

@@ -29,6 +29,7 @@ from mtt.stages.evaluate.estimators import (
     MODEL,
     VISIBLE,
     Evaluation,
+    draw_estimators,
     ellipse_mtt,
     mixture_estimators,
     momenta,
@@ -85,9 +86,12 @@ def untrained(frame: pd.DataFrame, params: EvaluateParams, train: pd.DataFrame) 
 def estimate(frame: pd.DataFrame, artifact: ModelArtifact, params: EvaluateParams, names: list[str],
              train: pd.DataFrame, edges: np.ndarray) -> Spectra:
     """Every estimator of the evaluation on other events: the head's, the visible mass, the ellipse method."""
-    output = head_output(artifact.model, frame[artifact.features].to_numpy(np.float32), artifact.meta)
+    output = head_output(artifact.model, frame[artifact.features].to_numpy(np.float32), artifact.meta,
+                         params.flow_samples, params.seed + 2)
     values = {**untrained(frame, params, train), MODEL: output.point}
     result = Evaluation({}, {}, {})
+    if output.draws is not None:
+        draw_estimators(output.draws, names, result, edges, np.random.default_rng(params.seed), params.mdn_window)
     if output.mixture is not None:
         prior = training_prior(train[TARGET].to_numpy(np.float64)) if "mdn_likelihood" in names else None
         mixture_estimators(output.mixture, names, result, edges, np.random.default_rng(params.seed), prior,

@@ -52,9 +52,12 @@ class EvaluateParams(Section):
     max_events: int = Field(0, ge=0, description="evaluate on the first n events only; 0 = all")
     estimators: list[str] = Field(["all"], min_length=1, description="'all' that the head provides, or names: "
                                   "mdn_mode, mdn_window, mdn_mean, mdn_sample, mdn_expected, quantile, "
-                                  "model_unfolded, ellipse_unfolded")
+                                  "flow_window, flow_mean, flow_sample, flow_expected, model_unfolded, "
+                                  "ellipse_unfolded")
     mdn_window: float = Field(MDN_WINDOW, gt=0, lt=1, description="mdn_window: per event, the m_tt most "
                               "probably within this relative tolerance of the truth (0.1 = +-10%)")
+    flow_samples: int = Field(128, ge=8, le=4096, description="flow head: posterior draws per event behind its "
+                              "estimators (median, flow_window, flow_expected, CRPS, coverage, top pT and rapidity)")
     unfold: bool = Field(True, description="unfold the model's and the ellipse method's spectra (response from val)")
     unfold_ts_stopping: float = Field(1e-3, gt=0, description="stop iterating when the KS distance between "
                                       "successive unfolded spectra is below this")

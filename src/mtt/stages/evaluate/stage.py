@@ -27,7 +27,9 @@ from mtt.core import plots, run_lifecycle, tracking
 from mtt.core.artifact import load_model_dir
 from mtt.core.checks import require_clean
 from mtt.core.dataset import (
+    DIAGNOSTICS,
     ID_COLUMNS,
+    NEUTRINOS,
     OBJECT_COLUMNS,
     SPLITS,
     TARGET,
@@ -270,8 +272,9 @@ def run_evaluate(params: EvaluateParams, prepared_dir: str | os.PathLike[str], m
     artifact = load_model_dir(model_dir)
     check_training_run(artifact.run_id)
     features = artifact.features
-    columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET, *ID_COLUMNS]))
     path = split_path(prepared_dir, params.split)
+    truth = [c for c in (*DIAGNOSTICS, *NEUTRINOS) if c in open_split(path).columns]  # the flow's observables
+    columns = list(dict.fromkeys([*features, *OBJECT_COLUMNS, TARGET, *ID_COLUMNS, *truth]))
     read = {params.split, "train", *(["val"] if params.unfold or zprime_dir is not None else [])}
     require_disjoint([split_path(prepared_dir, s) for s in SPLITS if s in read])  # no trained-on event evaluated
     test = read_split(prepared_dir, params.split, columns, params.max_events)

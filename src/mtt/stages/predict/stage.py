@@ -163,11 +163,18 @@ def event_ids(files: list[Path], params: PrepareParams) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+#: a flow head's posterior draws per event behind predict's columns (evaluate.flow_samples' default)
+FLOW_SAMPLES = 128
+
+
 def head_columns(artifact: ModelArtifact, x: np.ndarray, window: float) -> dict[str, np.ndarray]:
     """m_tt and what else the head gives: the MDN's mode, the m_tt most probably within +-window (evaluate's
     `mdn_window`) and 16/84% quantiles, the quantile head's levels."""
-    output = head_output(artifact.model, x, artifact.meta)
+    output = head_output(artifact.model, x, artifact.meta, FLOW_SAMPLES)
     columns = {"m_tt": output.point}
+    if output.draws is not None:
+        columns.update(m_tt_window=output.draws.most_probable_within(window), m_tt_q16=output.draws.quantile(0.16),
+                       m_tt_q84=output.draws.quantile(0.84))
     if output.mixture is not None:
         columns.update(m_tt_mode=output.mixture.mode(), m_tt_window=output.mixture.most_probable_within(window),
                        m_tt_q16=output.mixture.quantile(0.16), m_tt_q84=output.mixture.quantile(0.84))

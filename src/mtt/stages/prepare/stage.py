@@ -21,7 +21,17 @@ import awkward as ak
 import numpy as np
 import pyarrow as pa
 
-from mtt.core.dataset import DIAGNOSTICS, METADATA_KEY, SPLITS, TARGET, feature_columns, set_columns, unit
+from mtt.core.dataset import (
+    DIAGNOSTICS,
+    ID_COLUMNS,
+    METADATA_KEY,
+    NEUTRINOS,
+    SPLITS,
+    TARGET,
+    feature_columns,
+    set_columns,
+    unit,
+)
 from mtt.core.errors import PrepareError
 from mtt.core.events.inputs import (
     Step,
@@ -37,6 +47,7 @@ from mtt.core.events.inputs import (
     plan_steps,
 )
 from mtt.core.events.matching import B_TRUTH, b_candidate_match, match_summary
+from mtt.core.events.neutrinos import NEUTRINO_BRANCHES, neutrino_columns, neutrinos_in_all
 from mtt.core.events.params import PrepareParams
 from mtt.core.events.schemas import SCHEMAS
 from mtt.core.events.selection import CUTS, format_cutflow
@@ -63,6 +74,7 @@ class StepJob:
     params: PrepareParams
     truth: bool
     columns: tuple[str, ...]
+    neutrinos: bool = False  # the inputs have the truth neutrinos: write their columns
 
 
 @dataclass
@@ -79,14 +91,30 @@ class StepResult:
 def process_step(job: StepJob) -> StepResult:
     """Read, map to canonical objects, select, build features (mtt.core.events), drop non-finite rows, assign splits."""
     params = job.params
-    selected = select_step(job.step, params, job.truth, job.columns, B_TRUTH.values() if job.truth else ())
+    extra = [*(B_TRUTH.values() if job.truth else ()), *(NEUTRINO_BRANCHES if job.neutrinos else ())]
+    selected = select_step(job.step, params, job.truth, job.columns, extra)
     b_match = _b_match(selected.arrays, selected.candidates)
-    checked = [*job.columns, *([TARGET, *DIAGNOSTICS] if job.truth else [])]
-    table, nonfinite = drop_nonfinite(selected.table, checked)
+    table = with_neutrinos(selected.table, selected.arrays, params.units) if job.neutrinos else selected.table
+    checked = [*job.columns, *(truth_names(job.truth, job.neutrinos))]
+    table, nonfinite = drop_nonfinite(table, checked)
     splits = assign(table["run"], table["luminosityBlock"], table["event"], params.split)
     whole = pa.table(table)
     parts = {name: whole.filter(pa.array(splits == name)) for name in SPLITS}
     return StepResult(selected.cutflow, parts, nonfinite, b_match, selected.nonfinite)
+
+
+def truth_names(truth: bool, neutrinos: bool) -> list[str]:
+    """The truth columns written: m_tt and the diagnostics, and the neutrinos where the inputs have them."""
+    return [*([TARGET, *DIAGNOSTICS] if truth else []), *(NEUTRINOS if truth and neutrinos else [])]
+
+
+def with_neutrinos(table: dict[str, np.ndarray], arrays: ak.Array, units: str) -> dict[str, np.ndarray]:
+    """The step's table with the truth-neutrino columns after the diagnostics (before the identity columns)."""
+    ids = ID_COLUMNS[0]
+    keys = list(table)
+    at = keys.index(ids) if ids in keys else len(keys)
+    columns = neutrino_columns(arrays, 1e-3 if units == "MeV" else 1.0)
+    return {**{k: table[k] for k in keys[:at]}, **columns, **{k: table[k] for k in keys[at:]}}
 
 
 def _add(total: dict[str, int], part: dict[str, int]) -> None:
@@ -155,6 +183,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         check_branches(path, tree, schema)
         check_weights(path, tree, schema)
     truth = has_truth(trees[0], schema)
+    neutrinos = truth and neutrinos_in_all(files, trees)
+    written = truth_names(truth, neutrinos)
     columns = feature_columns(params.feature_sets, params.max_jets)
     metadata = {
         "schema": schema.name,
@@ -164,7 +194,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
         "feature_sets": {name: set_columns(name, params.max_jets) for name in params.feature_sets},
         "target": TARGET if truth else None,
         "diagnostics": DIAGNOSTICS if truth else [],
-        "units": {c: unit(c) for c in [*columns, *([TARGET, *DIAGNOSTICS] if truth else [])]},
+        "neutrinos": NEUTRINOS if neutrinos else [],
+        "units": {c: unit(c) for c in [*columns, *written]},
         "sources": {},  # filled from the background hashing below, before the first row is written
         "selection": params.selection.model_dump(mode="json"),
         "nanoaod": params.nanoaod.model_dump(mode="json"),
@@ -175,7 +206,8 @@ def run_prepare(params: PrepareParams, inputs: list[str | os.PathLike[str]], out
     if not truth:
         print(f"prepare: no truth in {files[0]} (schema {schema.name!r}): truth-less mode, features only")
     cutflow, nonfinite, b_match, nonfinite_inputs = dict.fromkeys(CUTS, 0), {}, {}, {}
-    jobs = [StepJob(step, params, truth, tuple(columns)) for step in plan_steps(files, trees, params.step_size)]
+    jobs = [StepJob(step, params, truth, tuple(columns), neutrinos)
+            for step in plan_steps(files, trees, params.step_size)]
     workers = resolve_workers(params.workers, len(jobs))
     start = time.perf_counter()
     # the Dask executor connects (or starts its LocalCluster) before any step runs, and stops before the

@@ -48,7 +48,7 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     from mlflow.tracking import MlflowClient
 
     loss_object = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
-    to_gev = predict.layers[-1]
+    to_gev = gev_reader(predict)
     x_val, y_val = tf.constant(val.x), tf.constant(val.y)
 
     probed, head = relu_probe(network), output_layer(network)
@@ -106,6 +106,14 @@ def epoch_logger(val: ValSet, predict: Any, network: Any, loss_fn: Any, history:
     logger = EpochLogger()
     logger.pending, logger.flushed = [], time.monotonic()
     return logger
+
+
+def gev_reader(predict: Any) -> Any:
+    """The inference model's last step, network output -> GeV (the flow's: draws from the posterior)."""
+    from mtt.core.flow_layers import NeutrinoFlow
+
+    last = predict.layers[-1]
+    return (lambda output: last(output, sample=True)) if isinstance(last, NeutrinoFlow) else last
 
 
 def relu_probe(network: Any) -> Any:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from mtt.core.dataset import (
     ID_COLUMNS,
+    NEUTRINOS,
     TARGET,
     PreparedSplit,
     check_finite,
@@ -26,8 +27,8 @@ from mtt.core.dataset import (
     present_splits,
     require_disjoint,
 )
-from mtt.core.errors import TrainError
-from mtt.core.model import TargetTransform
+from mtt.core.errors import DataError, TrainError
+from mtt.core.model import NeutrinoScale, TargetTransform
 from mtt.core.preprocessing import Scaler
 from mtt.stages.train.params import TrainParams
 
@@ -211,6 +212,8 @@ class TrainingData:
     weights: FlatWeights | None
     x: np.ndarray | None = None
     stream: ParquetStream | None = None
+    neutrinos: np.ndarray | None = None  # the flow head's target: truth (n, 6) px, py, pz in GeV
+    neutrino_scale: NeutrinoScale | None = None
 
     @property
     def n_rows(self) -> int:
@@ -220,9 +223,23 @@ class TrainingData:
         """Keyword arguments of `model.fit` for this data (numpy arrays, or a dataset starting at first_epoch)."""
         if self.stream is not None:
             return {"x": self.stream.dataset(batch_size, first_epoch), "shuffle": False}  # shuffled by the stream
-        y = self.target.forward(self.m_tt).astype(np.float32)
+        y = self.target.forward(self.m_tt) if self.neutrino_scale is None else \
+            self.neutrino_scale.forward(self.neutrinos)
+        y = y.astype(np.float32)
         weights = None if self.weights is None else self.weights(self.m_tt).astype(np.float32)
         return {"x": self.x, "y": y, "sample_weight": weights, "batch_size": batch_size, "shuffle": True}
+
+
+def read_neutrinos(split: PreparedSplit, rows: np.ndarray | None = None) -> np.ndarray:
+    """(n, 6) truth neutrino and antineutrino px, py, pz in GeV (what the flow head learns), NaN-checked."""
+    missing = [c for c in NEUTRINOS if c not in split.columns]
+    if missing:
+        raise DataError(f"{split.path}: no truth-neutrino columns {missing}: the flow head learns the neutrinos of "
+                        "simulated events; prepare the ROOT files `mtt simulate` writes (GenNu_*, GenAntinu_*)")
+    values = split.read(NEUTRINOS).to_numpy(np.float64)
+    values = values if rows is None else values[rows]
+    check_finite(values, None, NEUTRINOS, str(split.path))
+    return values
 
 
 def load_training_data(params: TrainParams, split: PreparedSplit, scaler: Scaler) -> TrainingData:
@@ -231,6 +248,9 @@ def load_training_data(params: TrainParams, split: PreparedSplit, scaler: Scaler
     require_disjoint(present_splits(split.path.parent))  # val or test events in train: every val/test figure is wrong
     features = list(scaler.columns)
     mode = stream_or_memory(params.input, split, features)
+    if mode == "stream" and params.head == "flow":
+        raise TrainError(f"{split.path}: train.input chose to stream the train split, but the flow head reads it in "
+                         "memory (with the truth neutrinos): set train.input: memory, or train.n_train smaller")
     if mode == "stream":
         stream = ParquetStream.open(split, features, params.n_train, None, None, params.seed)
         m_tt, x = stream.true_mtt(), None
@@ -243,4 +263,7 @@ def load_training_data(params: TrainParams, split: PreparedSplit, scaler: Scaler
     weights = FlatWeights.fit(m_tt, params.flat_clip) if params.sample_weights == "flat" else None
     if stream is not None:
         stream.target, stream.weights = target.forward, weights
-    return TrainingData(mode, m_tt, scaler, target, weights, x, stream)
+        return TrainingData(mode, m_tt, scaler, target, weights, x, stream)
+    neutrinos = read_neutrinos(split, rows) if params.head == "flow" else None
+    scale = NeutrinoScale.fit(neutrinos) if neutrinos is not None else None
+    return TrainingData(mode, m_tt, scaler, target, weights, x, stream, neutrinos, scale)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mtt.core.errors import TrainError
-from mtt.core.model import inference_model
+from mtt.core.model import NeutrinoScale, inference_model, network_loss
 from mtt.stages.train.callbacks import epoch_logger, restore
 from mtt.stages.train.checkpoint import TrainState, data_fingerprint, discard, state_to_resume
 from mtt.stages.train.data import TrainingData, ValSet, load_training_data
@@ -43,12 +43,12 @@ def resumable_state(params: TrainParams, checkpoint_dir: Path | None, fingerprin
 
 
 def seeded_network(params: TrainParams, inputs: Inputs, n_rows: int, strategy: Any,
-                   state: TrainState | None) -> tuple[Any, Any]:
+                   state: TrainState | None, neutrino_scale: NeutrinoScale | None = None) -> tuple[Any, Any]:
     """(network, ModelSpec): seeded, built and compiled in the strategy's scope, the saved state put back."""
     make_deterministic(params.seed)
     with strategy.scope():
         network, spec = compiled_network(params, inputs.features, inputs.scaler,
-                                         int(np.ceil(n_rows / params.batch_size)))
+                                         int(np.ceil(n_rows / params.batch_size)), neutrino_scale)
         if state is not None:
             restore(network, state)
     return network, spec
@@ -87,8 +87,10 @@ class Trainer:
         data = load_training_data(params, inputs.train, inputs.scaler)
         fingerprint = data_fingerprint(data.m_tt, len(inputs.features))
         state = resumable_state(params, paths.checkpoints, fingerprint)
-        network, spec = seeded_network(params, inputs, data.n_rows, strategy, state)
-        val = ValSet(inputs.x_val, inputs.m_val, data.target.forward(inputs.m_val).astype(np.float32))
+        network, spec = seeded_network(params, inputs, data.n_rows, strategy, state, data.neutrino_scale)
+        y_val = data.target.forward(inputs.m_val) if data.neutrino_scale is None else \
+            data.neutrino_scale.forward(inputs.nu_val)
+        val = ValSet(inputs.x_val, inputs.m_val, y_val.astype(np.float32))
         history = [] if state is None else list(state.history)
         return cls(params, inputs, data, val, network, spec, inference_model(network, spec, data.target), state,
                    fingerprint, history)
@@ -111,9 +113,10 @@ class Trainer:
     def logger(self) -> Any:
         """The chief's per-epoch callback: val metrics into this run's history and MLflow, a resumed run's best
         loss and weights carried on."""
-        return epoch_logger(self.val, self.predict, self.network, self.spec.loss_function(), self.history,
+        return epoch_logger(self.val, self.predict, self.network, network_loss(self.network, self.spec), self.history,
                             resumed=self.state)
 
     def fit_silently(self) -> None:
         """A non-chief cluster worker: train in step with the chief, log and write nothing."""
-        self.fit(epoch_logger(self.val, self.predict, self.network, self.spec.loss_function(), [], log=False), [])
+        loss = network_loss(self.network, self.spec)
+        self.fit(epoch_logger(self.val, self.predict, self.network, loss, [], log=False), [])

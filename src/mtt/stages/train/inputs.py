@@ -19,6 +19,7 @@ from mtt.core.dataset import PreparedSplit, open_split, split_path
 from mtt.core.errors import TrainError
 from mtt.core.io import file_sha256
 from mtt.core.preprocessing import REFERENCE_SCALERS, Scaler, load_reference_scaler
+from mtt.stages.train.data import read_neutrinos
 from mtt.stages.train.params import TrainParams
 from mtt.stages.train.paths import TrainPaths
 
@@ -74,6 +75,7 @@ class Inputs:
     m_val: np.ndarray
     scaler: Scaler
     lineage: Lineage
+    nu_val: np.ndarray | None = None  # the flow head's val target: truth neutrinos (n, 6), GeV
 
 
 def open_inputs(params: TrainParams, paths: TrainPaths) -> Inputs:
@@ -88,7 +90,8 @@ def open_inputs(params: TrainParams, paths: TrainPaths) -> Inputs:
     train_split = open_split(split_path(paths.prepared, "train"), params.feature_set)
     for split in (train_split, val_split):  # the data actually read, against the reference
         check_split_file(split, features, medians, "train")
-    return Inputs(train_split, features, x_val, m_val, scaler, Lineage.of(paths, medians))
+    nu_val = read_neutrinos(val_split) if params.head == "flow" else None
+    return Inputs(train_split, features, x_val, m_val, scaler, Lineage.of(paths, medians), nu_val)
 
 
 def prepare_settings(train: PreparedSplit) -> dict[str, Any]:

@@ -40,11 +40,21 @@ class TrainParams(Section):
     batch_norm: bool = False
     dropout: float = Field(0.0, ge=0, lt=1)
     residual: bool = False
-    head: Literal["point", "mdn", "quantile"] = "point"
+    head: Literal["point", "mdn", "quantile", "flow"] = Field(
+        "point", description="point: one value; mdn: a Gaussian mixture over m_tt; quantile: quantiles; flow: a "
+        "normalizing flow over the two neutrinos' momenta (trained on the simulated truth neutrinos), m_tt and any "
+        "other observable from posterior draws")
     loss: Literal["mse", "mae", "huber", "log_cosh"] = Field("mse", description="point head only")
     mdn_components: int = Field(5, ge=1, le=64)
     quantiles: list[float] = Field([0.16, 0.5, 0.84], min_length=1, description="quantile head: strictly "
                                    "increasing, each strictly between 0 and 1")
+    flow_context: int = Field(32, ge=1, le=1024, description="flow: width of the event embedding the flow is "
+                              "conditioned on")
+    flow_layers: int = Field(6, ge=2, le=32, description="flow: rational-quadratic spline coupling layers")
+    flow_bins: int = Field(8, ge=2, le=64, description="flow: spline pieces per coordinate")
+    flow_hidden: int = Field(64, ge=4, le=4096, description="flow: width of each coupling's conditioner network")
+    flow_samples: int = Field(32, ge=1, le=4096, description="flow: posterior draws per event behind the saved "
+                              "model's point estimate (the median); evaluate draws evaluate.flow_samples")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0, le=10)
     schedule: Literal["constant", "reduce_on_plateau", "cosine", "exponential"] = "constant"
@@ -96,6 +106,15 @@ class TrainParams(Section):
         return value
 
     _quantiles = field_validator("quantiles")(increasing_quantiles)
+
+    @model_validator(mode="after")
+    def _flow_alone(self) -> TrainParams:
+        if self.head == "flow" and (self.ensemble > 1 or self.augment or self.input == "stream"):
+            raise ValueError(f"head: flow trains one network on events in memory, unchanged (ensemble "
+                             f"{self.ensemble}, augment {self.augment}, input {self.input!r}): set ensemble: 1, "
+                             "augment: [] and input: auto or memory (the truth neutrinos would need turning with the "
+                             "event)")
+        return self
 
     @model_validator(mode="after")
     def _warmup_before_the_end(self) -> TrainParams:

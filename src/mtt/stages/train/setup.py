@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mtt.core.errors import TrainError
-from mtt.core.model import ModelSpec, build_network, preprocessing_layer
+from mtt.core.model import ModelSpec, NeutrinoScale, build_network, network_loss, preprocessing_layer
 from mtt.core.preprocessing import Scaler
 from mtt.stages.train.params import TrainParams
 
@@ -47,13 +47,14 @@ def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
     return keras.optimizers.SGD(rate, momentum=0.9, **clip)
 
 
-def compiled_network(params: TrainParams, features: list[str], scaler: Scaler, steps_per_epoch: int) -> tuple[Any, Any]:
+def compiled_network(params: TrainParams, features: list[str], scaler: Scaler, steps_per_epoch: int,
+                     neutrino_scale: NeutrinoScale | None = None) -> tuple[Any, Any]:
     """(network, ModelSpec): the train params' architecture and head with the scaler inside, compiled with the
     optimizer and the head's loss; built inside the caller's tf.distribute scope."""
 
     spec = ModelSpec.of(params)
-    network = build_network(features, spec, preprocessing_layer(scaler), params.seed)
-    network.compile(make_optimizer(params, steps_per_epoch), spec.loss_function())
+    network = build_network(features, spec, preprocessing_layer(scaler), params.seed, neutrino_scale)
+    network.compile(make_optimizer(params, steps_per_epoch), network_loss(network, spec))
     return network, spec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtt.core.flows import knots, spline
+from mtt.core.flow_layers import knots, spline
 
 
 def _unconstrained(widths: list[float], heights: list[float], slopes: list[float]) -> tuple[np.ndarray, ...]:
