@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -32,7 +33,8 @@ from mtt.core.reco.ellipse import reconstruct_mtt, solve_neutrinos
 from mtt.stages.simulate.params import SimulateParams
 from mtt.stages.simulate.stage import MANIFEST, run_simulation
 
-WORK = Path(__file__).resolve().parent / ".work"
+#: cached inputs; MTT_BENCH_WORK moves them (the smoke tests keep theirs apart)
+WORK = Path(os.environ.get("MTT_BENCH_WORK", Path(__file__).resolve().parent / ".work"))
 GEN = ("B", "Bbar", "LepPlus", "LepMinus", "Nu", "Antinu")
 
 
