@@ -1,6 +1,7 @@
 """Benchmark the prepare stage (ROOT -> selection -> features -> Parquet) against uproot alone.
 
     python benchmarks/bench_prepare.py [--events 100000] [--chunk 25000] [--workers 2]
+    python benchmarks/bench_prepare.py --input data/raw --old-src OLD/src  # 1x only, an older revision too
 
 Input: `--events` parton-level events simulated once into benchmarks/.work/ (files of `--chunk` events, the
 simulate default); the 4x input is those and three more samples of the same size from other seeds (distinct
@@ -55,8 +56,9 @@ def uproot_rate(folders: list[Path], step_size: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def stage_run(folders: list[Path], out: Path, workers: int) -> dict:
-    """Run the stage in a fresh process; its rate and peak RSS (MB) of the main process and of a worker."""
+def stage_run(folders: list[Path], out: Path, workers: int, src: str | None = None) -> dict:
+    """Run the stage in a fresh process (with `src` first on its path: another revision's code); its rate and
+    peak RSS (MB) of the main process and of a worker."""
     code = f"""
 import json, resource, time
 from mtt.core.events.params import PrepareParams
@@ -68,8 +70,26 @@ print(json.dumps({{"rate": metrics["cutflow"]["all"]["events"] / seconds, "event
     "rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "rss_worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
 """
-    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])} if src else None
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> None:
+    """1x only: uproot alone, the stage and (with --old-src) the older stage, runs interleaved, best of each."""
+    folders = [args.input or make_input(args.events, args.chunk)]
+    step = PrepareParams().step_size
+    sources = {"stage": None, **({"old stage": args.old_src} if args.old_src else {})}
+    best = dict.fromkeys(["uproot alone", *sources], 0.0)
+    for _ in range(args.repeat):
+        best["uproot alone"] = max(best["uproot alone"], uproot_rate(folders, step))
+        for name, src in sources.items():
+            rate = stage_run(folders, WORK / f"prepared_{name.replace(' ', '_')}", args.workers, src)["rate"]
+            best[name] = max(best[name], rate)
+    print(f"prepare benchmark: {folders[0]}, {args.workers} workers, best of {args.repeat}, interleaved")
+    for name, rate in best.items():
+        ratio = "" if name == "uproot alone" else f"   stage/uproot {rate / best['uproot alone']:.2f}"
+        print(f"{name:>14s}{rate:12.0f}/s{ratio}")
 
 
 def main() -> None:
@@ -78,7 +98,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="take the best rate of this many runs")
+    parser.add_argument("--input", type=Path, help="an existing simulate folder as the 1x input (no 4x)")
+    parser.add_argument("--old-src", help="an older revision's src/: its stage timed too, interleaved (1x only)")
     args = parser.parse_args()
+    if args.input or args.old_src:
+        compare(args)
+        return
     one = [make_input(args.events, args.chunk)]
     four = [make_input(args.events, args.chunk, seed) for seed in SEEDS]
     step = PrepareParams().step_size
