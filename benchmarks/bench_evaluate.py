@@ -2,6 +2,7 @@
 per-event loop.
 
     python benchmarks/bench_evaluate.py [--events 50000] [--loop-events 500] [--repeat 3]
+    python benchmarks/bench_evaluate.py --old OLD/src/mtt/core/reco/ellipse.py  # + an older solver, same run
 
 Input: `--events` parton-level Pythia events, simulated once into benchmarks/.work/ (reused by later runs).
 Their generator-level b, bbar, l+, l- are made detector-like by Gaussian smearing of the four-momenta
@@ -14,14 +15,19 @@ of a Python loop calling it event by event (n = 1 slices) on the first --loop-ev
 exact-solution fraction, fallback and no-solution fractions and the m_tt resolution on the smeared inputs;
 and, for reference, the exact-solution fractions on the unsmeared generator level (true pairing) with each
 event's own masses and with the nominal m_W = 80.4, m_t = 172.5. Target: >= 20k events/s on 2 cores.
+With `--old` (a copy of an earlier ellipse.py, e.g. `git show REV:src/mtt/core/reco/ellipse.py > old.py`) that
+solver is timed too, interleaved with the current one, and the largest relative m_tt difference is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -32,7 +38,8 @@ from mtt.core.reco.ellipse import reconstruct_mtt, solve_neutrinos
 from mtt.stages.simulate.params import SimulateParams
 from mtt.stages.simulate.stage import MANIFEST, run_simulation
 
-WORK = Path(__file__).resolve().parent / ".work"
+#: cached inputs; MTT_BENCH_WORK moves them (the smoke tests keep theirs apart)
+WORK = Path(os.environ.get("MTT_BENCH_WORK", Path(__file__).resolve().parent / ".work"))
 GEN = ("B", "Bbar", "LepPlus", "LepMinus", "Nu", "Antinu")
 
 
@@ -92,23 +99,41 @@ def generator_rates(truth: dict[str, np.ndarray]) -> tuple[float, float]:
     return float(own.exact.mean()), float(nominal.exact.mean())
 
 
+def load_solver(path: str) -> Any:
+    """An ellipse.py from another revision, as a module of its own."""
+    spec = importlib.util.spec_from_file_location("old_ellipse", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def best_seconds(solvers: dict[str, Any], inputs: tuple[np.ndarray, ...], repeat: int) -> dict[str, float]:
+    """Best wall time of each solver's `reconstruct_mtt` on the whole array, runs interleaved."""
+    seconds = {name: np.inf for name in solvers}
+    for _ in range(repeat):
+        for name, solver in solvers.items():
+            start = time.perf_counter()
+            solver(*inputs)
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--loop-events", type=int, default=500, help="events of the per-event loop")
     parser.add_argument("--repeat", type=int, default=3, help="take the best rate of this many runs")
     parser.add_argument("--seed", type=int, default=1, help="smearing seed")
+    parser.add_argument("--old", help="an earlier ellipse.py to time against, in the same run")
     args = parser.parse_args()
     truth = read_truth(make_input(args.events))
     reco = smear(truth, args.seed)
     inputs = (reco["LepPlus"], reco["LepMinus"], reco["b1"], reco["b2"], reco["met"][:, 0], reco["met"][:, 1])
     n = len(inputs[0])
 
-    seconds = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        result = reconstruct_mtt(*inputs)
-        seconds.append(time.perf_counter() - start)
+    old = load_solver(args.old).reconstruct_mtt if args.old else None
+    seconds = best_seconds({"current": reconstruct_mtt, **({"old": old} if old else {})}, inputs, args.repeat)
+    result = reconstruct_mtt(*inputs)
     k = min(args.loop_events, n)
     loop_seconds = []
     for _ in range(args.repeat):
@@ -122,10 +147,15 @@ def main() -> None:
     own, nominal = generator_rates(truth)
     print(f"ellipse benchmark: {n} smeared Pythia events (b 15%, leptons 2%, MET 15 GeV), 1 process, "
           f"best of {args.repeat}")
-    print(f"{'vectorised reconstruct_mtt':>32s}: {n / min(seconds):10.0f} events/s ({n} events)")
+    print(f"{'vectorised reconstruct_mtt':>32s}: {n / seconds['current']:10.0f} events/s ({n} events)")
+    if old:
+        with np.errstate(invalid="ignore"):
+            differ = np.nanmax(np.abs(old(*inputs).m_tt / result.m_tt - 1))
+        print(f"{'old solver (--old)':>32s}: {n / seconds['old']:10.0f} events/s; current / "
+              f"old {seconds['old'] / seconds['current']:.2f}x; largest relative m_tt difference {differ:.1e}")
     print(f"{'per-event loop, same function':>32s}: {k / min(loop_seconds):10.0f} events/s ({k} events; "
           f"same m_tt: {same})")
-    print(f"{'speed-up':>32s}: {(n / min(seconds)) / (k / min(loop_seconds)):10.1f}x")
+    print(f"{'speed-up':>32s}: {(n / seconds['current']) / (k / min(loop_seconds)):10.1f}x")
     print(f"smeared: exact {result.exact.mean():.3f}, fallback {np.mean(found & ~result.exact):.3f}, "
           f"no solution {np.mean(~found):.3f}; true pairing chosen "
           f"{np.mean(result.pairing[found] == reco['true_pairing'][found]):.3f}; "

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_validate import source_rows  # noqa: E402  (the same prepared events)
+from bench_validate import SOURCE_EVENTS, source_rows  # noqa: E402  (the same prepared events)
 
-WORK = Path(__file__).resolve().parent / ".work"
+#: cached inputs; MTT_BENCH_WORK moves them (the smoke tests keep theirs apart)
+WORK = Path(os.environ.get("MTT_BENCH_WORK", Path(__file__).resolve().parent / ".work"))
 
 
 def peak_flops() -> float:
@@ -156,9 +157,11 @@ def main() -> None:
     parser.add_argument("--max-jets", type=int, default=10, help="jet slots of the set architecture")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a train param for stage and plain fit alike, e.g. ensemble=5")
+    parser.add_argument("--source-events", type=int, default=SOURCE_EVENTS, help="simulated events to prepare")
     args = parser.parse_args()
-    source_rows()  # makes benchmarks/.work/validate_prepared if needed
-    prepared, reference = WORK / "validate_prepared", WORK / "validate_reference"
+    source_rows(args.source_events)  # makes benchmarks/.work/validate_prepared if needed
+    suffix = "" if args.source_events == SOURCE_EVENTS else f"_{args.source_events}"
+    prepared, reference = WORK / f"validate_prepared{suffix}", WORK / f"validate_reference{suffix}"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mtt.core.dataset import open_split, split_path
     from mtt.core.params import parse_overrides

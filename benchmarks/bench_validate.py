@@ -1,6 +1,6 @@
 """Benchmark the validate checks on 1M rows x all features, next to reading those rows from Parquet.
 
-    python benchmarks/bench_validate.py [--rows 1000000]
+    python benchmarks/bench_validate.py [--rows 1000000] [--source-events 100000] [--reference-rows 200000]
 
 Input: real simulated events through prepare (reusing benchmarks/.work when present), bootstrapped to
 `--rows` rows for the checked table and 200k rows for the train reference. Prints the seconds to read the
@@ -11,6 +11,7 @@ scaling) without and with the Data Docs site. Target: under 30 s on 2 cores.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,17 +26,23 @@ from mtt.stages.simulate.params import SimulateParams
 from mtt.stages.simulate.stage import MANIFEST, run_simulation
 from mtt.stages.validate.params import ValidateParams
 
-WORK = Path(__file__).resolve().parent / ".work"
+#: cached inputs; MTT_BENCH_WORK moves them (the smoke tests keep theirs apart)
+WORK = Path(os.environ.get("MTT_BENCH_WORK", Path(__file__).resolve().parent / ".work"))
 
 
-def source_rows() -> tuple[pd.DataFrame, list[str]]:
+#: simulated events behind the bootstrapped rows (bench_prepare's default input when present)
+SOURCE_EVENTS = 100_000
+
+
+def source_rows(n_events: int = SOURCE_EVENTS) -> tuple[pd.DataFrame, list[str]]:
     """Prepared rows of a real simulation, and the feature columns."""
+    suffix = "" if n_events == SOURCE_EVENTS else f"_{n_events}"
     raw = WORK / "prepare_200000_50000" / "raw"
-    if not (raw / MANIFEST).exists():
-        raw = WORK / "validate_raw"
+    if not (raw / MANIFEST).exists() or suffix:
+        raw = WORK / f"validate_raw{suffix}"
         if not (raw / MANIFEST).exists():
-            run_simulation(SimulateParams(n_events=100_000, progress=False), raw)
-    prepared = WORK / "validate_prepared"
+            run_simulation(SimulateParams(n_events=n_events, progress=False), raw)
+    prepared = WORK / f"validate_prepared{suffix}"
     if not (prepared / "train.parquet").exists():
         run_prepare(PrepareParams(), [raw], prepared)
     frame = pd.concat([pd.read_parquet(prepared / f"{s}.parquet") for s in ("train", "val", "test")],
@@ -52,16 +59,18 @@ def bootstrap(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--source-events", type=int, default=SOURCE_EVENTS, help="simulated events behind the rows")
+    parser.add_argument("--reference-rows", type=int, default=200_000, help="rows of the train reference")
     args = parser.parse_args()
     from mtt.stages.validate.reference import build_reference
     from mtt.stages.validate.stage import validate_new
 
-    pool, features = source_rows()
+    pool, features = source_rows(args.source_events)
     params = ValidateParams()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bootstrap(pool, args.rows, 1).to_parquet(tmp / "rows.parquet")
-        build_reference(bootstrap(pool, 200_000, 2), features, params, tmp / "reference")
+        build_reference(bootstrap(pool, args.reference_rows, 2), features, params, tmp / "reference")
         start = time.perf_counter()
         frame = pd.read_parquet(tmp / "rows.parquet")
         read = time.perf_counter() - start

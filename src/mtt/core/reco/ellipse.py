@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-import vector
 
 SOLUTION_RULE = (
     "Both b-jet/lepton pairings are solved (0: b1 with l+ and b2 with l-; 1: swapped). Among all exact "
@@ -46,6 +45,8 @@ M_T = 172.5
 CHUNK = 8192
 #: grid points per ellipse parameter for the nearest-approach start
 GRID = 24
+#: events per block of the start grid (GRID^2 * 8 B * 128 = 590 kB: within a core's L2 cache)
+GRID_BLOCK = 128
 #: damped Newton iterations of the nearest approach
 FALLBACK_STEPS = 15
 #: damped Newton steps polishing each exact intersection, and their initial damping
@@ -63,6 +64,8 @@ STEP_TOL = 1e-10
 NEAR_TANGENT = 1e-3
 #: two exact solutions closer than this fraction of the momentum scale are one (a tangent double root)
 DUPLICATE_TOL = 1e-6
+#: roots of the pencil's cubic closer than this (relative) are left to LAPACK
+EIGEN_TOL = 1e-6
 
 Mass = float | np.ndarray
 
@@ -114,13 +117,19 @@ def _per_event(m: Mass, n: int) -> np.ndarray:
 
 def _adj3(m: np.ndarray) -> np.ndarray:
     """Adjugate of (n, 3, 3) matrices: det(M) M^-1 without dividing, so singular matrices are fine."""
-    cof = np.stack([np.cross(m[:, 1], m[:, 2]), np.cross(m[:, 2], m[:, 0]), np.cross(m[:, 0], m[:, 1])], axis=1)
-    return np.swapaxes(cof, 1, 2)
+    r0, r1, r2 = m[:, 0], m[:, 1], m[:, 2]
+    return np.swapaxes(np.stack([_cross(r1, r2), _cross(r2, r0), _cross(r0, r1)], axis=1), 1, 2)
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cross product of (n, 3) vectors (np.cross's arithmetic, without its overhead)."""
+    return np.stack([u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1], u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+                     u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]], axis=-1)
 
 
 def _det3(m: np.ndarray) -> np.ndarray:
     """Determinant of (n, 3, 3) matrices by the triple product (no LAPACK call, no singular-matrix error)."""
-    return _dot(m[:, 0], np.cross(m[:, 1], m[:, 2]))
+    return _dot(m[:, 0], _cross(m[:, 1], m[:, 2]))
 
 
 def _adj2(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,13 +151,18 @@ def _cross_matrix(p: np.ndarray) -> np.ndarray:
 
 def _lepton_frame(p_b: np.ndarray, p_l: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rotation from the frame with l along x and b in the x-y plane (y >= 0) to the lab, and cos, sin(b, l)."""
-    mom_b, mom_l = np.linalg.norm(p_b, axis=1), np.linalg.norm(p_l, axis=1)
+    mom_b, mom_l = _norm(p_b), _norm(p_l)
     e1 = p_l / mom_l[:, None]
     cos = _dot(p_b, e1) / mom_b
     perp = p_b / mom_b[:, None] - cos[:, None] * e1
-    sin = np.linalg.norm(perp, axis=1)
+    sin = _norm(perp)
     e2 = perp / sin[:, None]
-    return np.stack([e1, e2, np.cross(e1, e2)], axis=-1), cos, sin
+    return np.stack([e1, e2, _cross(e1, e2)], axis=-1), cos, sin
+
+
+def _norm(p: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis (np.linalg.norm's sum of squares, without its overhead)."""
+    return np.sqrt(_dot(p, p))
 
 
 def neutrino_ellipse(b: np.ndarray, lep: np.ndarray, m_w: Mass = M_W, m_t: Mass = M_T,
@@ -165,7 +179,7 @@ def neutrino_ellipse(b: np.ndarray, lep: np.ndarray, m_w: Mass = M_W, m_t: Mass 
     p_b, e_b, p_l, e_l = b[:, :3], b[:, 3], lep[:, :3], lep[:, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         rot, cos, sin = _lepton_frame(p_b, p_l)
-        mom_b, mom_l = np.linalg.norm(p_b, axis=1), np.linalg.norm(p_l, axis=1)
+        mom_b, mom_l = _norm(p_b), _norm(p_l)
         beta_b, beta_l = mom_b / e_b, mom_l / e_l
         x0 = -(m_w**2 - (e_l**2 - mom_l**2) - m_nu**2) / (2 * e_l)
         x0p = -(m_t**2 - m_w**2 - (e_b**2 - mom_b**2)) / (2 * e_b)
@@ -180,25 +194,25 @@ def neutrino_ellipse(b: np.ndarray, lep: np.ndarray, m_w: Mass = M_W, m_t: Mass 
         h_tilde[:, 0, 0], h_tilde[:, 0, 2] = z_over_omega, x1
         h_tilde[:, 1, 0], h_tilde[:, 1, 2] = omega * z_over_omega, omega * x1 + k
         h_tilde[:, 2, 1] = z
+        # kept a matmul: its (BLAS) rounding is the reference's, and the nearest approach resolves t only to
+        # ~sqrt(eps), so one ulp here moves a fallback m_tt by ~1e-9
         h = rot @ h_tilde
-    ok = ((z2 > 0) | (clamp & np.isfinite(z2))) & np.isfinite(h).all(axis=(1, 2))
+    ok = ((z2 > 0) | (clamp & np.isfinite(z2))) & np.isfinite(h.reshape(n, 9)).all(axis=1)
     h[~ok] = np.nan
     return h, ok
 
 
 def _on_ellipse(h: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Momenta (n, k, 3) at ellipse parameters t (n, k)."""
-    return np.swapaxes(h @ np.stack([np.cos(t), np.sin(t), np.ones_like(t)], axis=1), 1, 2)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# step 2: exact solutions, intersections of two conics in the transverse plane
+    cos, sin = np.cos(t), np.sin(t)
+    return np.stack([h[:, i, :1] * cos + h[:, i, 1:2] * sin + h[:, i, 2:] for i in range(3)], axis=-1)
 
 
 def _conic(a: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Conic X^T Q X = 0, X = (x, y, 1), of the ellipse {A u + c : |u| = 1}; unit Frobenius norm, no inverse.
 
     With K = adj(A) and v = -adj(A) c, |adj(A) (x - c)|^2 - det(A)^2 = 0 is det(A)^2 (|u|^2 - 1) = 0.
+    Kept with matmuls: their rounding is the reference's (see `neutrino_ellipse`).
     """
     adj, det = _adj2(a)
     v = -(adj @ c[:, :, None])[:, :, 0]
@@ -209,13 +223,66 @@ def _conic(a: np.ndarray, c: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=(1, 2))[:, None, None]
 
 
+def _cubic_coefficients(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, c) of the characteristic polynomial mu^3 + a mu^2 + b mu + c of (n, 3, 3) matrices."""
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = (m[:, i, j] for i in range(3) for j in range(3))
+    a = -(m00 + m11 + m22)
+    b = m00 * m11 - m01 * m10 + m00 * m22 - m02 * m20 + m11 * m22 - m12 * m21
+    c = -(m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20))
+    return a, b, c
+
+
+def _largest_real_root(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Real root of largest magnitude of mu^3 + a mu^2 + b mu + c, and where it is ill-conditioned.
+
+    Closed form (Cardano with one real root, the trigonometric form with three) and two Newton steps on the
+    polynomial. Ill-conditioned: roots of nearly equal magnitude (which one LAPACK would take is round-off),
+    a complex pair with an imaginary part of round-off size, a discriminant of round-off size.
+    """
+    shift = -a / 3
+    p = b - a * a / 3
+    q = (2 * a * a * a - 9 * a * b) / 27 + c
+    disc = (q / 2) ** 2 + (p / 3) ** 3  # > 0: one real root and a complex pair
+    big = -np.sign(q) * np.cbrt(np.abs(q) / 2 + np.sqrt(np.maximum(disc, 0.0)))
+    small = -p / (3 * np.where(big != 0, big, 1.0)) * (big != 0)
+    one, pair_re, pair_im = big + small + shift, shift - (big + small) / 2, np.sqrt(3) / 2 * np.abs(big - small)
+    pair_mag = np.hypot(pair_re, pair_im)
+    radius = 2 * np.sqrt(np.maximum(-p / 3, 0.0))
+    phi = np.arccos(np.clip(3 * q / np.where(p * radius != 0, p * radius, 1.0), -1.0, 1.0)) / 3
+    three = radius[:, None] * np.cos(phi[:, None] - 2 * np.pi / 3 * np.arange(3)) + shift[:, None]
+    mags = np.abs(three)
+    order = np.argsort(mags, axis=1)
+    top, second = (np.take_along_axis(mags, order[:, k:k + 1], axis=1)[:, 0] for k in (2, 1))
+    mu = np.where(disc > 0, one, np.take_along_axis(three, order[:, 2:], axis=1)[:, 0])
+    for _ in range(2):
+        f, slope = ((mu + a) * mu + b) * mu + c, (3 * mu + 2 * a) * mu + b
+        mu = np.where(slope != 0, mu - f / np.where(slope != 0, slope, 1.0), mu)
+    largest = np.maximum(np.abs(one), pair_mag)
+    hard_one = (pair_im <= EIGEN_TOL * largest) | (np.abs(pair_mag - np.abs(one)) <= EIGEN_TOL * largest)
+    hard = np.where(disc > 0, hard_one, top - second <= EIGEN_TOL * top)
+    hard |= np.abs(disc) <= EIGEN_TOL * ((q / 2) ** 2 + np.abs(p / 3) ** 3)
+    return mu, hard | ~np.isfinite(mu)
+
+
 def _real_eigenvalue(m: np.ndarray) -> np.ndarray:
     """The real eigenvalue of largest magnitude (n,) of real (n, 3, 3) matrices (one always exists).
 
-    Batched LAPACK (np.linalg.eigvals). The largest one gives the best-conditioned degenerate conic: with
-    thin ellipses the pencil also has tiny eigenvalues, known only to round-off, whose members are nearly
-    double lines. (A closed-form cubic was tried: faster, but it lost such events.)
+    The largest one gives the best-conditioned degenerate conic: with thin ellipses the pencil also has tiny
+    eigenvalues, known only to round-off, whose members are nearly double lines. Closed form where it is
+    well-conditioned (~8x faster); LAPACK (np.linalg.eigvals, backward stable) for the few others, where a
+    closed-form cubic alone lost events.
     """
+    scale = np.abs(m.reshape(len(m), 9)).max(axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    mu, hard = _largest_real_root(*_cubic_coefficients(m / scale[:, None, None]))
+    mu *= scale
+    if hard.any():
+        mu[hard] = _eigvals_largest_real(m[hard])
+    return mu
+
+
+def _eigvals_largest_real(m: np.ndarray) -> np.ndarray:
+    """The real eigenvalue of largest magnitude by batched LAPACK."""
     mu = np.linalg.eigvals(m)
     real = np.abs(mu.imag) <= 1e-9 * np.abs(mu).max(axis=1, keepdims=True)
     real[~real.any(axis=1), :] = True  # round-off made all complex: take the largest anyway
@@ -284,9 +351,11 @@ def _line_conic(lines: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _angles(a: np.ndarray, c: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Ellipse parameters t (n, k) of transverse points (n, k, 2) on {A u(t) + c}: u = A^-1 (x - c)."""
-    adj, det = _adj2(a)
-    w = (adj @ np.swapaxes(points - c[:, None, :], 1, 2)) * np.sign(det)[:, None, None]
-    return np.arctan2(w[:, 1], w[:, 0])
+    sign = np.sign(a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0])[:, None]
+    dx, dy = points[..., 0] - c[:, :1], points[..., 1] - c[:, 1:]
+    w0 = (a[:, 1, 1, None] * dx - a[:, 0, 1, None] * dy) * sign
+    w1 = (-a[:, 1, 0, None] * dx + a[:, 0, 0, None] * dy) * sign
+    return np.arctan2(w1, w0)
 
 
 def _dot2(u: tuple[np.ndarray, np.ndarray], v: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -294,13 +363,27 @@ def _dot2(u: tuple[np.ndarray, np.ndarray], v: tuple[np.ndarray, np.ndarray]) ->
     return u[0] * v[0] + u[1] * v[1]
 
 
-def _mismatch(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, t1: np.ndarray,
-              t2: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+def _trig(t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    """(4, m) cos t1, sin t1, cos t2, sin t2: computed once per point, kept while a candidate stays there."""
+    return np.stack([np.cos(t1), np.sin(t1), np.cos(t2), np.sin(t2)])
+
+
+def _residual(a1: np.ndarray, a2: np.ndarray, target: np.ndarray,
+              trig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """r = target - A1 u(t1) - A2 u(t2) as an (x, y) pair, from `_trig` (the layout of `_mismatch`)."""
+    cos1, sin1, cos2, sin2 = trig
+    au1 = (a1[0] * cos1 + a1[1] * sin1, a1[2] * cos1 + a1[3] * sin1)
+    au2 = (a2[0] * cos2 + a2[1] * sin2, a2[2] * cos2 + a2[3] * sin2)
+    return target[0] - au1[0] - au2[0], target[1] - au1[1] - au2[1]
+
+
+def _mismatch(a1: np.ndarray, a2: np.ndarray, target: np.ndarray,
+              trig: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """r = target - A1 u(t1) - A2 u(t2), A1 u1, A2 u2 and the Jacobian columns dr/dt = -A u'(t), as (x, y) pairs.
 
     Component-first layout for speed: a1, a2 are (4, m) rows (A00, A01, A10, A11), target is (2, m).
     """
-    cos1, sin1, cos2, sin2 = np.cos(t1), np.sin(t1), np.cos(t2), np.sin(t2)
+    cos1, sin1, cos2, sin2 = trig
     au1 = (a1[0] * cos1 + a1[1] * sin1, a1[2] * cos1 + a1[3] * sin1)
     au2 = (a2[0] * cos2 + a2[1] * sin2, a2[2] * cos2 + a2[3] * sin2)
     j1 = (a1[0] * sin1 - a1[1] * cos1, a1[2] * sin1 - a1[3] * cos1)
@@ -320,7 +403,8 @@ def _refine(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, t1: np.ndarray, 
     """
     a1, a2, target = a1.reshape(-1, 4).T, a2.reshape(-1, 4).T, target.T
     t1, t2 = t1.copy(), t2.copy()
-    r = _mismatch(a1, a2, target, t1, t2)[0]
+    trig = _trig(t1, t2)
+    r = _residual(a1, a2, target, trig)
     cost = _dot2(r, r)
     size = np.sum(a1**2, axis=0) + np.sum(a2**2, axis=0)
     lam = damping * size
@@ -331,7 +415,8 @@ def _refine(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, t1: np.ndarray, 
         if not idx.size:
             break
         b1, b2, tg, x1, x2, damp = a1[:, idx], a2[:, idx], target[:, idx], t1[idx], t2[idx], lam[idx]
-        r, au1, au2, j1, j2 = _mismatch(b1, b2, tg, x1, x2)
+        here = trig[:, idx]
+        r, au1, au2, j1, j2 = _mismatch(b1, b2, tg, here)
         g1, g2 = _dot2(j1, r), _dot2(j2, r)
         h11, h22, h12 = _dot2(j1, j1) + _dot2(r, au1) + damp, _dot2(j2, j2) + _dot2(r, au2) + damp, _dot2(j1, j2)
         det = h11 * h22 - h12**2
@@ -339,10 +424,12 @@ def _refine(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, t1: np.ndarray, 
         d1, d2 = (h22 * g1 - h12 * g2) / det, (h11 * g2 - h12 * g1) / det
         moving[idx] = np.maximum(np.abs(d1), np.abs(d2)) > STEP_TOL
         n1, n2 = x1 - d1, x2 - d2
-        r = _mismatch(b1, b2, tg, n1, n2)[0]
+        there = _trig(n1, n2)
+        r = _residual(b1, b2, tg, there)
         new = _dot2(r, r)
         better = new < cost[idx]
         t1[idx], t2[idx] = np.where(better, n1, x1), np.where(better, n2, x2)
+        trig[:, idx] = np.where(better, there, here)
         cost[idx] = np.where(better, new, cost[idx])
         lam[idx] = np.where(better, damp * 0.1, damp * 10.0)
     return t1, t2, np.sqrt(cost)
@@ -350,14 +437,17 @@ def _refine(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, t1: np.ndarray, 
 
 def _scale(a1: np.ndarray, a2: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Momentum scale (n,) of an event's ellipse pair, for relative tolerances."""
-    return np.linalg.norm(a1, axis=(1, 2)) + np.linalg.norm(a2, axis=(1, 2)) + np.linalg.norm(target, axis=1)
+    return _norm(a1.reshape(-1, 4)) + _norm(a2.reshape(-1, 4)) + _norm(target)
 
 
 def _duplicates(points: np.ndarray, good: np.ndarray, tol: np.ndarray) -> np.ndarray:
     """(n, k) mask of solutions repeating an earlier good one within tol (n,)."""
-    dist = np.linalg.norm(points[:, :, None, :] - points[:, None, :, :], axis=-1)
-    earlier = np.tril(np.ones(dist.shape[1:], dtype=bool), k=-1)  # [j, i] with i < j
-    return np.any(earlier & good[:, None, :] & (dist < tol[:, None, None]), axis=2)
+    k = points.shape[1]
+    dup = np.zeros(good.shape, dtype=bool)
+    for j in range(1, k):
+        for i in range(j):
+            dup[:, j] |= good[:, i] & (_norm(points[:, j] - points[:, i]) < tol)
+    return dup
 
 
 def _intersections(h1: np.ndarray, h2: np.ndarray, met: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -432,37 +522,47 @@ def solve_neutrinos(b: np.ndarray, lplus: np.ndarray, bbar: np.ndarray, lminus: 
 # step 3: nearest approach
 
 
+def _grid_mismatch(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """|target - A1 u(t1) - A2 u(t2)|^2 - |target|^2 (n, GRID^2) on the start grid, by components (no matmul)."""
+    cos, sin = np.cos(grid), np.sin(grid)
+    p1x, p1y = a1[:, 0, :1] * cos + a1[:, 0, 1:] * sin, a1[:, 1, :1] * cos + a1[:, 1, 1:] * sin
+    p2x, p2y = a2[:, 0, :1] * cos + a2[:, 0, 1:] * sin, a2[:, 1, :1] * cos + a2[:, 1, 1:] * sin
+    tx, ty = target[:, :1], target[:, 1:]
+    # 2 p1.p2 + (|p1|^2 - 2 target.p1) + (|p2|^2 - 2 target.p2), in place
+    f = p1x[:, :, None] * p2x[:, None, :]
+    f += p1y[:, :, None] * p2y[:, None, :]
+    f *= 2
+    f += (p1x * p1x + p1y * p1y - 2 * (p1x * tx + p1y * ty))[:, :, None]
+    f += (p2x * p2x + p2y * p2y - 2 * (p2x * tx + p2y * ty))[:, None, :]
+    return f.reshape(len(f), -1)
+
+
+def _grid_starts(a1: np.ndarray, a2: np.ndarray, target: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Flat grid indices (n, 2) of two starts: the best grid point, and the best more than 2 steps from it in t1
+    or in t2 (another basin). In blocks of GRID_BLOCK events, so the (GRID^2) mismatches stay in cache."""
+    starts = np.empty((len(a1), 2), dtype=np.intp)
+    near = np.arange(-2, 3)
+    for s in range(0, len(a1), GRID_BLOCK):
+        f = _grid_mismatch(a1[s:s + GRID_BLOCK], a2[s:s + GRID_BLOCK], target[s:s + GRID_BLOCK], grid)
+        first = np.argmin(f, axis=1)
+        rows, cols = (first // GRID)[:, None, None] + near[:, None], (first % GRID)[:, None, None] + near
+        f[np.arange(len(f))[:, None, None], (rows % GRID) * GRID + cols % GRID] = np.inf
+        starts[s:s + GRID_BLOCK, 0], starts[s:s + GRID_BLOCK, 1] = first, np.argmin(f, axis=1)
+    return starts
+
+
 def _minimise_mismatch(h1: np.ndarray, h2: np.ndarray, met: np.ndarray) -> tuple[np.ndarray, ...]:
     """(t1, t2, |r|) (n,) minimising |MET - nu_T(t1) - nubar_T(t2)|: grid start, then damped Newton."""
     a1, c1, a2, c2 = h1[:, :2, :2], h1[:, :2, 2], h2[:, :2, :2], h2[:, :2, 2]
     target = met - c1 - c2
     grid = np.linspace(0.0, 2 * np.pi, GRID, endpoint=False)
-    u = np.stack([np.cos(grid), np.sin(grid)], axis=-1)
-    p1, p2 = np.swapaxes(a1 @ u.T, 1, 2), np.swapaxes(a2 @ u.T, 1, 2)
-    # |target - p1 - p2|^2 - |target|^2 = 2 p1.p2 + (|p1|^2 - 2 target.p1) + (|p2|^2 - 2 target.p2), in place
-    f = p1 @ np.swapaxes(p2, 1, 2)
-    f *= 2
-    f += (_dot(p1, p1) - 2 * _dot(p1, target[:, None, :]))[:, :, None]
-    f += (_dot(p2, p2) - 2 * _dot(p2, target[:, None, :]))[:, None, :]
-    f = f.reshape(len(f), -1)
-    first = np.argmin(f, axis=1)
-    # a second start in another basin: the best grid point away from the first in t1 or in t2
-    step = np.arange(GRID)
-    far1 = _circular_distance(step[None, :], (first // GRID)[:, None]) > 2
-    far2 = _circular_distance(step[None, :], (first % GRID)[:, None]) > 2
-    second = np.argmin(np.where((far1[:, :, None] | far2[:, None, :]).reshape(len(f), -1), f, np.inf), axis=1)
-    starts = np.stack([first, second], axis=1).ravel()
-    ev = np.repeat(np.arange(len(f)), 2)
+    n = len(target)
+    starts = _grid_starts(a1, a2, target, grid).ravel()
+    ev = np.repeat(np.arange(n), 2)
     t1, t2, res = _refine(a1[ev], a2[ev], target[ev], grid[starts // GRID], grid[starts % GRID], FALLBACK_STEPS,
                           FALLBACK_DAMPING, np.zeros(len(ev)))
-    pick = np.argmin(res.reshape(-1, 2), axis=1) + 2 * np.arange(len(f))
+    pick = np.argmin(res.reshape(-1, 2), axis=1) + 2 * np.arange(n)
     return t1[pick], t2[pick], res[pick]
-
-
-def _circular_distance(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Distance of grid indices on the circle of GRID points."""
-    d = np.abs(i - j) % GRID
-    return np.minimum(d, GRID - d)
 
 
 def _nearest(h1: np.ndarray, ok1: np.ndarray, h2: np.ndarray, ok2: np.ndarray, met: np.ndarray) -> NearestApproach:
@@ -489,19 +589,17 @@ def nearest_neutrinos(b: np.ndarray, lplus: np.ndarray, bbar: np.ndarray, lminus
 # m_tt
 
 
-def _p4(a: np.ndarray) -> vector.MomentumNumpy4D:
-    """(m, 4) px, py, pz, E as a `vector` array."""
-    return vector.array({"px": a[:, 0], "py": a[:, 1], "pz": a[:, 2], "E": a[:, 3]})
-
-
 def _mtt(b: np.ndarray, lplus: np.ndarray, nu: np.ndarray, bbar: np.ndarray, lminus: np.ndarray,
          nubar: np.ndarray) -> np.ndarray:
-    """m(b l+ nu + bbar l- nubar) for neutrinos (n, k, 3) (massless), shape (n, k)."""
-    n, k = nu.shape[:2]
-    visible = np.repeat(b + lplus + bbar + lminus, k, axis=0)
-    nus = nu.reshape(-1, 3) + nubar.reshape(-1, 3)
-    energy = np.linalg.norm(nu.reshape(-1, 3), axis=1) + np.linalg.norm(nubar.reshape(-1, 3), axis=1)
-    return (_p4(visible) + _p4(np.column_stack([nus, energy]))).mass.reshape(n, k)
+    """m(b l+ nu + bbar l- nubar) for neutrinos (n, k, 3) (massless), shape (n, k).
+
+    By components, as `vector` computes it (its mass keeps the sign of m^2), without building vector arrays.
+    """
+    visible = (b + lplus + bbar + lminus)[:, None, :]
+    p = visible[..., :3] + (nu + nubar)
+    energy = visible[..., 3] + (_norm(nu) + _norm(nubar))
+    m2 = energy**2 - (p[..., 0] ** 2 + p[..., 1] ** 2 + p[..., 2] ** 2)
+    return np.copysign(np.sqrt(np.abs(m2)), m2)
 
 
 def _reconstruct_chunk(lplus: np.ndarray, lminus: np.ndarray, b1: np.ndarray, b2: np.ndarray, met: np.ndarray,
