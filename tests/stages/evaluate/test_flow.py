@@ -64,6 +64,7 @@ def test_evaluate_reads_the_posterior_draws(small_prepared, flow, monkeypatch):
     assert observables["posterior_fraction"] == 1.0  # every event gets a posterior
     assert set(observables) >= {"top_pt", "top_y", "met_residual_drawn_gev", "met_residual_true_gev"}
     assert 0 <= observables["top_pt"]["coverage_68"] <= 1 and observables["met_residual_true_gev"] > 0
+    assert 0 < observables["true_neutrinos_resolution"] < 0.3  # the floor: visible objects plus the true neutrinos
 
 
 def test_the_draws_are_seeded_and_predict_reads_them(small_prepared, flow):

@@ -247,8 +247,9 @@ def draw_estimators(draws: Draws, names: list[str], result: Evaluation, edges: n
 
 def flow_observables(output: HeadOutput, test: pd.DataFrame, m_t: float) -> dict[str, Any]:
     """Beyond m_tt, from the same draws: the top quark's pT and rapidity (each draw pairs the b jets with the
-    leptons as the top mass prefers), and the MET constraint (how far the drawn neutrinos' pT sum is from the
-    measured MET, next to the true neutrinos' distance: the detector's MET resolution)."""
+    leptons as the top mass prefers), the MET constraint (how far the drawn neutrinos' pT sum is from the
+    measured MET, next to the true neutrinos' distance: the detector's MET resolution), and the m_tt resolution
+    with the true neutrinos (the floor of any neutrino model with these leptons and jets)."""
     top_pt, top_y = posterior_top(output.visible, output.neutrinos, m_t)
     met = test[["met_px", "met_py"]].to_numpy(np.float64)
     drawn = output.neutrinos[..., [0, 1]] + output.neutrinos[..., [3, 4]]
@@ -261,7 +262,16 @@ def flow_observables(output: HeadOutput, test: pd.DataFrame, m_t: float) -> dict
         true_nu = test[NEUTRINOS].to_numpy(np.float64)
         figures["met_residual_true_gev"] = float(np.median(np.hypot(*(true_nu[:, [0, 1]] + true_nu[:, [3, 4]]
                                                                        - met).T)))
+        # the floor of any neutrino model: the visible objects plus the true neutrinos
+        visible = output.visible.reshape(-1, 4, 4).sum(axis=1)
+        floor = _mass(visible + _massless(true_nu[:, :3]) + _massless(true_nu[:, 3:]))
+        figures["true_neutrinos_resolution"] = resolution(floor, test[TARGET].to_numpy(np.float64))
     return figures
+
+
+def _massless(p: np.ndarray) -> np.ndarray:
+    """(..., 4) four-momenta of massless particles from (..., 3) momenta."""
+    return np.concatenate([p, np.linalg.norm(p, axis=-1, keepdims=True)], axis=-1)
 
 
 def posterior_top(visible: np.ndarray, neutrinos: np.ndarray, m_t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -269,8 +279,7 @@ def posterior_top(visible: np.ndarray, neutrinos: np.ndarray, m_t: float) -> tup
     are nearer m_t in that draw."""
     p4 = visible.reshape(len(visible), 1, 4, 4)
     nu = neutrinos.astype(np.float64)
-    nu_p4 = np.concatenate([nu[..., :3], np.linalg.norm(nu[..., :3], axis=-1, keepdims=True)], axis=-1)
-    antinu_p4 = np.concatenate([nu[..., 3:], np.linalg.norm(nu[..., 3:], axis=-1, keepdims=True)], axis=-1)
+    nu_p4, antinu_p4 = _massless(nu[..., :3]), _massless(nu[..., 3:])
     lplus, lminus, b1, b2 = (p4[:, :, i] for i in range(4))
     pairings = [(lplus + nu_p4 + b1, lminus + antinu_p4 + b2), (lplus + nu_p4 + b2, lminus + antinu_p4 + b1)]
     distance = [np.abs(_mass(t) - m_t) + np.abs(_mass(tbar) - m_t) for t, tbar in pairings]
