@@ -278,3 +278,21 @@ def test_an_augmented_ensemble_saves_reloads_and_predicts_the_same(tmp_path):
     output = head_output(again, x, {})
     assert output.mixture.weights.shape == (64, 6)  # 3 members x 2 Gaussians
     np.testing.assert_allclose(output.mixture.mean_gev(), np.asarray(model(x))[:, 0], rtol=1e-5)
+
+
+def test_the_flow_target_adds_the_log_ratio_of_true_to_reconstructed_m_tt():
+    """The hand event of test_flow_layers (l+ l- along x, b jets along y, neutrinos along z: m_reco = 130 GeV)
+    with a true m_tt of 130 e^0.1 GeV: the 7th coordinate is 0.1."""
+    from mtt.core.dataset import LOWLEVEL
+    from mtt.core.model import flow_target
+
+    row = dict.fromkeys(LOWLEVEL, 0.0)
+    for name, pt, phi, energy in (("lplus", 10, 0, 10), ("lminus", 10, np.pi, 10), ("b1", 20, np.pi / 2, 25),
+                                  ("b2", 20, -np.pi / 2, 25)):
+        row.update({f"{name}_pt": pt, f"{name}_eta": 0.0, f"{name}_phi": phi, f"{name}_e": energy})
+    x = np.array([[row[c] for c in LOWLEVEL]], np.float32)
+    nu = np.array([[0.0, 0.0, 30.0, 0.0, 0.0, -30.0]])
+    target = flow_target(nu, x, LOWLEVEL, np.array([130.0 * np.exp(0.1)]), correction=True)
+    assert target.shape == (1, 7) and target[0, :6].tolist() == nu[0].tolist()
+    assert target[0, 6] == pytest.approx(0.1, abs=1e-6)
+    assert flow_target(nu, x, LOWLEVEL, np.array([130.0]), correction=False) is nu

@@ -272,10 +272,12 @@ class NeutrinoFlow(keras.layers.Layer):
         return ops.reshape(nu, (-1, samples, len(self.nu_mean)))
 
     def m_tt(self, x: Any, nu: Any) -> Any:
-        """m_tt (n, samples) in GeV of the visible objects plus each drawn neutrino pair."""
+        """m_tt (n, samples) in GeV of the visible objects plus each drawn neutrino pair, times the drawn
+        correction to the parton level when the flow models one (a 7th coordinate, log m_tt / m_reco)."""
         visible = ops.reshape(x[:, self.context_dim:], (-1, 1, len(VISIBLE), 4))
-        nu_p4, antinu_p4 = neutrino_p4(nu)
-        return invariant_mass(ops.sum(visible, axis=2) + nu_p4 + antinu_p4)
+        nu_p4, antinu_p4 = neutrino_p4(nu[..., :6])
+        m_reco = invariant_mass(ops.sum(visible, axis=2) + nu_p4 + antinu_p4)
+        return m_reco * ops.exp(nu[..., 6]) if len(self.nu_mean) > 6 else m_reco
 
     def call(self, x: Any, sample: bool = False) -> Any:
         if not sample:

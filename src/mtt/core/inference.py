@@ -47,7 +47,7 @@ def flow_output(model: Any, x: np.ndarray, samples: int, seed: int) -> HeadOutpu
     for i, start in enumerate(range(0, len(x), FLOW_CHUNK)):
         part = joined[start:start + FLOW_CHUNK]
         nu = flow.draw(part, samples, seed=seed + i)
-        neutrinos.append(np.asarray(keras.ops.convert_to_numpy(nu), dtype=np.float32))
+        neutrinos.append(np.asarray(keras.ops.convert_to_numpy(nu), dtype=np.float32)[..., :6])
         m_tt.append(np.asarray(keras.ops.convert_to_numpy(flow.m_tt(part, nu)), dtype=np.float64))
     draws = Draws.of(np.concatenate(m_tt) if m_tt else np.zeros((0, samples)))
     return HeadOutput("flow", draws.median(), draws=draws,

@@ -111,6 +111,22 @@ class NeutrinoScale:
         return (neutrinos - np.asarray(self.mean)) / np.asarray(self.std)
 
 
+def flow_target(neutrinos: np.ndarray, x: np.ndarray, features: list[str], m_tt: np.ndarray,
+                correction: bool) -> np.ndarray:
+    """What the flow learns per event: the truth neutrinos (n, 6), and with `correction` a 7th coordinate,
+    log(m_tt / m_reco), m_reco the mass of the reconstructed leptons and b jets plus the true neutrinos: the jets'
+    response and mix-ups that the neutrinos alone cannot carry (without it, draws of m_tt miss that spread)."""
+    if not correction:
+        return neutrinos
+    pt, eta, phi, energy = (x[:, visible_columns(features)].astype(np.float64).reshape(len(x), 4, 4)[..., i]
+                            for i in range(4))
+    total = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), energy], axis=-1).sum(axis=1)
+    for nu in (neutrinos[:, :3], neutrinos[:, 3:]):
+        total += np.concatenate([nu, np.linalg.norm(nu, axis=1, keepdims=True)], axis=1)
+    m_reco = np.sqrt(np.maximum(total[:, 3] ** 2 - np.sum(total[:, :3] ** 2, axis=1), 1.0))
+    return np.column_stack([neutrinos, np.log(m_tt / m_reco)])
+
+
 # --- heads and losses --------------------------------------------------------------------------------
 
 POINT_LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber", "log_cosh": "log_cosh"}

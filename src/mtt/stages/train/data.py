@@ -28,7 +28,7 @@ from mtt.core.dataset import (
     require_disjoint,
 )
 from mtt.core.errors import DataError, TrainError
-from mtt.core.model import NeutrinoScale, TargetTransform
+from mtt.core.model import NeutrinoScale, TargetTransform, flow_target
 from mtt.core.preprocessing import Scaler
 from mtt.stages.train.params import TrainParams
 
@@ -212,7 +212,7 @@ class TrainingData:
     weights: FlatWeights | None
     x: np.ndarray | None = None
     stream: ParquetStream | None = None
-    neutrinos: np.ndarray | None = None  # the flow head's target: truth (n, 6) px, py, pz in GeV
+    neutrinos: np.ndarray | None = None  # the flow head's target (`flow_target`): (n, 6 or 7)
     neutrino_scale: NeutrinoScale | None = None
 
     @property
@@ -264,6 +264,8 @@ def load_training_data(params: TrainParams, split: PreparedSplit, scaler: Scaler
     if stream is not None:
         stream.target, stream.weights = target.forward, weights
         return TrainingData(mode, m_tt, scaler, target, weights, x, stream)
-    neutrinos = read_neutrinos(split, rows) if params.head == "flow" else None
+    neutrinos = None
+    if params.head == "flow":
+        neutrinos = flow_target(read_neutrinos(split, rows), x, features, m_tt, params.flow_mtt_correction)
     scale = NeutrinoScale.fit(neutrinos) if neutrinos is not None else None
     return TrainingData(mode, m_tt, scaler, target, weights, x, stream, neutrinos, scale)

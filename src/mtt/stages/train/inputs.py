@@ -18,6 +18,7 @@ from mtt.core.checks import check_split_file, load_reference_medians
 from mtt.core.dataset import PreparedSplit, open_split, split_path
 from mtt.core.errors import TrainError
 from mtt.core.io import file_sha256
+from mtt.core.model import flow_target
 from mtt.core.preprocessing import REFERENCE_SCALERS, Scaler, load_reference_scaler
 from mtt.stages.train.data import read_neutrinos
 from mtt.stages.train.params import TrainParams
@@ -75,7 +76,7 @@ class Inputs:
     m_val: np.ndarray
     scaler: Scaler
     lineage: Lineage
-    nu_val: np.ndarray | None = None  # the flow head's val target: truth neutrinos (n, 6), GeV
+    nu_val: np.ndarray | None = None  # the flow head's val target (`flow_target`)
 
 
 def open_inputs(params: TrainParams, paths: TrainPaths) -> Inputs:
@@ -90,7 +91,9 @@ def open_inputs(params: TrainParams, paths: TrainPaths) -> Inputs:
     train_split = open_split(split_path(paths.prepared, "train"), params.feature_set)
     for split in (train_split, val_split):  # the data actually read, against the reference
         check_split_file(split, features, medians, "train")
-    nu_val = read_neutrinos(val_split) if params.head == "flow" else None
+    nu_val = None
+    if params.head == "flow":
+        nu_val = flow_target(read_neutrinos(val_split), x_val, features, m_val, params.flow_mtt_correction)
     return Inputs(train_split, features, x_val, m_val, scaler, Lineage.of(paths, medians), nu_val)
 
 

@@ -53,6 +53,9 @@ class TrainParams(Section):
     flow_layers: int = Field(6, ge=2, le=32, description="flow: rational-quadratic spline coupling layers")
     flow_bins: int = Field(8, ge=2, le=64, description="flow: spline pieces per coordinate")
     flow_hidden: int = Field(64, ge=4, le=4096, description="flow: width of each coupling's conditioner network")
+    flow_mtt_correction: bool = Field(True, description="flow: also model log(m_tt / m_reco), m_reco from the "
+                                      "reconstructed objects plus the neutrinos: m_tt draws then carry the jets' "
+                                      "response too (false: the six neutrino momenta only)")
     flow_samples: int = Field(32, ge=1, le=4096, description="flow: posterior draws per event behind the saved "
                               "model's point estimate (the median); evaluate draws evaluate.flow_samples")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
