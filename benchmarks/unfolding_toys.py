@@ -2,6 +2,12 @@
 
     python benchmarks/unfolding_toys.py --toys 100
     python benchmarks/unfolding_toys.py --timing OLD/src/mtt/core/unfolding.py  # evaluate's unfolding, old vs new
+    python benchmarks/unfolding_toys.py --model models/flow --events 5000   # a trained model's own response
+
+With `--model`, the toys are drawn (with replacement) from the model's (point estimate, true m_tt) pairs on the
+pipeline's val and test splits (`--prepared`, the estimate as evaluate computes it: a flow's median of
+`evaluate.flow_samples` seeded draws): the response and the data come from the same population, whose true
+spectrum per bin is the expectation.
 
 Each toy: a response sample and an independent data sample (Poisson-distributed size around --events) of a
 falling spectrum above the tt threshold (m = 345 GeV + an exponential of 180 GeV: mean 525 GeV), smeared by
@@ -53,24 +59,59 @@ def expected(edges: np.ndarray, n: float, harder: bool) -> np.ndarray:
     return n * np.diff(cdf)
 
 
+Pool = tuple[np.ndarray, np.ndarray]  # (reco, true) pairs of a trained model
+
+
+def model_pool(model_dir: str, prepared: str) -> Pool:
+    """(point estimate, true m_tt) of a saved model on the val and test splits, as evaluate computes them."""
+    import pandas as pd
+
+    from mtt.core.artifact import load_model_dir
+    from mtt.core.dataset import TARGET, open_split, split_path
+    from mtt.core.inference import head_output
+    from mtt.stages.evaluate.params import EvaluateParams
+
+    artifact, params = load_model_dir(model_dir), EvaluateParams()
+    frame = pd.concat([open_split(split_path(prepared, s)).read([*artifact.features, TARGET]) for s in ("val", "test")])
+    output = head_output(artifact.model, frame[artifact.features].to_numpy(np.float32), artifact.meta,
+                         params.flow_samples, params.seed)
+    return output.point, frame[TARGET].to_numpy(np.float64)
+
+
+def draw(rng: np.random.Generator, n: int, harder: bool, pool: Pool | None) -> tuple[np.ndarray, np.ndarray]:
+    """n (reco, true) events: from the pool when given, else the smeared falling spectrum."""
+    if pool is None:
+        return sample(rng, n, harder)
+    rows = rng.integers(0, len(pool[1]), n)
+    return pool[0][rows], pool[1][rows]
+
+
 def toy_edges(events: int, seed: int) -> np.ndarray:
     """The default edges merged to >= 20 events of one response-sized sample (the same for every toy)."""
     return merged_edges(EDGES, sample(np.random.default_rng(seed), events, False)[1], 20)
 
 
-def ensemble(toys: int, events: int, harder: bool, seed: int, replicas: int, ts_stopping: float = 1e-3,
-             max_iter: int = 100, priors: tuple[str, ...] = PRIORS) -> dict[str, dict[str, np.ndarray]]:
+#: evaluate's defaults: stop at a KS distance of 1e-3, at most 100 iterations
+TS_STOPPING, MAX_ITER = 1e-3, 100
+
+
+def ensemble(toys: int, events: int, harder: bool, seed: int, replicas: int, priors: tuple[str, ...] = PRIORS,
+             pool: Pool | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per setting: the unfolded counts, quoted errors, covariance chi2/ndf and iterations of every toy, and the
     expectation."""
     rng = np.random.default_rng(seed)
-    edges = toy_edges(events, seed + 1)
-    mean = expected(edges, events, harder)
+    if pool is None:
+        edges = toy_edges(events, seed + 1)
+        mean = expected(edges, events, harder)
+    else:
+        edges = merged_edges(EDGES, draw(np.random.default_rng(seed + 1), events, False, pool)[1], 20)
+        mean = events * np.histogram(pool[1], edges)[0] / len(pool[1])
     rows: dict[str, dict[str, list]] = {}
     for toy in range(toys):
-        response = Response.build(*sample(rng, events, False), edges)
-        observed = np.histogram(sample(rng, int(rng.poisson(events)), harder)[0], edges)[0]
+        response = Response.build(*draw(rng, events, False, pool), edges)
+        observed = np.histogram(draw(rng, int(rng.poisson(events)), harder, pool)[0], edges)[0]
         for prior in priors:
-            result = unfold(observed, response, ts_stopping, max_iter, replicas, seed=toy, prior=prior)
+            result = unfold(observed, response, TS_STOPPING, MAX_ITER, replicas, seed=toy, prior=prior)
             settings = {prior: (result.errors, result.chi2_ndf_cov(mean))}
             if prior == "truth":
                 settings["before"] = (result.adye_err, float("nan"))
@@ -156,13 +197,17 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1000, help="replicas of the data and of the response each")
     parser.add_argument("--seed", type=int, default=25)
     parser.add_argument("--timing", metavar="OLD_UNFOLDING_PY", help="time evaluate's unfolding, old against new")
+    parser.add_argument("--model", help="draw the toys from this saved model's response (e.g. models/flow)")
+    parser.add_argument("--prepared", default="data/prepared", help="the prepared splits --model is read on")
     args = parser.parse_args()
     if args.timing:
         print(evaluate_timing(args.timing))
         return
     start = time.perf_counter()
-    results = {spectrum: ensemble(args.toys, args.events, spectrum == "harder", args.seed + i, args.replicas)
-               for i, spectrum in enumerate(("same", "harder"))}
+    pool = model_pool(args.model, args.prepared) if args.model else None
+    spectra = ("same",) if pool is not None else ("same", "harder")
+    results = {spectrum: ensemble(args.toys, args.events, spectrum == "harder", args.seed + i, args.replicas,
+                                  pool=pool) for i, spectrum in enumerate(spectra)}
     print(table(results))
     print(f"\n{args.toys} toys per spectrum, {args.events:,} events, {args.replicas} replicas; targets: chi2/ndf "
           f"0.8-1.25, pull width 0.85-1.15; {time.perf_counter() - start:.0f} s")

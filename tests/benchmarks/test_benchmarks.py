@@ -91,6 +91,13 @@ def test_unfolding_toys(work):
     assert re.search(r"20 toys per spectrum, 3,000 events, 20 replicas; targets", out), out
 
 
+def test_unfolding_toys_from_a_trained_models_response(tiny_trained, small_prepared, work):
+    root, _, _ = tiny_trained
+    out = run_script("unfolding_toys", "--model", str(root / "models"), "--prepared", str(small_prepared), "--toys",
+                     "20", "--events", "400", "--replicas", "20", work=work)
+    assert re.search(r"\| same \| smooth \| [\d.]+ \|", out) and "| harder |" not in out, out
+
+
 @pytest.fixture(scope="module")
 def zprime_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small prepared Z' sample (750 GeV), as the pipeline's Z' branch makes it."""
