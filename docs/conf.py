@@ -32,7 +32,7 @@ autodoc_typehints = "description"
 nitpicky = True
 # Annotations that name third-party or builtin types Sphinx has no inventory for (no network: no intersphinx)
 nitpick_ignore_regex = [(r"py:class", r"(np|pd|ak|numpy|pandas|awkward|pydantic|argparse|collections|typing|"
-                                      r"pathlib|os|datetime|enum|uuid)\..*"),
+                                      r"pathlib|os|datetime|enum|uuid|keras)\..*"),
                         (r"py:class", r"(Any|Path|Iterator|Callable|Literal|ndarray|DataFrame|optional|"
                                       r"default|Ellipsis)")]
 suppress_warnings = ["myst.header"]
