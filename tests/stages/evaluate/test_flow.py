@@ -99,3 +99,18 @@ def test_the_flow_refuses_an_ensemble_augmentation_or_streaming():
     for change in ({"ensemble": 2}, {"augment": ["phi_rotation"]}, {"input": "stream"}):
         with pytest.raises(ValueError, match="head: flow trains one network"):
             TrainParams(**{**FLOW.model_dump(), **change})
+
+
+def test_the_posterior_top_takes_the_pairing_nearer_the_top_mass():
+    """A hand event: l+ (30, 0, 0) and its neutrino (-30, 0, 0) with a b jet at rest (m 112.5 GeV) make a top of
+    172.5 GeV at rest; l- and its antineutrino along y with the other b jet (pT 50) make the antitop. Whichever
+    slot holds the resting b jet, the top drawn is the one at rest: pT 0, rapidity 0."""
+    from mtt.stages.evaluate.estimators import posterior_top
+
+    b_rest, b_moving = [0.0, 0.0, 0.0, 112.5], [50.0, 0.0, 0.0, float(np.hypot(50.0, 4.8))]
+    e_pair = (float(np.hypot(172.5, 50.0)) - b_moving[3]) / 2  # l- + antineutrino energy for an antitop of 172.5
+    lplus, lminus = [30.0, 0.0, 0.0, 30.0], [0.0, e_pair, 0.0, e_pair]
+    neutrinos = np.array([[[-30.0, 0.0, 0.0, 0.0, -e_pair, 0.0]]])
+    for b1, b2 in ((b_rest, b_moving), (b_moving, b_rest)):
+        pt, rapidity = posterior_top(np.array([lplus + lminus + b1 + b2]), neutrinos, 172.5)
+        assert pt[0, 0] == pytest.approx(0.0, abs=1e-9) and rapidity[0, 0] == pytest.approx(0.0, abs=1e-9)
