@@ -21,7 +21,8 @@ extensions = [
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "study-1M/*.md", "study-3.5M/*.md", "study-1M-flow/*.md"]  # the study's generated blocks, included in place
+# the study's generated blocks, included in place
+exclude_patterns = ["_build", "study-1M/*.md", "study-3.5M/*.md", "study-1M-flow/*.md"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 html_theme = "furo"
