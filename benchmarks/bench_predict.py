@@ -1,6 +1,6 @@
 """Benchmark `mtt predict` (ROOT files -> selection -> features -> checks -> model -> written predictions).
 
-    python benchmarks/bench_predict.py [--model models] [--input data/raw] [--workers 2] [--repeat 3]
+    python benchmarks/bench_predict.py [--model models/default] [--input data/raw] [--workers 2] [--repeat 3]
 
 Runs the stage in-process (best of `--repeat`, after one warm-up that loads TensorFlow and the model) on the
 pipeline's simulated files, and next to it, in the same run, the model's raw predictions on the same selected
@@ -52,7 +52,8 @@ def model_rate(model: str, prepared: str, n_events: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="models")
+    parser.add_argument("--model", default="models/default",
+                        help="a model folder (the pipeline writes one per configuration: models/<config>)")
     parser.add_argument("--input", default="data/raw")
     parser.add_argument("--prepared", default="data/prepared", help="the same events, prepared (for the model)")
     parser.add_argument("--reference", default="data/reference")

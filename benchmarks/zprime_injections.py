@@ -1,6 +1,6 @@
 """How much the Z' figures move from one injection to the next: the study repeated with other Z' events.
 
-    python benchmarks/zprime_injections.py --model models --seeds 1-20
+    python benchmarks/zprime_injections.py --model models/hybrid_ensemble --seeds 1-20
 
 Runs `mtt.stages.evaluate.injection.study` on the pipeline's test split once per `evaluate.seed` (which Z' events
 are injected; the SM events, the templates and the model stay the same) and prints, per estimator, the mean
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", default="data/prepared")
     parser.add_argument("--zprime", default="data/prepared_zprime")
-    parser.add_argument("--model", default="models")
+    parser.add_argument("--model", default="models/default", help="a model folder: models/<config>")
     parser.add_argument("--seeds", default="1-20", help="first-last")
     parser.add_argument("--out", default="benchmarks/.work/zprime_injections")
     args = parser.parse_args()
