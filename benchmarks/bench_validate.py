@@ -11,9 +11,12 @@ scaling) without and with the Data Docs site. Target: under 30 s on 2 cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,17 @@ def bootstrap(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return rows
 
 
+def timed(run: Callable[[], object]) -> float:
+    """Seconds of one validation: every check runs before a critical failure stops it, so a bootstrapped table
+    whose tails trip a check (the rows repeat a small sample's rare events) is timed all the same."""
+    from mtt.core.errors import ValidationFailed
+
+    start = time.perf_counter()
+    with contextlib.suppress(ValidationFailed):
+        run()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -76,12 +90,9 @@ def main() -> None:
         read = time.perf_counter() - start
         import great_expectations  # noqa: F401  (import time is not part of the checks)
 
-        start = time.perf_counter()
-        summary = validate_new(params, frame, tmp / "reference")
-        checks = time.perf_counter() - start
-        start = time.perf_counter()
-        validate_new(params, frame, tmp / "reference", docs_dir=tmp / "docs")
-        with_docs = time.perf_counter() - start
+        checks = timed(lambda: validate_new(params, frame, tmp / "reference", tmp / "summary.json"))
+        summary = json.loads((tmp / "summary.json").read_text())
+        with_docs = timed(lambda: validate_new(params, frame, tmp / "reference", docs_dir=tmp / "docs"))
     n_checks = sum(s["evaluated"] for s in summary["splits"].values())
     print(f"validate benchmark: {args.rows} rows x {len(features)} features, {n_checks} checks "
           f"({summary['critical_failures']} failed)")
