@@ -124,3 +124,16 @@ def test_draws_read_like_a_mixture_worked_by_hand():
     assert draws.expected_spectrum(np.array([0.0, 450.0, 1500.0, 2500.0])).tolist() == [0.8, 0.2 + 0.8, 0.2]
     one = draws.sample(np.random.default_rng(0))
     assert one[0] in draws.values[0] and one[1] in draws.values[1]
+
+
+def test_pdf_is_the_exponential_of_log_pdf_for_many_components():
+    rng = np.random.default_rng(3)
+    weights = rng.dirichlet(np.ones(25), size=40)
+    mix = Mixture(weights, rng.normal(6.3, 0.3, (40, 25)), rng.uniform(1e-3, 0.4, (40, 25)), kind="log")
+    grid = np.geomspace(200.0, 3000.0, 300)[None, :].repeat(40, axis=0)
+    assert mix.pdf(grid) == pytest.approx(np.exp(mix.log_pdf(grid)), rel=1e-10, abs=1e-300)
+
+
+def test_mode_finds_a_narrow_peak_beside_a_broad_one():
+    mix = Mixture(np.array([[0.5, 0.5]]), np.array([[400.0, 900.0]]), np.array([[150.0, 5.0]]))
+    assert mix.mode()[0] == pytest.approx(900.0, abs=0.05)

@@ -45,7 +45,7 @@ def resumable_state(params: TrainParams, checkpoint_dir: Path | None, fingerprin
 def seeded_network(params: TrainParams, inputs: Inputs, n_rows: int, strategy: Any,
                    state: TrainState | None, neutrino_scale: NeutrinoScale | None = None) -> tuple[Any, Any]:
     """(network, ModelSpec): seeded, built and compiled in the strategy's scope, the saved state put back."""
-    make_deterministic(params.seed)
+    make_deterministic(params.seed, params.head)
     with strategy.scope():
         network, spec = compiled_network(params, inputs.features, inputs.scaler,
                                          int(np.ceil(n_rows / params.batch_size)), neutrino_scale)

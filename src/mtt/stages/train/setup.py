@@ -15,15 +15,21 @@ from mtt.core.preprocessing import Scaler
 from mtt.stages.train.params import TrainParams
 
 
-def make_deterministic(seed: int) -> None:
+def make_deterministic(seed: int, head: str = "point") -> None:
     """Same params, same weights on one machine: Python, numpy and TensorFlow seeded from train.seed (initial
     weights, Keras' per-epoch shuffle, dropout, augmentation) and TensorFlow's deterministic kernels and tf.data
-    order. What still varies across CPU types and thread counts: docs/determinism.md."""
+    order. What still varies across CPU types and thread counts: docs/determinism.md.
+
+    For the flow head, Grappler's arithmetic optimizer is switched off: on that graph its rewrites gave gradients
+    that changed from call to call with the order TensorFlow's inter-op threads ran them in (same weights, same
+    batch), so two runs of the same params trained different flows. The other heads were reproducible with it, and
+    their weights would round differently without it (benchmarks/RESULTS.md, "determinism")."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)  # random.seed, np.random.seed and tf.random.set_seed
     tf.config.experimental.enable_op_determinism()
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": head != "flow"})
 
 
 def make_optimizer(params: TrainParams, steps_per_epoch: int) -> Any:
