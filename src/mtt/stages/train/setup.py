@@ -18,7 +18,7 @@ from mtt.stages.train.params import TrainParams
 def make_deterministic(seed: int, head: str = "point") -> None:
     """Same params, same weights on one machine: Python, numpy and TensorFlow seeded from train.seed (initial
     weights, Keras' per-epoch shuffle, dropout, augmentation) and TensorFlow's deterministic kernels and tf.data
-    order. What still varies across CPU types and thread counts: docs/determinism.md.
+    order. What still varies across CPU types: docs/tools.md, "Training is reproducible".
 
     For the flow head, Grappler's arithmetic optimizer is switched off: on that graph its rewrites gave gradients
     that changed from call to call with the order TensorFlow's inter-op threads ran them in (same weights, same
