@@ -23,10 +23,11 @@ help:
 	@echo "make browser  - install Debian's Chromium for the browser tests (make test-all does it)"
 	@echo "make bench    - stage benchmarks (see benchmarks/RESULTS.md)"
 
-# Reinstalls only when the lock or the package metadata changed.
+# Reinstalls only when the lock or the package metadata changed. --no-compile: pip would byte-compile every module
+# of every package (TensorFlow's thousands included); Python compiles the ones a stage imports on first use instead.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
