@@ -4,7 +4,8 @@ per-event loop.
     python benchmarks/bench_evaluate.py [--events 50000] [--loop-events 500] [--repeat 3]
     python benchmarks/bench_evaluate.py --old OLD/src/mtt/core/reco/ellipse.py  # + an older solver, same run
 
-For the numpy solver the compiled kernels replaced: `git show 76388c2:src/mtt/core/reco/ellipse.py > old.py`.
+The numba-compiled variant that was measured and not merged (branch `numba-kernels`, benchmarks/RESULTS.md):
+`git show numba-kernels:src/mtt/core/reco/ellipse.py` needs its `kernels.py` beside it, so time it on that branch.
 
 Input: `--events` parton-level Pythia events, simulated once into benchmarks/.work/ (reused by later runs).
 Their generator-level b, bbar, l+, l- are made detector-like by Gaussian smearing of the four-momenta
@@ -16,8 +17,8 @@ Prints, in the same run: events/s of `reconstruct_mtt` on the whole array (one p
 of a Python loop calling it event by event (n = 1 slices) on the first --loop-events events; the
 exact-solution fraction, fallback and no-solution fractions and the m_tt resolution on the smeared inputs;
 and, for reference, the exact-solution fractions on the unsmeared generator level (true pairing) with each
-event's own masses and with the nominal m_W = 80.4, m_t = 172.5; and the first call's time in this process
-(numba loading its cached machine code, or compiling it in a fresh checkout). Target: >= 200k events/s.
+event's own masses and with the nominal m_W = 80.4, m_t = 172.5; and the first call's time in this process (what
+a compiled solver would pay to load or compile). Targets: >= 20k events/s on 2 cores (met), >= 200k (#30).
 With `--old` (a copy of an earlier ellipse.py, e.g. `git show REV:src/mtt/core/reco/ellipse.py > old.py`) that
 solver is timed too, interleaved with the current one, and the largest relative m_tt difference and whether
 every answer (m_tt, exact, pairing, n_solutions, met_residual, degenerate) is bit-identical are printed.

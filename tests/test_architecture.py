@@ -40,8 +40,8 @@ def test_a_stage_importing_another_stage_breaks_it(tmp_path):
     assert "BROKEN" in result.stdout and "mtt.stages.evaluate.stage -> mtt.stages.train" in result.stdout
 
 
-#: the one module allowed to be long: the ellipse method's compiled per-event loops (one file: one numba cache)
-LONG_ON_PURPOSE = {"mtt/core/reco/kernels.py"}
+#: the one module allowed to be long: the analytic neutrino solutions and their vectorised solver
+LONG_ON_PURPOSE = {"mtt/core/reco/ellipse.py"}
 
 
 def test_modules_stay_small_and_the_command_line_thin():
