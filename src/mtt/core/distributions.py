@@ -91,7 +91,7 @@ class Mixture:
     def log_pdf(self, m: np.ndarray) -> np.ndarray:
         """log f(m) in GeV^-1 per event; `m` is (n,) or (n, g).
 
-        Components first: the sum over them is then a fold of whole (n, g) slabs, 4x faster than folding each
+        Components first: the sum over them is then a fold of whole (n, g) slabs, 2-4x faster than folding each
         point's 25 terms, with the same operations in the same order (the same bits)."""
         y = self.to_target(m)
         weights, mu, sigma = (a.T.reshape(a.shape[1], len(a), *(1,) * (y.ndim - 1))
