@@ -4,8 +4,8 @@ per-event loop.
     python benchmarks/bench_evaluate.py [--events 50000] [--loop-events 500] [--repeat 3]
     python benchmarks/bench_evaluate.py --old OLD/src/mtt/core/reco/ellipse.py  # + an older solver, same run
 
-The numba-compiled variant that was measured and not merged (branch `numba-kernels`, benchmarks/RESULTS.md):
-`git show numba-kernels:src/mtt/core/reco/ellipse.py` needs its `kernels.py` beside it, so time it on that branch.
+The numba-compiled variant that was measured and not merged (commit c823177 in main's history, reverted by
+832b7f3; benchmarks/RESULTS.md): its ellipse.py needs its kernels.py beside it, so time it in a checkout of c823177.
 
 Input: `--events` parton-level Pythia events, simulated once into benchmarks/.work/ (reused by later runs).
 Their generator-level b, bbar, l+, l- are made detector-like by Gaussian smearing of the four-momenta
