@@ -26,14 +26,17 @@ help:
 # Reinstalls only when the lock or the package metadata changed. The pinned set goes in with uv (a PyPI wheel, pinned
 # here): the same packages and versions as pip's install, in ~12 s instead of ~56 s on a cold cache (benchmarks/
 # RESULTS.md, "make run"), ~3 s once uv's cache (~/.cache/uv) is warm. uv byte-compiles nothing; Python compiles the
-# modules a stage imports on first use. --native-tls: the system's certificate store, as pip here.
+# modules a stage imports on first use. --native-tls: the system's certificate store, as pip here. uv does not read
+# pip's configuration (a lab's package mirror in pip.conf): where uv fails, pip installs the same set, and says so.
 UV_PIN := uv==0.13.9
 UV := $(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(UV_PIN)
-	$(UV) -r requirements.lock
-	$(UV) --no-deps -e .
+	$(PIP) $(UV_PIN)
+	$(UV) -r requirements.lock || { echo "make: uv could not install requirements.lock (above); pip installs it"; \
+		$(PIP) -r requirements.lock; }
+	$(UV) --no-deps -e . || $(PIP) --no-deps -e .
 	@touch $@
 
 run: $(STAMP)
