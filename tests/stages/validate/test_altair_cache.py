@@ -19,15 +19,21 @@ def _chart_spec() -> str:
     return json.dumps(chart.to_dict(), sort_keys=True)
 
 
+def _uninstalled(monkeypatch) -> None:
+    """altair's own `_FromDict.__init__` for this test (another test in this process may have installed the cache)."""
+    init = schemapi._FromDict.__init__
+    monkeypatch.setattr(schemapi._FromDict, "__init__", getattr(init, "_mtt_original", init))
+
+
 def test_charts_encode_to_the_same_spec_with_the_cache(monkeypatch):
-    monkeypatch.setattr(schemapi._FromDict, "__init__", schemapi._FromDict.__init__)  # undone after the test
+    _uninstalled(monkeypatch)
     plain = _chart_spec()
     assert altair_cache.install()
     assert _chart_spec() == plain
 
 
 def test_the_table_is_built_once_per_set_of_classes(monkeypatch):
-    monkeypatch.setattr(schemapi._FromDict, "__init__", schemapi._FromDict.__init__)
+    _uninstalled(monkeypatch)
     monkeypatch.setattr(altair_cache, "_TABLES", {})
     hashed = []
     hash_schema = schemapi._FromDict.hash_schema.__func__

@@ -33,5 +33,6 @@ def install() -> bool:
         self.class_dict = _TABLES[classes]
 
     cached_init._mtt_cached = True  # type: ignore[attr-defined]
+    cached_init._mtt_original = build  # type: ignore[attr-defined]
     _FromDict.__init__ = cached_init  # type: ignore[method-assign]
     return True
