@@ -24,8 +24,8 @@ help:
 	@echo "make bench    - stage benchmarks (see benchmarks/RESULTS.md)"
 
 # Reinstalls only when the lock or the package metadata changed. The pinned set goes in with uv (a PyPI wheel, pinned
-# here): the same packages and versions as pip's install, in ~12 s instead of ~56 s on a cold cache (benchmarks/
-# RESULTS.md, "make run"), ~3 s once uv's cache (~/.cache/uv) is warm. uv byte-compiles nothing; Python compiles the
+# here): the same packages and versions as pip's install, the lock in 9-13 s instead of pip's 56 s with empty caches
+# (benchmarks/RESULTS.md, "make run", 2026-12-05), ~3 s once uv's cache (~/.cache/uv) is warm. uv byte-compiles nothing; Python compiles the
 # modules a stage imports on first use. --native-tls: the system's certificate store, as pip here. uv does not read
 # pip's configuration (a lab's package mirror in pip.conf): where uv fails, pip installs the same set, and says so.
 UV_PIN := uv==0.13.9
@@ -36,7 +36,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PIP) $(UV_PIN)
 	$(UV) -r requirements.lock || { echo "make: uv could not install requirements.lock (above); pip installs it"; \
 		$(PIP) -r requirements.lock; }
-	$(UV) --no-deps -e . || $(PIP) --no-deps -e .
+	$(UV) --no-deps -e . || { echo "make: uv could not install mtt (above); pip installs it"; $(PIP) --no-deps -e .; }
 	@touch $@
 
 run: $(STAMP)

@@ -16,7 +16,8 @@ _TABLES: dict[tuple[type, ...], Any] = {}
 
 
 def install() -> bool:
-    """Keep altair's class tables between calls (once per process); False where this altair has no such table."""
+    """Keep altair's class tables between calls (once per process); False where altair has no `_FromDict` (a
+    release that changes its constructor fails `tests/stages/validate/test_altair_cache.py` instead)."""
     try:
         from altair.utils.schemapi import _FromDict
     except ImportError:
