@@ -2,10 +2,15 @@
 
 Each `mtt/stages/<stage>/command.py` and `mtt/tools/<tool>/command.py` lists its `COMMANDS`
 (`mtt.core.command.Command`). Before any command starts, the whole params file is checked: a typo in any
-section stops the pipeline before work starts, naming the key.
+section stops the pipeline before work starts, naming the key. Importing it first caps the numerical
+libraries' instruction set (`mtt.core.cpu`), so that every stage's bytes are the same on any x86-64-v3 CPU.
 """
 
 from __future__ import annotations
+
+from mtt.core.cpu import pin_arithmetic
+
+pin_arithmetic()  # before numpy, OpenBLAS and TensorFlow load (the imports below load numpy): the same bits on any CPU
 
 import argparse
 import importlib

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtt.core import cpu
 from mtt.core.dataset import FEATURE_SETS
 from mtt.core.errors import DataError, TrainError
 from mtt.core.params import parse_overrides
@@ -49,6 +50,7 @@ def test_two_epoch_run_logs_everything(prepared, store, tmp_path):
     assert params["train.epochs"] == "2"
     assert params["train.n_features"] == "41" and params["train.preset"] == "none"
     assert run.data.tags["feature_set"] == "extended" and int(run.data.tags["n_train"]) > 100
+    assert run.data.tags["mtt.cpu_arithmetic"] == cpu.arithmetic()  # which instruction set made the bits
     # per-epoch physics under epoch/ (the UI's first section), the val RMSE in GeV among them; the diagnostics
     # under watch/ (a section after the evaluation's)
     per_epoch = {"epoch": ("loss", "val_loss", "val_rmse_gev", "val_resolution", "val_bias", "val_width_ratio"),

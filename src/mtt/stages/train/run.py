@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtt.core import lineage, plots, registry, run_lifecycle, tracking
+from mtt.core import cpu, lineage, plots, registry, run_lifecycle, tracking
 from mtt.core.preprocessing import save_scaler
 from mtt.stages.train.fit import Trainer
 from mtt.stages.train.params import TrainParams
@@ -79,7 +79,8 @@ def log_start(trainer: Trainer, name: str, under_mlflow_run: bool) -> None:
                        "train.n_features": len(trainer.features), "train.features": ",".join(trainer.features)})
     if os.environ.get("DVC_EXP_NAME"):
         mlflow.set_tag("dvc.exp_name", os.environ["DVC_EXP_NAME"])
-    mlflow.set_tags({**lineage.git_state(tracking.repo_root()), **inputs.tags(), "preset": params.preset,
+    mlflow.set_tags({**lineage.git_state(tracking.repo_root()), cpu.TAG: cpu.arithmetic(), **inputs.tags(),
+                     "preset": params.preset,
                      "n_train": data.n_rows, "n_val": len(trainer.val.x), "feature_set": params.feature_set,
                      "architecture": params.architecture, "input": data.mode, "strategy": params.strategy,
                      "scaler": data.scaler.name})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtt.core import lineage, metric_names, run_lifecycle, tracking
+from mtt.core import cpu, lineage, metric_names, run_lifecycle, tracking
 from mtt.core.io import check_apart, check_not_protected, check_writable_dir
 
 #: table column -> the metric train or evaluate logs on the child run under that name
@@ -108,7 +108,7 @@ def parent_run(experiment: str, name: str, tags: dict[str, str]) -> Iterator[Par
     start = {"run_id": outer} if outer else {"experiment_id": experiment_id, "run_name": name}
     with mlflow.start_run(**start) as run, run_lifecycle.active_run_ends_on_failure():
         mlflow.set_tags({**tags, **run_lifecycle.process_tags(), **lineage.git_state(tracking.repo_root()),
-                         "mlflow.runName": name})
+                         cpu.TAG: cpu.arithmetic(), "mlflow.runName": name})
         yield Parent(run.info.run_id, run.info.experiment_id, uri, MlflowClient(uri))
 
 
