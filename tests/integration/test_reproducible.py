@@ -12,7 +12,8 @@ from integration.conftest import REPO, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]  # a 200k-event simulate
 
-#: the stages whose outputs depend on the events alone (no training): byte-identical on any machine
+#: the stages whose outputs depend on the events alone (no training): byte-identical on any x86-64 CPU with AVX2
+#: and FMA, the mtt command capping the libraries there (mtt.core.cpu)
 DATA_STAGES = ("simulate", "prepare", "validate")
 
 
