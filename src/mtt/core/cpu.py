@@ -3,8 +3,8 @@
 numpy, OpenBLAS, oneDNN (TensorFlow's matrix products) and Arrow pick their loops by the CPU's instruction set,
 and the AVX-512 loops round differently from the AVX2 ones: numpy's AVX-512 `sinh`, `arctan2`, `cbrt`, `exp`,
 `log` (its SVML loops), OpenBLAS's SkylakeX kernels, oneDNN's AVX-512 sgemm. The same params then gave other
-prepared Parquet on an AVX-512 machine than on an AVX2 one (the ellipse features and the truth m_tt differ in
-float32's last bit for some events), hence other DVC hashes and another trained model (found 2026-12-05).
+prepared Parquet on an AVX-512 machine than on an AVX2 one (the same events, values rounded differently), hence
+other DVC hashes and another trained model (found 2026-12-05).
 
 `pin_arithmetic` caps every one of them at AVX2 (x86-64-v3) through their own environment variables, before
 they load. The `mtt` command calls it first (`mtt.cli`), and every process it starts inherits it. A variable
