@@ -25,8 +25,8 @@ help:
 
 # Reinstalls only when the lock or the package metadata changed. The pinned set goes in with uv (a PyPI wheel, pinned
 # here): the same packages and versions as pip's install, the lock in 9-13 s instead of pip's 56 s with empty caches
-# (benchmarks/RESULTS.md, "make run", 2026-12-05), ~3 s once uv's cache (~/.cache/uv) is warm. uv byte-compiles nothing; Python compiles the
-# modules a stage imports on first use. --native-tls: the system's certificate store, as pip here. uv does not read
+# (benchmarks/RESULTS.md, "make run", 2026-12-05), ~3 s once uv's cache (~/.cache/uv) is warm. uv byte-compiles
+# nothing; Python compiles the modules a stage imports on first use. --native-tls: the system's certificate store, as pip here. uv does not read
 # pip's configuration (a lab's package mirror in pip.conf): where uv fails, pip installs the same set, and says so.
 UV_PIN := uv==0.13.9
 UV := $(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python

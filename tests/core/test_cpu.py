@@ -33,8 +33,8 @@ def test_a_variable_the_user_set_is_kept():
     added = cpu.pin_arithmetic(environ, "x86_64", AVX2)
     assert "OPENBLAS_CORETYPE" not in added and environ["OPENBLAS_CORETYPE"] == "Zen"
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
-    assert cpu.arithmetic(environ).startswith("NPY_DISABLE_CPU_FEATURES=") and "OPENBLAS_CORETYPE=Zen" in \
-        cpu.arithmetic(environ)
+    tag = cpu.arithmetic(environ)
+    assert tag.startswith("NPY_DISABLE_CPU_FEATURES=") and "OPENBLAS_CORETYPE=Zen" in tag
 
 
 @pytest.mark.parametrize("switch", ["native", "NATIVE", " native "])
@@ -42,6 +42,18 @@ def test_native_switches_the_pin_off(switch):
     environ = {cpu.SWITCH: switch}
     assert cpu.pin_arithmetic(environ, "x86_64", AVX512) == {} and environ == {cpu.SWITCH: switch}
     assert cpu.arithmetic(environ) == "native"
+
+
+@pytest.mark.parametrize("typo", ["nativ", "off", "avx512"])
+def test_an_unknown_switch_value_is_named_and_the_caps_stay(typo, capsys):
+    environ = {cpu.SWITCH: typo}
+    assert cpu.pin_arithmetic(environ, "x86_64", AVX512) == cpu.PINS
+    assert f"{cpu.SWITCH}={typo!r} is neither 'native'" in capsys.readouterr().err
+
+
+def test_the_default_can_be_named():
+    environ = {cpu.SWITCH: "x86-64-v3"}
+    assert cpu.pin_arithmetic(environ, "x86_64", AVX2) == cpu.PINS
 
 
 @pytest.mark.parametrize(("machine", "cpuinfo"), [("x86_64", OLD), ("aarch64", AVX2), ("arm64", ""),

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-#: `native`: no cap (each library uses the CPU's best instructions; the bits depend on the CPU)
+#: `native`: no cap (each library uses the CPU's best instructions; the bits depend on the CPU); unset or
+#: `x86-64-v3`: the caps
 SWITCH = "MTT_CPU_ARITHMETIC"
 #: each library's own cap at AVX2 (numpy 2.4's AVX-512 dispatch groups, OpenBLAS's kernel, oneDNN, Arrow)
 PINS = {
@@ -59,7 +61,11 @@ def pin_arithmetic(environ: MutableMapping[str, str] | None = None, machine: str
     """Cap the numerical libraries at AVX2 (before they load) so that the same params give the same bytes on
     every x86-64-v3 CPU; returns the variables it set (none when switched off, not applicable, or already set)."""
     environ = os.environ if environ is None else environ
-    if environ.get(SWITCH, "").strip().lower() == "native" or not can_pin(machine, cpuinfo):
+    switch = environ.get(SWITCH, "").strip().lower()
+    if switch not in ("", "native", "x86-64-v3"):  # a typo must not pass for a choice: say so, keep the caps
+        print(f"mtt: {SWITCH}={environ[SWITCH]!r} is neither 'native' (no caps) nor 'x86-64-v3' (the default): "
+              "the numerical libraries stay capped at AVX2", file=sys.stderr)
+    if switch == "native" or not can_pin(machine, cpuinfo):
         return {}
     added = {name: value for name, value in PINS.items() if name not in environ}
     environ.update(added)
